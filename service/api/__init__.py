@@ -1,0 +1,1 @@
+"""HTTP controllers: parse input, call one domain function, return a schema."""

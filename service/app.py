@@ -1,0 +1,88 @@
+"""The composition root: ``create_app(settings)`` wires engine, HTTP client, worker and routes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from litestar import Litestar
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin
+from litestar.plugins.pydantic import PydanticPlugin
+
+from service.api.deliveries import DeliveryController
+from service.api.deps import provide_runtime, provide_session, provide_shop
+from service.api.health import health, metrics, ready
+from service.config import Settings
+from service.db import make_engine, make_sessionmaker
+from service.errors import exception_handlers
+from service.metrics import record_settled
+from service.runtime import Runtime
+from webhooks.handlers import build_router
+from webhooks.intake import receive_webhook
+from webhooks.worker import InboxWorker
+
+logger = logging.getLogger(__name__)
+
+VERSION = "0.1.0"
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    http_client: httpx.AsyncClient | None = None,
+    run_worker: bool | None = None,
+) -> Litestar:
+    """Build the application. Nothing connects until the lifespan starts."""
+    settings = (settings or Settings()).with_dev_fallbacks()
+    inline_worker = settings.worker == "inline" if run_worker is None else run_worker
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        engine = make_engine(settings)
+        sessionmaker = make_sessionmaker(engine)
+        http = http_client or httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0))
+        runtime = Runtime(settings=settings, engine=engine, sessionmaker=sessionmaker, http=http)
+        app.state.runtime = runtime
+        worker_task: asyncio.Task[None] | None = None
+        worker: InboxWorker | None = None
+        if inline_worker:
+            worker = InboxWorker(sessionmaker, build_router(), settings, on_settled=record_settled)
+            runtime.notify_worker = worker.notify
+            worker_task = asyncio.create_task(worker.run(), name="tierline-inbox-worker")
+        try:
+            yield
+        finally:
+            if worker is not None and worker_task is not None:
+                worker.stop()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await worker_task
+            if http_client is None:
+                await http.aclose()
+            await engine.dispose()
+
+    return Litestar(
+        route_handlers=[receive_webhook, health, ready, metrics, DeliveryController],
+        dependencies={
+            "runtime": Provide(provide_runtime, sync_to_thread=False),
+            "db_session": Provide(provide_session),
+            "shop": Provide(provide_shop),
+        },
+        lifespan=[lifespan],
+        exception_handlers=exception_handlers,
+        request_max_body_size=settings.max_body,
+        plugins=[PydanticPlugin(prefer_alias=True)],
+        openapi_config=OpenAPIConfig(
+            title="tierline",
+            version=VERSION,
+            description="Customer value for Shopify merchants: LTV, spend tiers and COD RTO counts.",
+            path="/schema",
+            render_plugins=[ScalarRenderPlugin()],
+        ),
+        debug=False,
+    )

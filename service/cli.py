@@ -1,0 +1,208 @@
+"""The ``tierline`` command."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+from sqlalchemy.engine import make_url
+
+from service.config import MissingSecretsError, Settings
+from service.log import configure_logging
+from shopify_client import is_valid_shop_domain
+
+logger = logging.getLogger("tierline")
+
+app = typer.Typer(
+    name="tierline",
+    help="Customer value for Shopify merchants: webhook intake, LTV, tiers and COD RTO counts.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+api_key_app = typer.Typer(help="Manage per-shop API keys.", no_args_is_help=True)
+app.add_typer(api_key_app, name="api-key")
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    typer.echo(f"tierline: {message}", err=True)
+    return typer.Exit(code)
+
+
+def load_settings(*, secrets_required: bool = False) -> Settings:
+    """Settings from the environment. With ``secrets_required`` and TIERLINE_ENV=production,
+    a missing or placeholder secret stops the command, naming each variable."""
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        fields = ", ".join(str(e["loc"][0]) for e in exc.errors())
+        raise fail(f"invalid settings: {fields}") from exc
+    configure_logging(production=settings.is_production, fmt=settings.log_format)
+    if secrets_required or not settings.is_production:
+        try:
+            settings = settings.with_dev_fallbacks()
+        except MissingSecretsError as exc:
+            raise fail("production requires these settings: " + ", ".join(exc.names)) from exc
+    return settings
+
+
+def describe_database(url: str) -> str:
+    """The database URL without its password, for startup messages."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface to bind (default HOST or 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default PORT or 8000).")] = None,
+) -> None:
+    """Serve the webhook endpoint and the read API (and the worker, with TIERLINE_WORKER=inline)."""
+    import uvicorn
+
+    from service.app import create_app
+
+    settings = load_settings(secrets_required=True)
+    host = host or settings.host
+    port = port or settings.port
+    logger.info(
+        "tierline.serve",
+        extra={
+            "host": host,
+            "port": port,
+            "database": describe_database(settings.database_url),
+            "worker": settings.worker,
+            "env": settings.env,
+        },
+    )
+    typer.echo(
+        f"tierline listening on http://{host}:{port}  database: {describe_database(settings.database_url)}"
+        f"  worker: {settings.worker}  env: {settings.env}",
+        err=True,
+    )
+    config = uvicorn.Config(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        proxy_headers=True,
+        forwarded_allow_ips="*",
+        timeout_graceful_shutdown=8,
+        server_header=False,
+    )
+    uvicorn.Server(config).run()
+
+
+@app.command()
+def worker(
+    drain: Annotated[bool, typer.Option(help="Apply what is due, then exit.")] = False,
+) -> None:
+    """Run the inbox worker on its own (several may run against one PostgreSQL)."""
+    settings = load_settings(secrets_required=True)
+    typer.echo(f"tierline worker  database: {describe_database(settings.database_url)}", err=True)
+    sys.exit(asyncio.run(_worker(settings, drain=drain)))
+
+
+async def _worker(settings: Settings, *, drain: bool) -> int:
+    from service.db import make_engine, make_sessionmaker
+    from service.metrics import record_settled
+    from webhooks.handlers import build_router
+    from webhooks.worker import InboxWorker
+
+    engine = make_engine(settings)
+    inbox_worker = InboxWorker(make_sessionmaker(engine), build_router(), settings, on_settled=record_settled)
+    try:
+        if drain:
+            count = await inbox_worker.drain()
+            typer.echo(f"applied {count} deliveries", err=True)
+            return 0
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, inbox_worker.stop)
+        await inbox_worker.run()
+        return 0
+    finally:
+        await engine.dispose()
+
+
+@app.command()
+def migrate() -> None:
+    """Upgrade the database schema to the latest revision."""
+    from service.migrate import upgrade
+
+    settings = load_settings(secrets_required=True)
+    typer.echo(f"migrating {describe_database(settings.database_url)} ...", err=True)
+    revision = asyncio.run(upgrade(settings))
+    typer.echo(f"database at revision {revision}", err=True)
+
+
+@app.command()
+def replay(
+    status: Annotated[str | None, typer.Option(help="failed|dead|ignored (default: failed and dead).")] = None,
+    topic: Annotated[str | None, typer.Option(help="Only this topic.")] = None,
+    shop: Annotated[str | None, typer.Option(help="Only this shop domain.")] = None,
+    id: Annotated[int | None, typer.Option("--id", help="Only this delivery id.")] = None,  # noqa: A002
+) -> None:
+    """Put failed, dead or ignored deliveries back in the queue."""
+    if status is not None and status not in ("failed", "dead", "ignored"):
+        raise fail("--status must be failed, dead or ignored")
+    if shop is not None and not is_valid_shop_domain(shop):
+        raise fail(f"not a shop domain: {shop!r}")
+    settings = load_settings()
+    count = asyncio.run(_replay(settings, status=status, topic=topic, shop=shop, delivery_id=id))
+    typer.echo(f"replayed {count} deliveries")
+
+
+async def _replay(
+    settings: Settings, *, status: str | None, topic: str | None, shop: str | None, delivery_id: int | None
+) -> int:
+    from service.db import make_engine, make_sessionmaker, session_scope
+    from service.domain import inbox
+    from service.domain.shops import find_shop_id
+
+    engine = make_engine(settings)
+    try:
+        async with session_scope(make_sessionmaker(engine)) as session:
+            shop_id = None
+            if shop is not None:
+                shop_id = await find_shop_id(session, shop.lower())
+                if shop_id is None:
+                    return 0
+            return await inbox.replay(
+                session, shop_id=shop_id, status=status, topic=topic, delivery_id=delivery_id
+            )
+    finally:
+        await engine.dispose()
+
+
+@api_key_app.command("create")
+def api_key_create(
+    shop: Annotated[str, typer.Option(help="The shop's myshopify.com domain.")],
+) -> None:
+    """Create an API key for a shop; the key is printed once, on the last line."""
+    if not is_valid_shop_domain(shop):
+        raise fail(f"not a shop domain: {shop!r} (expected name.myshopify.com)")
+    settings = load_settings()
+    key = asyncio.run(_api_key_create(settings, shop.lower()))
+    typer.echo(f"API key for {shop.lower()} (store it now; it is not shown again):", err=True)
+    typer.echo(key)
+
+
+async def _api_key_create(settings: Settings, shop: str) -> str:
+    from service.db import make_engine, make_sessionmaker, session_scope
+    from service.domain.api_keys import create_api_key
+
+    engine = make_engine(settings)
+    try:
+        async with session_scope(make_sessionmaker(engine)) as session:
+            return await create_api_key(session, shop)
+    finally:
+        await engine.dispose()
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,91 @@
+"""Engines and transactions. The edges own the transaction (STYLE rule 3).
+
+* SQLite: WAL, ``busy_timeout``, foreign keys, and ``BEGIN IMMEDIATE`` for every transaction, so
+  that a reader never has to upgrade to a writer (which SQLite refuses under contention).
+* PostgreSQL: psycopg 3 async with a small pool; ``pool_pre_ping`` so a restarted server costs one
+  failed request at most.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from service.config import Settings
+
+SQLITE_BUSY_TIMEOUT_MS = 5000
+
+
+def ensure_sqlite_directory(url: str) -> None:
+    """Create the folder of a file-backed SQLite database (``./data`` by default)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+
+
+def _configure_sqlite(engine: AsyncEngine) -> None:
+    sync_engine = engine.sync_engine
+
+    @event.listens_for(sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not the driver, decide when transactions begin.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(sync_engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def make_engine(settings: Settings, **overrides: Any) -> AsyncEngine:
+    url = settings.database_url
+    if url.startswith("sqlite"):
+        ensure_sqlite_directory(url)
+        engine = create_async_engine(url, **overrides)
+        _configure_sqlite(engine)
+        return engine
+    options: dict[str, Any] = {
+        "pool_size": settings.db_pool_size,
+        "max_overflow": settings.db_pool_size,
+        "pool_pre_ping": True,
+        "pool_timeout": settings.intake_timeout_seconds,
+        "connect_args": {"connect_timeout": max(1, int(settings.intake_timeout_seconds))},
+    }
+    options.update(overrides)
+    return create_async_engine(url, **options)
+
+
+def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+@asynccontextmanager
+async def session_scope(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    """One transaction: commit on success, roll back on any exception."""
+    async with sessionmaker() as session, session.begin():
+        yield session
+
+
+def dialect_insert(dialect_name: str, table: sa.Table) -> Any:
+    """``INSERT`` with ``ON CONFLICT`` support for the session's dialect."""
+    if dialect_name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+def insert_ignore(dialect_name: str, table: sa.Table, index_elements: list[str]) -> Any:
+    """``INSERT ... ON CONFLICT (index_elements) DO NOTHING`` for either dialect."""
+    return dialect_insert(dialect_name, table).on_conflict_do_nothing(index_elements=index_elements)

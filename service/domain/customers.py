@@ -1,0 +1,79 @@
+"""Customer records: out-of-order-safe upserts and tombstoned deletes (SPEC §3, §4.1)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.db import dialect_insert
+from service.domain import tombstones
+from service.domain.records import CustomerSnapshot
+from service.models import Customer
+
+customers = Customer.__table__  # type: ignore[attr-defined]
+
+#: A ``customers/*`` payload outranks a stub built from an order's embedded customer.
+RANK_STUB = 0
+RANK_CUSTOMER = 1
+
+
+def _newer_or_equal(new: Any, old: Any) -> Any:
+    """SQL for "the incoming (rank, version_at) is not older than the stored one"."""
+    return sa.or_(
+        new.version_rank > old.version_rank,
+        sa.and_(
+            new.version_rank == old.version_rank,
+            sa.or_(old.version_at.is_(None), new.version_at >= old.version_at),
+        ),
+    )
+
+
+async def upsert_customer(
+    session: AsyncSession,
+    shop_id: int,
+    snap: CustomerSnapshot,
+    *,
+    rank: int = RANK_CUSTOMER,
+    version_at: datetime | None = None,
+) -> bool:
+    """Insert or update a customer unless deleted or older than what is stored.
+
+    ``version_at`` defaults to the snapshot's ``updated_at``; stubs pass the order's ``updated_at``.
+    Returns True when the row was written.
+    """
+    if await tombstones.is_deleted(session, shop_id, tombstones.CUSTOMER, snap.id):
+        return False
+    values = {
+        "shop_id": shop_id,
+        "id": snap.id,
+        "email": snap.email,
+        "phone": snap.phone,
+        "first_name": snap.first_name,
+        "last_name": snap.last_name,
+        "state": snap.state,
+        "default_address": snap.default_address,
+        "addresses": snap.addresses,
+        "created_at": snap.created_at,
+        "updated_at": snap.updated_at,
+        "version_rank": rank,
+        "version_at": version_at if version_at is not None else snap.updated_at,
+    }
+    stmt = dialect_insert(session.bind.dialect.name, customers).values(**values)
+    update_cols = {k: stmt.excluded[k] for k in values if k not in ("shop_id", "id")}
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["shop_id", "id"],
+        set_=update_cols,
+        where=_newer_or_equal(stmt.excluded, customers.c),
+    ).returning(customers.c.id)
+    return (await session.execute(stmt)).first() is not None
+
+
+async def delete_customer(session: AsyncSession, shop_id: int, customer_id: int) -> None:
+    """Tombstone and remove a customer. Their orders stay (Shopify keeps them too)."""
+    await tombstones.bury(session, shop_id, tombstones.CUSTOMER, customer_id)
+    await session.execute(
+        sa.delete(customers).where(customers.c.shop_id == shop_id, customers.c.id == customer_id)
+    )

@@ -1,0 +1,266 @@
+"""The webhook inbox (``webhook_deliveries``): store, claim, settle, list, replay, prune."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.db import insert_ignore
+from service.errors import BadRequestError
+from service.domain.pagination import decode_cursor, encode_cursor
+from service.models import DeliveryStatus, WebhookDelivery
+from service.types import utc_now
+
+deliveries = WebhookDelivery.__table__  # type: ignore[attr-defined]
+
+#: Longest error text kept on a row (the full traceback goes to the log).
+MAX_ERROR_LENGTH = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class NewDelivery:
+    webhook_id: str
+    event_id: str | None
+    topic: str
+    shop_id: int
+    shop_domain: str
+    api_version: str | None
+    triggered_at: datetime | None
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedDelivery:
+    id: int
+    webhook_id: str
+    topic: str
+    shop_id: int
+    shop_domain: str
+    triggered_at: datetime | None
+    received_at: datetime
+    attempts: int
+    body: bytes
+
+
+async def store_delivery(session: AsyncSession, new: NewDelivery) -> bool:
+    """Insert a delivery unless its webhook id is known. True when a row was created."""
+    now = utc_now()
+    stmt = (
+        insert_ignore(session.bind.dialect.name, deliveries, ["webhook_id"])
+        .values(
+            webhook_id=new.webhook_id,
+            event_id=new.event_id,
+            topic=new.topic,
+            shop_id=new.shop_id,
+            shop_domain=new.shop_domain,
+            api_version=new.api_version,
+            triggered_at=new.triggered_at,
+            received_at=now,
+            body=new.body,
+            status=DeliveryStatus.PENDING,
+            attempts=0,
+            next_attempt_at=now,
+        )
+        .returning(deliveries.c.id)
+    )
+    return (await session.execute(stmt)).first() is not None
+
+
+async def claim_batch(session: AsyncSession, limit: int) -> list[ClaimedDelivery]:
+    """Lock up to ``limit`` due pending deliveries for this transaction, oldest first.
+
+    PostgreSQL: ``FOR UPDATE SKIP LOCKED`` lets several workers claim disjoint batches. SQLite: the
+    transaction began with ``BEGIN IMMEDIATE``, so it already holds the only write lock.
+    """
+    stmt = (
+        sa.select(
+            deliveries.c.id,
+            deliveries.c.webhook_id,
+            deliveries.c.topic,
+            deliveries.c.shop_id,
+            deliveries.c.shop_domain,
+            deliveries.c.triggered_at,
+            deliveries.c.received_at,
+            deliveries.c.attempts,
+            deliveries.c.body,
+        )
+        .where(deliveries.c.status == DeliveryStatus.PENDING, deliveries.c.next_attempt_at <= utc_now())
+        .order_by(deliveries.c.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    rows = (await session.execute(stmt)).all()
+    return [ClaimedDelivery(**row._asdict()) for row in rows]
+
+
+async def settle(session: AsyncSession, ids: Sequence[int], status: str, error: str | None = None) -> None:
+    """Mark deliveries ``processed``, ``ignored``, ``failed`` or ``dead``."""
+    if not ids:
+        return
+    await session.execute(
+        sa.update(deliveries)
+        .where(deliveries.c.id.in_(ids))
+        .values(
+            status=status,
+            processed_at=utc_now(),
+            last_error=None if error is None else error[:MAX_ERROR_LENGTH],
+        )
+    )
+
+
+def backoff(attempts: int) -> timedelta:
+    """Delay before attempt ``attempts + 1``: 2, 4, 8, ... seconds, at most 10 minutes."""
+    return timedelta(seconds=min(600, 2**attempts))
+
+
+async def schedule_retry(
+    session: AsyncSession, delivery: ClaimedDelivery, error: str, *, max_attempts: int
+) -> str:
+    """Count a transient failure: retry later with backoff, or ``dead`` at the limit."""
+    attempts = delivery.attempts + 1
+    status = DeliveryStatus.DEAD if attempts >= max_attempts else DeliveryStatus.PENDING
+    await session.execute(
+        sa.update(deliveries)
+        .where(deliveries.c.id == delivery.id)
+        .values(
+            attempts=attempts,
+            status=status,
+            next_attempt_at=utc_now() + backoff(attempts),
+            last_error=error[:MAX_ERROR_LENGTH],
+            processed_at=utc_now() if status == DeliveryStatus.DEAD else None,
+        )
+    )
+    return status
+
+
+async def backlog(session: AsyncSession) -> tuple[int, datetime | None]:
+    """Pending deliveries and the receive time of the oldest."""
+    row = (
+        await session.execute(
+            sa.select(sa.func.count(), sa.func.min(deliveries.c.received_at)).where(
+                deliveries.c.status == DeliveryStatus.PENDING
+            )
+        )
+    ).one()
+    oldest = row[1]
+    if isinstance(oldest, str):  # SQLite aggregates lose the column type
+        oldest = datetime.fromisoformat(oldest).replace(tzinfo=utc_now().tzinfo)
+    return int(row[0]), oldest
+
+
+async def replay(
+    session: AsyncSession,
+    *,
+    shop_id: int | None = None,
+    status: str | None = None,
+    topic: str | None = None,
+    delivery_id: int | None = None,
+) -> int:
+    """Put matching deliveries back in the queue (attempts reset). Returns how many."""
+    conditions: list[Any] = []
+    if delivery_id is not None:
+        conditions.append(deliveries.c.id == delivery_id)
+    else:
+        conditions.append(
+            deliveries.c.status.in_([status] if status else [DeliveryStatus.FAILED, DeliveryStatus.DEAD])
+        )
+    if shop_id is not None:
+        conditions.append(deliveries.c.shop_id == shop_id)
+    if topic is not None:
+        conditions.append(deliveries.c.topic == topic)
+    result = await session.execute(
+        sa.update(deliveries)
+        .where(*conditions)
+        .values(
+            status=DeliveryStatus.PENDING,
+            attempts=0,
+            next_attempt_at=utc_now(),
+            processed_at=None,
+            last_error=None,
+        )
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def prune(session: AsyncSession, *, older_than: datetime, batch: int = 5000) -> int:
+    """Delete ``processed`` and ``ignored`` deliveries settled before ``older_than``."""
+    ids = sa.select(deliveries.c.id).where(
+        deliveries.c.status.in_([DeliveryStatus.PROCESSED, DeliveryStatus.IGNORED]),
+        deliveries.c.processed_at < older_than,
+    ).limit(batch)
+    result = await session.execute(sa.delete(deliveries).where(deliveries.c.id.in_(ids.scalar_subquery())))
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+# --- reading, for the support API -----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRow:
+    id: int
+    webhook_id: str
+    event_id: str | None
+    topic: str
+    shop_domain: str
+    status: str
+    attempts: int
+    last_error: str | None
+    received_at: datetime
+    processed_at: datetime | None
+
+
+_DELIVERY_COLUMNS = (
+    deliveries.c.id,
+    deliveries.c.webhook_id,
+    deliveries.c.event_id,
+    deliveries.c.topic,
+    deliveries.c.shop_domain,
+    deliveries.c.status,
+    deliveries.c.attempts,
+    deliveries.c.last_error,
+    deliveries.c.received_at,
+    deliveries.c.processed_at,
+)
+
+
+async def list_deliveries(
+    session: AsyncSession,
+    *,
+    shop_id: int,
+    status: str | None,
+    topic: str | None,
+    limit: int,
+    cursor: str | None,
+) -> tuple[list[DeliveryRow], str | None]:
+    """Newest first, keyset-paginated on id."""
+    filters: dict[str, Any] = {"status": status, "topic": topic}
+    stmt = sa.select(*_DELIVERY_COLUMNS).where(deliveries.c.shop_id == shop_id)
+    if status is not None:
+        stmt = stmt.where(deliveries.c.status == status)
+    if topic is not None:
+        stmt = stmt.where(deliveries.c.topic == topic)
+    if cursor:
+        position = decode_cursor(cursor, "deliveries", filters)
+        last_id = position[0]
+        if len(position) != 1 or not isinstance(last_id, int) or isinstance(last_id, bool):
+            raise BadRequestError("malformed cursor")
+        stmt = stmt.where(deliveries.c.id < last_id)
+    rows = (await session.execute(stmt.order_by(deliveries.c.id.desc()).limit(limit + 1))).all()
+    items = [DeliveryRow(**row._asdict()) for row in rows[:limit]]
+    next_cursor = encode_cursor("deliveries", filters, [items[-1].id]) if len(rows) > limit else None
+    return items, next_cursor
+
+
+async def get_delivery(session: AsyncSession, delivery_id: int) -> DeliveryRow:
+    row = (await session.execute(sa.select(*_DELIVERY_COLUMNS).where(deliveries.c.id == delivery_id))).one()
+    return DeliveryRow(**row._asdict())
+
+
+async def get_delivery_shop(session: AsyncSession, delivery_id: int) -> int | None:
+    found = await session.scalar(sa.select(deliveries.c.shop_id).where(deliveries.c.id == delivery_id))
+    return None if found is None else int(found)

@@ -1,0 +1,34 @@
+"""Deleted resources: a delete leaves a tombstone that later deliveries cannot undo."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.db import insert_ignore
+from service.models import Tombstone
+from service.types import utc_now
+
+tombstones = Tombstone.__table__  # type: ignore[attr-defined]
+
+CUSTOMER = "customer"
+ORDER = "order"
+
+
+async def is_deleted(session: AsyncSession, shop_id: int, resource: str, resource_id: int) -> bool:
+    found = await session.scalar(
+        sa.select(sa.literal(1)).where(
+            tombstones.c.shop_id == shop_id,
+            tombstones.c.resource == resource,
+            tombstones.c.resource_id == resource_id,
+        )
+    )
+    return found is not None
+
+
+async def bury(session: AsyncSession, shop_id: int, resource: str, resource_id: int) -> None:
+    await session.execute(
+        insert_ignore(session.bind.dialect.name, tombstones, ["shop_id", "resource", "resource_id"]).values(
+            shop_id=shop_id, resource=resource, resource_id=resource_id, deleted_at=utc_now()
+        )
+    )

@@ -1,0 +1,115 @@
+"""Application errors and their one mapping onto RFC 9457 ``application/problem+json``."""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from litestar import MediaType, Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+
+logger = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+
+
+class AppError(Exception):
+    """An error with an HTTP status, rendered as problem+json."""
+
+    status_code: int = 400
+    title: str | None = None
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        status_code: int | None = None,
+        errors: list[dict[str, str]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        if status_code is not None:
+            self.status_code = status_code
+        self.errors = errors
+        self.headers = headers or {}
+
+
+class BadRequestError(AppError):
+    status_code = 400
+
+
+class UnauthorizedError(AppError):
+    status_code = 401
+
+
+class NotFoundError(AppError):
+    status_code = 404
+
+
+class PayloadTooLargeError(AppError):
+    status_code = 413
+
+
+class UnprocessableError(AppError):
+    status_code = 422
+
+
+class ServiceUnavailableError(AppError):
+    status_code = 503
+
+
+def problem(
+    status: int,
+    detail: str,
+    *,
+    title: str | None = None,
+    errors: list[dict[str, str]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response[dict[str, Any]]:
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": title or HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+    }
+    if errors:
+        body["errors"] = errors
+    return Response(content=body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def _app_error_handler(_: Request[Any, Any, Any], exc: AppError) -> Response[dict[str, Any]]:
+    return problem(exc.status_code, exc.detail, title=exc.title, errors=exc.errors, headers=exc.headers)
+
+
+def _validation_errors(extra: Any) -> list[dict[str, str]]:
+    errors: list[dict[str, str]] = []
+    if isinstance(extra, list):
+        for item in extra:
+            if isinstance(item, dict):
+                key = item.get("key") or item.get("source") or ""
+                errors.append({"field": str(key), "message": str(item.get("message", "invalid"))})
+    return errors
+
+
+def _http_exception_handler(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
+    status = exc.status_code
+    if isinstance(exc, ValidationException):
+        errors = _validation_errors(exc.extra)
+        # Litestar reports bad parameters as 400; a body that fails validation is a 422 in our API.
+        return problem(status, exc.detail or "Validation failed", errors=errors or None)
+    headers = dict(exc.headers or {})
+    return problem(status, exc.detail or HTTPStatus(status).phrase, headers=headers or None)
+
+
+def _internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    logger.exception("http.unhandled_error", extra={"path": request.url.path})
+    return problem(500, "An unexpected error occurred; it has been logged.")
+
+
+exception_handlers: dict[type[Exception] | int, Any] = {
+    AppError: _app_error_handler,
+    HTTPException: _http_exception_handler,
+    Exception: _internal_error_handler,
+}

@@ -1,0 +1,167 @@
+"""initial schema
+
+Revision ID: 339ce9515cb6
+Revises: 
+Create Date: 2026-11-25 14:55:31.705192
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+import sqlmodel
+from alembic import op
+
+import service.types
+from sqlalchemy.dialects import postgresql
+
+revision: str = '339ce9515cb6'
+down_revision: str | None = None
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.create_table('order_lines',
+    sa.Column('shop_id', sa.BigInteger(), nullable=False),
+    sa.Column('order_id', sa.BigInteger(), autoincrement=False, nullable=False),
+    sa.Column('id', sa.BigInteger(), autoincrement=False, nullable=False),
+    sa.Column('product_id', sa.BigInteger(), nullable=True),
+    sa.Column('variant_id', sa.BigInteger(), nullable=True),
+    sa.Column('title', sa.Text(), nullable=True),
+    sa.Column('variant_title', sa.Text(), nullable=True),
+    sa.Column('vendor', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('sku', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('quantity', sa.Integer(), nullable=False),
+    sa.Column('price', service.types.Money(precision=20, scale=4), nullable=False),
+    sa.PrimaryKeyConstraint('shop_id', 'order_id', 'id', name=op.f('pk_order_lines'))
+    )
+    op.create_table('shops',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('domain', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
+    sa.Column('shopify_id', sa.BigInteger(), nullable=True),
+    sa.Column('name', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('currency', sqlmodel.sql.sqltypes.AutoString(length=8), nullable=True),
+    sa.Column('iana_timezone', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
+    sa.Column('settings', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
+    sa.Column('created_at', service.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('installed_at', service.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('uninstalled_at', service.types.UTCDateTime(timezone=True), nullable=True),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_shops')),
+    sa.UniqueConstraint('domain', name=op.f('uq_shops_domain'))
+    )
+    op.create_table('tombstones',
+    sa.Column('shop_id', sa.BigInteger(), nullable=False),
+    sa.Column('resource', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
+    sa.Column('resource_id', sa.BigInteger(), autoincrement=False, nullable=False),
+    sa.Column('deleted_at', service.types.UTCDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('shop_id', 'resource', 'resource_id', name=op.f('pk_tombstones'))
+    )
+    op.create_table('api_keys',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('shop_id', sa.BigInteger(), nullable=False),
+    sa.Column('key_hash', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('prefix', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+    sa.Column('created_at', service.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('revoked_at', service.types.UTCDateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['shop_id'], ['shops.id'], name=op.f('fk_api_keys_shop_id_shops'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_api_keys')),
+    sa.UniqueConstraint('key_hash', name=op.f('uq_api_keys_key_hash'))
+    )
+    with op.batch_alter_table('api_keys', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_api_keys_shop_id'), ['shop_id'], unique=False)
+
+    op.create_table('customers',
+    sa.Column('shop_id', sa.BigInteger(), nullable=False),
+    sa.Column('id', sa.BigInteger(), autoincrement=False, nullable=False),
+    sa.Column('email', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('phone', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('first_name', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('last_name', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('state', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('default_address', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=True),
+    sa.Column('addresses', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
+    sa.Column('created_at', service.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('updated_at', service.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('version_rank', sa.SmallInteger(), nullable=False),
+    sa.Column('version_at', service.types.UTCDateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['shop_id'], ['shops.id'], name=op.f('fk_customers_shop_id_shops'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('shop_id', 'id', name=op.f('pk_customers'))
+    )
+    op.create_table('orders',
+    sa.Column('shop_id', sa.BigInteger(), nullable=False),
+    sa.Column('id', sa.BigInteger(), autoincrement=False, nullable=False),
+    sa.Column('name', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('customer_id', sa.BigInteger(), nullable=True),
+    sa.Column('email', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('phone', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('created_at', service.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('updated_at', service.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('processed_at', service.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('cancelled_at', service.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('financial_status', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('fulfillment_status', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('currency', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('total_amount', service.types.Money(precision=20, scale=4), nullable=False),
+    sa.Column('original_total', service.types.Money(precision=20, scale=4), nullable=False),
+    sa.Column('payment_method', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('payment_gateway_names', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
+    sa.Column('tracking_status', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('delivered_at', service.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('tags', sa.Text(), nullable=False),
+    sa.Column('test', sa.Boolean(), nullable=False),
+    sa.Column('shipping_address', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=True),
+    sa.Column('billing_address', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=True),
+    sa.ForeignKeyConstraint(['shop_id'], ['shops.id'], name=op.f('fk_orders_shop_id_shops'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('shop_id', 'id', name=op.f('pk_orders'))
+    )
+    with op.batch_alter_table('orders', schema=None) as batch_op:
+        batch_op.create_index('ix_orders_shop_created', ['shop_id', 'created_at'], unique=False)
+        batch_op.create_index('ix_orders_shop_customer', ['shop_id', 'customer_id'], unique=False)
+
+    op.create_table('webhook_deliveries',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('webhook_id', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
+    sa.Column('event_id', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('topic', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
+    sa.Column('shop_id', sa.BigInteger(), nullable=False),
+    sa.Column('shop_domain', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
+    sa.Column('api_version', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('triggered_at', service.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('received_at', service.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('body', sa.LargeBinary(), nullable=False),
+    sa.Column('status', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+    sa.Column('attempts', sa.Integer(), nullable=False),
+    sa.Column('next_attempt_at', service.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('last_error', sa.Text(), nullable=True),
+    sa.Column('processed_at', service.types.UTCDateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['shop_id'], ['shops.id'], name=op.f('fk_webhook_deliveries_shop_id_shops'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_webhook_deliveries')),
+    sa.UniqueConstraint('webhook_id', name=op.f('uq_webhook_deliveries_webhook_id'))
+    )
+    with op.batch_alter_table('webhook_deliveries', schema=None) as batch_op:
+        batch_op.create_index('ix_webhook_deliveries_claim', ['status', 'next_attempt_at'], unique=False)
+        batch_op.create_index('ix_webhook_deliveries_shop_status', ['shop_id', 'status', 'id'], unique=False)
+
+
+
+def downgrade() -> None:
+    with op.batch_alter_table('webhook_deliveries', schema=None) as batch_op:
+        batch_op.drop_index('ix_webhook_deliveries_shop_status')
+        batch_op.drop_index('ix_webhook_deliveries_claim')
+
+    op.drop_table('webhook_deliveries')
+    with op.batch_alter_table('orders', schema=None) as batch_op:
+        batch_op.drop_index('ix_orders_shop_customer')
+        batch_op.drop_index('ix_orders_shop_created')
+
+    op.drop_table('orders')
+    op.drop_table('customers')
+    with op.batch_alter_table('api_keys', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_api_keys_shop_id'))
+
+    op.drop_table('api_keys')
+    op.drop_table('tombstones')
+    op.drop_table('shops')
+    op.drop_table('order_lines')

@@ -1,0 +1,176 @@
+"""Database tables. Every row belongs to a shop; Shopify ids are 64-bit; money is Decimal.
+
+Table models are never returned from endpoints (read models live in ``service.schemas``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+from service.types import BigIntPK, JSONType, Money, UTCDateTime, utc_now
+
+SQLModel.metadata.naming_convention = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def _utc(*, nullable: bool = True, index: bool = False) -> Any:
+    return Field(default=None, sa_type=UTCDateTime, nullable=nullable, index=index)
+
+
+class DeliveryStatus:
+    """Inbox states. ``pending`` rows are claimed by the worker; the rest are terminal until replay."""
+
+    PENDING = "pending"
+    PROCESSED = "processed"
+    FAILED = "failed"
+    IGNORED = "ignored"
+    DEAD = "dead"
+    ALL = (PENDING, PROCESSED, FAILED, IGNORED, DEAD)
+
+
+class Shop(SQLModel, table=True):
+    __tablename__ = "shops"
+
+    id: int | None = Field(default=None, sa_type=BigIntPK, primary_key=True)
+    domain: str = Field(max_length=255, unique=True)
+    shopify_id: int | None = Field(default=None, sa_type=sa.BigInteger)
+    name: str | None = Field(default=None)
+    currency: str | None = Field(default=None, max_length=8)
+    iana_timezone: str | None = Field(default=None, max_length=64)
+    settings: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType)
+    created_at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime)
+    installed_at: datetime | None = _utc()
+    uninstalled_at: datetime | None = _utc()
+
+
+class ApiKey(SQLModel, table=True):
+    """A per-shop API key; only its SHA-256 is stored."""
+
+    __tablename__ = "api_keys"
+
+    id: int | None = Field(default=None, sa_type=BigIntPK, primary_key=True)
+    shop_id: int = Field(sa_type=sa.BigInteger, foreign_key="shops.id", ondelete="CASCADE", index=True)
+    key_hash: str = Field(max_length=64, unique=True)
+    prefix: str = Field(max_length=16)
+    created_at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime)
+    revoked_at: datetime | None = _utc()
+
+
+class WebhookDelivery(SQLModel, table=True):
+    """The inbox: one row per Shopify delivery, stored before it is acknowledged."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        sa.Index("ix_webhook_deliveries_claim", "status", "next_attempt_at"),
+        sa.Index("ix_webhook_deliveries_shop_status", "shop_id", "status", "id"),
+    )
+
+    id: int | None = Field(default=None, sa_type=BigIntPK, primary_key=True)
+    webhook_id: str = Field(max_length=255, unique=True)
+    event_id: str | None = Field(default=None)
+    topic: str = Field(max_length=255)
+    shop_id: int = Field(sa_type=sa.BigInteger, foreign_key="shops.id", ondelete="CASCADE")
+    shop_domain: str = Field(max_length=255)
+    api_version: str | None = Field(default=None)
+    triggered_at: datetime | None = _utc()
+    received_at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime)
+    body: bytes = Field(sa_type=sa.LargeBinary)
+    status: str = Field(default=DeliveryStatus.PENDING, max_length=16)
+    attempts: int = Field(default=0)
+    next_attempt_at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime)
+    last_error: str | None = Field(default=None, sa_type=sa.Text)
+    processed_at: datetime | None = _utc()
+
+
+class Customer(SQLModel, table=True):
+    """A shop's customer. ``version_rank``/``version_at`` order competing snapshots (SPEC §3).
+
+    rank 1: a ``customers/*`` payload, versioned by its ``updated_at``;
+    rank 0: a stub built from an order's embedded ``customer`` object, versioned by the order's
+    ``updated_at``. A snapshot applies when ``(rank, at)`` is not older than the stored one.
+    """
+
+    __tablename__ = "customers"
+
+    shop_id: int = Field(sa_type=sa.BigInteger, foreign_key="shops.id", ondelete="CASCADE", primary_key=True)
+    id: int = Field(sa_type=sa.BigInteger, primary_key=True, sa_column_kwargs={"autoincrement": False})
+    email: str | None = Field(default=None)
+    phone: str | None = Field(default=None)
+    first_name: str | None = Field(default=None)
+    last_name: str | None = Field(default=None)
+    state: str | None = Field(default=None)
+    default_address: dict[str, Any] | None = Field(default=None, sa_type=JSONType)
+    addresses: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSONType)
+    created_at: datetime | None = _utc()
+    updated_at: datetime | None = _utc()
+    version_rank: int = Field(default=0, sa_type=sa.SmallInteger)
+    version_at: datetime | None = _utc()
+
+
+class Order(SQLModel, table=True):
+    __tablename__ = "orders"
+    __table_args__ = (
+        sa.Index("ix_orders_shop_customer", "shop_id", "customer_id"),
+        sa.Index("ix_orders_shop_created", "shop_id", "created_at"),
+    )
+
+    shop_id: int = Field(sa_type=sa.BigInteger, foreign_key="shops.id", ondelete="CASCADE", primary_key=True)
+    id: int = Field(sa_type=sa.BigInteger, primary_key=True, sa_column_kwargs={"autoincrement": False})
+    name: str | None = Field(default=None)
+    customer_id: int | None = Field(default=None, sa_type=sa.BigInteger)
+    email: str | None = Field(default=None)
+    phone: str | None = Field(default=None)
+    created_at: datetime | None = _utc()
+    updated_at: datetime | None = _utc()
+    processed_at: datetime | None = _utc()
+    cancelled_at: datetime | None = _utc()
+    financial_status: str | None = Field(default=None)
+    fulfillment_status: str | None = Field(default=None)
+    currency: str | None = Field(default=None)
+    total_amount: Decimal = Field(default=Decimal(0), sa_type=Money)
+    original_total: Decimal = Field(default=Decimal(0), sa_type=Money)
+    payment_method: str = Field(default="prepaid")
+    payment_gateway_names: list[str] = Field(default_factory=list, sa_type=JSONType)
+    tracking_status: str | None = Field(default=None)
+    delivered_at: datetime | None = _utc()
+    tags: str = Field(default="", sa_type=sa.Text)
+    test: bool = Field(default=False)
+    shipping_address: dict[str, Any] | None = Field(default=None, sa_type=JSONType)
+    billing_address: dict[str, Any] | None = Field(default=None, sa_type=JSONType)
+
+
+class OrderLine(SQLModel, table=True):
+    __tablename__ = "order_lines"
+
+    shop_id: int = Field(sa_type=sa.BigInteger, primary_key=True)
+    order_id: int = Field(sa_type=sa.BigInteger, primary_key=True, sa_column_kwargs={"autoincrement": False})
+    id: int = Field(sa_type=sa.BigInteger, primary_key=True, sa_column_kwargs={"autoincrement": False})
+    product_id: int | None = Field(default=None, sa_type=sa.BigInteger)
+    variant_id: int | None = Field(default=None, sa_type=sa.BigInteger)
+    title: str | None = Field(default=None, sa_type=sa.Text)
+    variant_title: str | None = Field(default=None, sa_type=sa.Text)
+    vendor: str | None = Field(default=None)
+    sku: str | None = Field(default=None)
+    quantity: int = Field(default=0)
+    price: Decimal = Field(default=Decimal(0), sa_type=Money)
+
+
+class Tombstone(SQLModel, table=True):
+    """A deleted resource. Later deliveries of the same resource cannot bring it back."""
+
+    __tablename__ = "tombstones"
+
+    shop_id: int = Field(sa_type=sa.BigInteger, primary_key=True)
+    resource: str = Field(max_length=32, primary_key=True)
+    resource_id: int = Field(sa_type=sa.BigInteger, primary_key=True, sa_column_kwargs={"autoincrement": False})
+    deleted_at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime)

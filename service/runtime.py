@@ -1,0 +1,27 @@
+"""What a running process holds: settings, engine, sessions, HTTP client. Built in the lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from service.config import Settings
+
+
+def _nothing() -> None:
+    return None
+
+
+@dataclass(slots=True)
+class Runtime:
+    settings: Settings
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+    http: httpx.AsyncClient
+    #: Wakes the in-process worker after intake commits a new delivery.
+    notify_worker: Callable[[], None] = _nothing
+    #: Shop domain → id, filled by intake (shop rows are never deleted, only their data).
+    shop_ids: dict[str, int] = field(default_factory=dict)

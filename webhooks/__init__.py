@@ -1,0 +1,1 @@
+"""Webhook intake, typed payloads, topic router, thin handlers and the inbox worker."""

@@ -1,0 +1,13 @@
+"""Thin topic handlers: payload → snapshot → one domain call."""
+
+from __future__ import annotations
+
+from webhooks.handlers import customers, orders
+from webhooks.router import TopicRouter
+
+
+def build_router() -> TopicRouter:
+    router = TopicRouter()
+    for module in (customers, orders):
+        router.include(module.router)
+    return router

@@ -1,0 +1,93 @@
+"""``POST /webhooks/shopify``: size → signature → headers → durable insert → ``200``.
+
+The body is never parsed here: it is verified on its raw bytes and stored as it came. Parsing,
+validation and effects belong to the worker, after the commit (SPEC §3, STYLE rule 4).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import sqlalchemy as sa
+from litestar import Request, post
+
+from service.db import session_scope
+from service.domain import inbox
+from service.domain.shops import get_or_create_shop_id
+from service.errors import BadRequestError, ServiceUnavailableError, UnauthorizedError
+from service.metrics import DELIVERIES_RECEIVED
+from service.runtime import Runtime
+from service.schemas import WebhookAck
+from shopify_client import verify_webhook_hmac
+from webhooks.envelope import EnvelopeError, WebhookEnvelope, header
+
+logger = logging.getLogger(__name__)
+
+RETRY_AFTER_SECONDS = "5"
+
+
+async def _store(runtime: Runtime, envelope: WebhookEnvelope, body: bytes) -> bool:
+    async with session_scope(runtime.sessionmaker) as session:
+        shop_id = runtime.shop_ids.get(envelope.shop_domain)
+        if shop_id is None:
+            shop_id = await get_or_create_shop_id(session, envelope.shop_domain)
+        created = await inbox.store_delivery(
+            session,
+            inbox.NewDelivery(
+                webhook_id=envelope.webhook_id,
+                event_id=envelope.event_id,
+                topic=envelope.topic,
+                shop_id=shop_id,
+                shop_domain=envelope.shop_domain,
+                api_version=envelope.api_version,
+                triggered_at=envelope.triggered_at,
+                body=body,
+            ),
+        )
+    runtime.shop_ids[envelope.shop_domain] = shop_id
+    return created
+
+
+@post(
+    "/webhooks/shopify",
+    status_code=200,
+    summary="Receive a Shopify webhook delivery",
+    description=(
+        "Verifies X-Shopify-Hmac-Sha256 over the raw body, stores the delivery in the inbox and "
+        "answers 200 only after it is committed. Duplicates (same X-Shopify-Webhook-Id) answer 200 "
+        "and store nothing. 401 bad signature, 400 missing headers, 413 body too large, "
+        "503 database unavailable (Shopify retries)."
+    ),
+    tags=["webhooks"],
+)
+async def receive_webhook(request: Request[Any, Any, Any], runtime: Runtime) -> WebhookAck:
+    body = await request.body()  # over TIERLINE_MAX_BODY: 413 before anything else
+    signature = header(request.headers, "hmac-sha256")
+    if not verify_webhook_hmac(body, signature, runtime.settings.webhook_secrets):
+        DELIVERIES_RECEIVED.labels(topic="unverified", outcome="unauthorized").inc()
+        raise UnauthorizedError("X-Shopify-Hmac-Sha256 is missing or does not match the body")
+    try:
+        envelope = WebhookEnvelope.from_headers(request.headers)
+    except EnvelopeError as exc:
+        DELIVERIES_RECEIVED.labels(topic="unknown", outcome="bad_request").inc()
+        raise BadRequestError(str(exc)) from exc
+    log = {"webhook_id": envelope.webhook_id, "topic": envelope.topic, "shop": envelope.shop_domain}
+    try:
+        async with asyncio.timeout(runtime.settings.intake_timeout_seconds):
+            created = await _store(runtime, envelope, body)
+    except (TimeoutError, sa.exc.SQLAlchemyError, OSError) as exc:
+        DELIVERIES_RECEIVED.labels(topic=envelope.topic, outcome="unavailable").inc()
+        logger.error("webhook.store_failed", extra=log | {"error": type(exc).__name__})
+        raise ServiceUnavailableError(
+            "the delivery could not be stored; retry later", headers={"Retry-After": RETRY_AFTER_SECONDS}
+        ) from exc
+    if created:
+        runtime.notify_worker()
+        DELIVERIES_RECEIVED.labels(topic=envelope.topic, outcome="accepted").inc()
+        logger.info("webhook.accepted", extra=log)
+        return WebhookAck(status="accepted")
+    DELIVERIES_RECEIVED.labels(topic=envelope.topic, outcome="duplicate").inc()
+    logger.info("webhook.duplicate", extra=log)
+    return WebhookAck(status="duplicate")

@@ -1,0 +1,77 @@
+"""Topic router: maps a topic to a payload model and a thin handler."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.domain.settings import ShopSettings, get_shop_settings
+
+P = TypeVar("P", bound=BaseModel)
+
+
+@dataclass(slots=True)
+class DeliveryContext:
+    """What a handler knows about the delivery it applies, inside the worker's transaction."""
+
+    session: AsyncSession
+    shop_id: int
+    shop_domain: str
+    webhook_id: str
+    topic: str
+    #: ``X-Shopify-Triggered-At``, else the time tierline received the delivery.
+    occurred_at: datetime
+    _settings_cache: dict[int, ShopSettings] = field(default_factory=dict)
+
+    async def shop_settings(self) -> ShopSettings:
+        cached = self._settings_cache.get(self.shop_id)
+        if cached is None:
+            cached = await get_shop_settings(self.session, self.shop_id)
+            self._settings_cache[self.shop_id] = cached
+        return cached
+
+
+Handler = Callable[[DeliveryContext, P], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Route(Generic[P]):
+    model: type[P]
+    handler: Handler[P]
+
+    async def __call__(self, ctx: DeliveryContext, body: bytes) -> None:
+        payload = self.model.model_validate_json(body)
+        await self.handler(ctx, payload)
+
+
+class TopicRouter:
+    def __init__(self) -> None:
+        self._routes: dict[str, Route[Any]] = {}
+
+    def register(self, *topics: str, model: type[P]) -> Callable[[Handler[P]], Handler[P]]:
+        def decorator(handler: Handler[P]) -> Handler[P]:
+            for topic in topics:
+                if topic in self._routes:
+                    raise ValueError(f"topic {topic} registered twice")
+                self._routes[topic] = Route(model, handler)
+            return handler
+
+        return decorator
+
+    def get(self, topic: str) -> Route[Any] | None:
+        return self._routes.get(topic)
+
+    @property
+    def topics(self) -> frozenset[str]:
+        return frozenset(self._routes)
+
+    def include(self, other: TopicRouter) -> None:
+        for topic, route in other._routes.items():
+            if topic in self._routes:
+                raise ValueError(f"topic {topic} registered twice")
+            self._routes[topic] = route

@@ -1,0 +1,202 @@
+"""The inbox worker: claim pending deliveries, apply each atomically, settle, retry, prune.
+
+A batch is one transaction. Each delivery runs inside a savepoint together with the change of
+its status, so a handler that raises leaves no partial writes; a worker killed at any instant
+rolls the whole batch back and every delivery in it is claimed again later. Nothing is applied
+twice because "processed" commits together with the effect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import sqlalchemy as sa
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from service.config import Settings
+from service.db import session_scope
+from service.domain import inbox
+from service.domain.settings import ShopSettings
+from service.models import DeliveryStatus
+from service.types import utc_now
+from webhooks.router import DeliveryContext, TopicRouter
+
+logger = logging.getLogger(__name__)
+
+PRUNE_INTERVAL_SECONDS = 600
+#: SQLite has one writer: keep its batches short so intake is never blocked for long.
+SQLITE_MAX_BATCH = 25
+
+
+class PermanentDeliveryError(Exception):
+    """A delivery that can never apply as it is (bad payload): marked ``failed``, not retried."""
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors(include_url=False)[:5]:
+        loc = ".".join(str(p) for p in err["loc"]) or "body"
+        parts.append(f"{loc}: {err['msg']}")
+    return "invalid payload: " + "; ".join(parts)
+
+
+@dataclass(slots=True)
+class BatchResult:
+    processed: int = 0
+    ignored: int = 0
+    failed: int = 0
+    retried: int = 0
+    dead: int = 0
+    durations: list[float] = field(default_factory=list)
+
+    def count(self, outcome: str) -> None:
+        name = "retried" if outcome == DeliveryStatus.PENDING else outcome
+        setattr(self, name, getattr(self, name) + 1)
+
+    @property
+    def total(self) -> int:
+        return self.processed + self.ignored + self.failed + self.retried + self.dead
+
+
+OnSettled = Callable[[str, str, float], None]
+
+
+class InboxWorker:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        router: TopicRouter,
+        settings: Settings,
+        *,
+        on_settled: OnSettled | None = None,
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self._router = router
+        self._max_attempts = settings.max_attempts
+        self._retention = timedelta(days=settings.retention_days)
+        self._poll = settings.worker_poll_seconds
+        batch = settings.worker_batch
+        self._batch = min(batch, SQLITE_MAX_BATCH) if settings.is_sqlite else batch
+        self._on_settled = on_settled
+        self.wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._last_prune = 0.0
+
+    def notify(self) -> None:
+        """Called after intake commits a new delivery: apply it without waiting for the poll."""
+        self.wake.set()
+
+    def stop(self) -> None:
+        """Finish the current batch, then return from :meth:`run`."""
+        self._stopping.set()
+        self.wake.set()
+
+    async def run_once(self) -> BatchResult:
+        """Claim and apply one batch. Returns what happened to each delivery."""
+        result = BatchResult()
+        settings_cache: dict[int, ShopSettings] = {}
+        async with session_scope(self._sessionmaker) as session:
+            claimed = await inbox.claim_batch(session, self._batch)
+            settled: dict[str, list[int]] = {DeliveryStatus.PROCESSED: [], DeliveryStatus.IGNORED: []}
+            for delivery in claimed:
+                started = time.perf_counter()
+                outcome = await self._apply(session, delivery, settings_cache)
+                elapsed = time.perf_counter() - started
+                result.durations.append(elapsed)
+                if outcome in settled:
+                    settled[outcome].append(delivery.id)
+                result.count(outcome)
+                if self._on_settled is not None:
+                    self._on_settled(delivery.topic, outcome, elapsed)
+            for status, ids in settled.items():
+                await inbox.settle(session, ids, status)
+        return result
+
+    async def _apply(
+        self,
+        session: AsyncSession,
+        delivery: inbox.ClaimedDelivery,
+        settings_cache: dict[int, ShopSettings],
+    ) -> str:
+        log = {"webhook_id": delivery.webhook_id, "topic": delivery.topic, "shop": delivery.shop_domain}
+        route = self._router.get(delivery.topic)
+        if route is None:
+            logger.info("webhook.ignored", extra=log)
+            return DeliveryStatus.IGNORED
+        ctx = DeliveryContext(
+            session=session,
+            shop_id=delivery.shop_id,
+            shop_domain=delivery.shop_domain,
+            webhook_id=delivery.webhook_id,
+            topic=delivery.topic,
+            occurred_at=delivery.triggered_at or delivery.received_at,
+            _settings_cache=settings_cache,
+        )
+        try:
+            async with session.begin_nested():
+                await route(ctx, delivery.body)
+        except ValidationError as exc:
+            reason = describe_validation_error(exc)
+        except (PermanentDeliveryError, sa.exc.DataError) as exc:
+            reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:500]}"
+        except (sa.exc.OperationalError, sa.exc.InterfaceError):
+            raise  # the connection is gone: abandon the batch; it is claimed again later
+        except Exception as exc:
+            logger.warning("webhook.retry", extra=log | {"error": type(exc).__name__}, exc_info=True)
+            return await inbox.schedule_retry(
+                session, delivery, f"{type(exc).__name__}: {exc}", max_attempts=self._max_attempts
+            )
+        else:
+            logger.debug("webhook.processed", extra=log)
+            return DeliveryStatus.PROCESSED
+        logger.info("webhook.failed", extra=log | {"reason": reason[:200]})
+        await inbox.settle(session, [delivery.id], DeliveryStatus.FAILED, reason)
+        return DeliveryStatus.FAILED
+
+    async def drain(self, *, max_batches: int = 1_000_000) -> int:
+        """Apply batches until nothing is due (tests, ``tierline worker --drain``). Returns count."""
+        total = 0
+        for _ in range(max_batches):
+            result = await self.run_once()
+            total += result.total
+            if result.total == 0:
+                break
+        return total
+
+    async def prune(self) -> int:
+        async with session_scope(self._sessionmaker) as session:
+            return await inbox.prune(session, older_than=utc_now() - self._retention)
+
+    async def run(self) -> None:
+        """Apply deliveries until :meth:`stop`; survive database outages with a pause."""
+        logger.info("worker.started", extra={"batch": self._batch})
+        while not self._stopping.is_set():
+            self.wake.clear()
+            try:
+                result = await self.run_once()
+                if time.monotonic() - self._last_prune > PRUNE_INTERVAL_SECONDS:
+                    self._last_prune = time.monotonic()
+                    pruned = await self.prune()
+                    if pruned:
+                        logger.info("worker.pruned", extra={"count": pruned})
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("worker.batch_error")
+                result = BatchResult()
+                await self._sleep(self._poll * 5)
+                continue
+            if result.total == 0:
+                await self._sleep(self._poll)
+        logger.info("worker.stopped")
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.wake.wait(), timeout=seconds)
