@@ -142,10 +142,12 @@ def migrate() -> None:
 
 @app.command()
 def replay(
-    status: Annotated[str | None, typer.Option(help="failed|dead|ignored (default: failed and dead).")] = None,
+    status: Annotated[
+        str | None, typer.Option(help="failed|dead|ignored (default: failed and dead).")
+    ] = None,
     topic: Annotated[str | None, typer.Option(help="Only this topic.")] = None,
     shop: Annotated[str | None, typer.Option(help="Only this shop domain.")] = None,
-    id: Annotated[int | None, typer.Option("--id", help="Only this delivery id.")] = None,  # noqa: A002
+    id: Annotated[int | None, typer.Option("--id", help="Only this delivery id.")] = None,
 ) -> None:
     """Put failed, dead or ignored deliveries back in the queue."""
     if status is not None and status not in ("failed", "dead", "ignored"):

@@ -172,5 +172,7 @@ class Tombstone(SQLModel, table=True):
 
     shop_id: int = Field(sa_type=sa.BigInteger, primary_key=True)
     resource: str = Field(max_length=32, primary_key=True)
-    resource_id: int = Field(sa_type=sa.BigInteger, primary_key=True, sa_column_kwargs={"autoincrement": False})
+    resource_id: int = Field(
+        sa_type=sa.BigInteger, primary_key=True, sa_column_kwargs={"autoincrement": False}
+    )
     deleted_at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime)

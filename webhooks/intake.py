@@ -12,6 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from litestar import Request, post
+from litestar.di import NamedDependency
 
 from service.db import session_scope
 from service.domain import inbox
@@ -62,7 +63,7 @@ async def _store(runtime: Runtime, envelope: WebhookEnvelope, body: bytes) -> bo
     ),
     tags=["webhooks"],
 )
-async def receive_webhook(request: Request[Any, Any, Any], runtime: Runtime) -> WebhookAck:
+async def receive_webhook(request: Request[Any, Any, Any], runtime: NamedDependency[Runtime]) -> WebhookAck:
     body = await request.body()  # over TIERLINE_MAX_BODY: 413 before anything else
     signature = header(request.headers, "hmac-sha256")
     if not verify_webhook_hmac(body, signature, runtime.settings.webhook_secrets):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from litestar import Controller, get, post
+from litestar.di import NamedDependency
 from litestar.params import Parameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -45,8 +46,8 @@ class DeliveryController(Controller):
     @get("/", summary="List inbox deliveries, newest first")
     async def list_deliveries(
         self,
-        db_session: AsyncSession,
-        shop: AuthenticatedShop,
+        db_session: NamedDependency[AsyncSession],
+        shop: NamedDependency[AuthenticatedShop],
         status: StatusFilter | None = None,
         topic: Annotated[str | None, Parameter(max_length=255)] = None,
         limit: Annotated[int, Parameter(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
@@ -59,7 +60,10 @@ class DeliveryController(Controller):
 
     @post("/{delivery_id:str}/replay", summary="Put one delivery back in the queue", status_code=200)
     async def replay_delivery(
-        self, db_session: AsyncSession, shop: AuthenticatedShop, delivery_id: str
+        self,
+        db_session: NamedDependency[AsyncSession],
+        shop: NamedDependency[AuthenticatedShop],
+        delivery_id: str,
     ) -> DeliveryRead:
         numeric = parse_delivery_id(delivery_id)
         if await inbox.get_delivery_shop(db_session, numeric) != shop.id:

@@ -7,6 +7,7 @@ from typing import Any
 
 from litestar import Request
 from litestar.datastructures import State
+from litestar.di import NamedDependency
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.domain.api_keys import AuthenticatedShop, shop_for_api_key, shop_for_session_token
@@ -20,14 +21,16 @@ def provide_runtime(state: State) -> Runtime:
     return runtime
 
 
-async def provide_session(runtime: Runtime) -> AsyncIterator[AsyncSession]:
+async def provide_session(runtime: NamedDependency[Runtime]) -> AsyncIterator[AsyncSession]:
     """One transaction per request, committed before the response is sent (or rolled back)."""
     async with runtime.sessionmaker() as session, session.begin():
         yield session
 
 
 async def provide_shop(
-    request: Request[Any, Any, Any], runtime: Runtime, db_session: AsyncSession
+    request: Request[Any, Any, Any],
+    runtime: NamedDependency[Runtime],
+    db_session: NamedDependency[AsyncSession],
 ) -> AuthenticatedShop:
     """``Authorization: Bearer`` with an App Bridge session token or a per-shop API key."""
     auth = request.headers.get("authorization", "")

@@ -7,6 +7,7 @@ import logging
 
 import sqlalchemy as sa
 from litestar import Response, get
+from litestar.di import NamedDependency
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service.db import session_scope
@@ -32,7 +33,7 @@ def health() -> HealthRead:
     tags=["operations"],
     responses={503: None},  # type: ignore[dict-item]
 )
-async def ready(runtime: Runtime) -> Response[ReadyRead]:
+async def ready(runtime: NamedDependency[Runtime]) -> Response[ReadyRead]:
     try:
         async with asyncio.timeout(READY_TIMEOUT_SECONDS), session_scope(runtime.sessionmaker) as session:
             await session.execute(sa.text("SELECT 1"))
@@ -48,6 +49,12 @@ async def ready(runtime: Runtime) -> Response[ReadyRead]:
     )
 
 
-@get("/metrics", summary="Prometheus metrics", tags=["operations"], include_in_schema=False, sync_to_thread=False)
+@get(
+    "/metrics",
+    summary="Prometheus metrics",
+    tags=["operations"],
+    include_in_schema=False,
+    sync_to_thread=False,
+)
 def metrics() -> Response[bytes]:
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

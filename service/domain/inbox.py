@@ -11,8 +11,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.db import insert_ignore
-from service.errors import BadRequestError
 from service.domain.pagination import decode_cursor, encode_cursor
+from service.errors import BadRequestError
 from service.models import DeliveryStatus, WebhookDelivery
 from service.types import utc_now
 
@@ -189,10 +189,14 @@ async def replay(
 
 async def prune(session: AsyncSession, *, older_than: datetime, batch: int = 5000) -> int:
     """Delete ``processed`` and ``ignored`` deliveries settled before ``older_than``."""
-    ids = sa.select(deliveries.c.id).where(
-        deliveries.c.status.in_([DeliveryStatus.PROCESSED, DeliveryStatus.IGNORED]),
-        deliveries.c.processed_at < older_than,
-    ).limit(batch)
+    ids = (
+        sa.select(deliveries.c.id)
+        .where(
+            deliveries.c.status.in_([DeliveryStatus.PROCESSED, DeliveryStatus.IGNORED]),
+            deliveries.c.processed_at < older_than,
+        )
+        .limit(batch)
+    )
     result = await session.execute(sa.delete(deliveries).where(deliveries.c.id.in_(ids.scalar_subquery())))
     return int(result.rowcount)  # type: ignore[attr-defined]
 

@@ -6,9 +6,9 @@ import asyncio
 
 from alembic import context
 from sqlalchemy.engine import Connection
+from sqlmodel import SQLModel
 
 import service.models  # noqa: F401  (registers every table on the metadata)
-from sqlmodel import SQLModel
 
 target_metadata = SQLModel.metadata
 

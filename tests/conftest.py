@@ -1,0 +1,164 @@
+"""Fixtures: every database test runs on SQLite and, when it answers, on PostgreSQL (SPEC §2).
+
+* SQLite: the schema is migrated once into a template file, copied for each test.
+* PostgreSQL: one database per test process, migrated once, truncated after each test.
+  ``TEST_DATABASE_URL`` (default ``postgresql://127.0.0.1:5432/test``) names the server. When it
+  does not answer, PostgreSQL cases are skipped, except under ``CI=true``, where they fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from service.app import create_app
+from service.config import Settings
+from service.db import make_engine, make_sessionmaker
+from service.migrate import upgrade
+from tests.factories import API_KEY, API_SECRET, ENCRYPTION_KEY
+
+DEFAULT_PG_URL = "postgresql://127.0.0.1:5432/test"
+TABLES_TO_KEEP = {"alembic_version"}
+
+
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def _pg_admin_url() -> str:
+    return os.environ.get("TEST_DATABASE_URL", DEFAULT_PG_URL)
+
+
+def _libpq(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def make_settings(database_url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "DATABASE_URL": database_url,
+        "SHOPIFY_API_KEY": API_KEY,
+        "SHOPIFY_API_SECRET": API_SECRET,
+        "TIERLINE_ENCRYPTION_KEY": ENCRYPTION_KEY,
+        "TIERLINE_WORKER": "off",
+        "TIERLINE_ENV": "development",
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("sqlite-template") / "template.db"
+    asyncio.run(upgrade(make_settings(f"sqlite+aiosqlite:///{path}")))
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_database(request: pytest.FixtureRequest, worker_id: str) -> Iterator[str | None]:
+    """A migrated PostgreSQL database for this test process, or None when the server is absent."""
+    admin = _pg_admin_url()
+    name = f"tierline_test_{_run_id(request)}_{worker_id}".replace("-", "_")
+    try:
+        with psycopg.connect(_libpq(admin), autocommit=True, connect_timeout=3) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.OperationalError as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL at {admin} is unreachable under CI=true: {exc}")
+        yield None
+        return
+    url = (
+        make_url(admin)
+        .set(drivername="postgresql+psycopg", database=name)
+        .render_as_string(hide_password=False)
+    )
+    asyncio.run(upgrade(make_settings(url)))
+    yield url
+    with psycopg.connect(_libpq(admin), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+_LOCAL_RUN_ID = uuid.uuid4().hex[:8]
+
+
+def _run_id(request: pytest.FixtureRequest) -> str:
+    """Distinct per pytest run, shared by its xdist workers: parallel runs never collide."""
+    workerinput = getattr(request.config, "workerinput", None)
+    if workerinput is not None:
+        return str(workerinput["testrunuid"])[:8]
+    return _LOCAL_RUN_ID
+
+
+@pytest.fixture(scope="session")
+def worker_id(request: pytest.FixtureRequest) -> str:
+    """The xdist worker name ("master" without xdist)."""
+    return str(getattr(request.config, "workerinput", {}).get("workerid", "master"))
+
+
+def _truncate(url: str) -> None:
+    with psycopg.connect(_libpq(url), autocommit=True) as conn:
+        tables = [
+            r[0]
+            for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'").fetchall()
+            if r[0] not in TABLES_TO_KEEP
+        ]
+        if tables:
+            conn.execute("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path) -> Iterator[str]:
+    """A migrated, empty database of each kind."""
+    if request.param == "sqlite":
+        path = tmp_path / "tierline.db"
+        shutil.copyfile(sqlite_template, path)
+        yield f"sqlite+aiosqlite:///{path}"
+        return
+    pg_url: str | None = request.getfixturevalue("postgres_database")
+    if pg_url is None:
+        pytest.skip("PostgreSQL is not reachable at TEST_DATABASE_URL (set CI=true to make this fail)")
+    try:
+        yield pg_url
+    finally:
+        _truncate(pg_url)
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return make_settings(database_url)
+
+
+@pytest.fixture
+async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
+    eng = make_engine(settings)
+    yield eng
+    await eng.dispose()
+
+
+@pytest.fixture
+def sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return make_sessionmaker(engine)
+
+
+@pytest.fixture
+def app(settings: Settings) -> Litestar:
+    return create_app(settings)
+
+
+@pytest.fixture
+async def client(app: Litestar) -> AsyncIterator[AsyncTestClient[Litestar]]:
+    async with AsyncTestClient(app=app, base_url="http://testserver.local") as test_client:
+        yield test_client
