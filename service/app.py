@@ -18,6 +18,9 @@ from litestar.plugins.pydantic import PydanticPlugin
 from service.api.deliveries import DeliveryController
 from service.api.deps import provide_runtime, provide_session, provide_shop
 from service.api.health import health, metrics, ready
+from service.api.orders import OrderController
+from service.api.settings import SettingsController
+from service.api.stats import customer_stats, recalculate
 from service.config import Settings
 from service.db import make_engine, make_sessionmaker
 from service.errors import exception_handlers
@@ -67,7 +70,17 @@ def create_app(
             await engine.dispose()
 
     return Litestar(
-        route_handlers=[receive_webhook, health, ready, metrics, DeliveryController],
+        route_handlers=[
+            receive_webhook,
+            health,
+            ready,
+            metrics,
+            DeliveryController,
+            SettingsController,
+            OrderController,
+            customer_stats,
+            recalculate,
+        ],
         dependencies={
             "runtime": Provide(provide_runtime, sync_to_thread=False),
             "db_session": Provide(provide_session),

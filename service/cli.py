@@ -6,8 +6,10 @@ import asyncio
 import logging
 import signal
 import sys
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
+import httpx
 import typer
 from pydantic import ValidationError
 from sqlalchemy.engine import make_url
@@ -138,6 +140,109 @@ def migrate() -> None:
     typer.echo(f"migrating {describe_database(settings.database_url)} ...", err=True)
     revision = asyncio.run(upgrade(settings))
     typer.echo(f"database at revision {revision}", err=True)
+
+
+@app.command()
+def simulate(
+    url: Annotated[
+        str, typer.Option(help="Base URL of a running tierline server.")
+    ] = "http://127.0.0.1:8000",
+    shop: Annotated[
+        str | None, typer.Option(help="Shop domain to send as (default TIERLINE_DEV_SHOP).")
+    ] = None,
+    customers: Annotated[int, typer.Option(min=1, help="Customers to create.")] = 50,
+    orders: Annotated[int, typer.Option(min=0, help="Distinct orders to place.")] = 200,
+    seed: Annotated[int, typer.Option(help="Same seed, same deliveries (ids and bodies).")] = 1,
+    concurrency: Annotated[int, typer.Option(min=1, max=256, help="Deliveries in flight at once.")] = 8,
+) -> None:
+    """Send realistic signed webhooks to a running server: a demo and a load generator.
+
+    Plays six months of a shop's history (customers, orders, payments, edits, cancellations,
+    deletes; about 40% cash on delivery) ending today, with Shopify's duplicate and out-of-order
+    deliveries, signed with SHOPIFY_API_SECRET (the dev secret in development, as `serve` uses).
+    Exits non-zero when the server is unreachable or any delivery does not end in 200.
+    """
+    settings = load_settings()
+    shop = (shop or settings.dev_shop).strip()
+    if not is_valid_shop_domain(shop):
+        raise fail(f"not a shop domain: {shop!r} (expected name.myshopify.com)")
+    if not settings.shopify_api_secret:
+        raise fail("SHOPIFY_API_SECRET is not set: the server would refuse every signature")
+    asyncio.run(
+        _simulate(
+            settings,
+            url=url,
+            shop=shop.lower(),
+            customers=customers,
+            orders=orders,
+            seed=seed,
+            concurrency=concurrency,
+        )
+    )
+
+
+async def _simulate(
+    settings: Settings,
+    *,
+    url: str,
+    shop: str,
+    customers: int,
+    orders: int,
+    seed: int,
+    concurrency: int,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> None:
+    from service.simulate import DEFAULT_DAYS, WEBHOOK_PATH, generate_traffic, send_traffic
+
+    base = url.rstrip("/")
+    # The history ends at today's midnight (UTC): reruns on the same day send identical bodies.
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    deliveries = generate_traffic(
+        shop=shop, customers=customers, orders=orders, seed=seed, start=today - timedelta(days=DEFAULT_DAYS)
+    )
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(timeout=httpx.Timeout(10.0), limits=limits, transport=transport) as http:
+        try:
+            await http.get(f"{base}/health", timeout=5.0)
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
+            raise fail(f"not an http(s) URL: {url!r}") from exc
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            raise fail(f"no tierline server answers at {base}; start one with `make run`", code=1) from exc
+        except httpx.TransportError as exc:
+            raise fail(
+                f"the server at {base} did not answer GET /health ({type(exc).__name__})", code=1
+            ) from exc
+        typer.echo(
+            f"sending {len(deliveries)} deliveries ({customers} customers, {orders} orders, seed {seed}) "
+            f"as {shop} to {base}{WEBHOOK_PATH}",
+            err=True,
+        )
+        with typer.progressbar(length=len(deliveries), label="simulate", file=sys.stderr) as bar:
+            report = await send_traffic(
+                deliveries,
+                url=base,
+                secret=settings.shopify_api_secret,
+                shop=shop,
+                concurrency=concurrency,
+                http=http,
+                progress=lambda _done, _total: bar.update(1),
+            )
+    statuses = ", ".join(f"{code}: {count}" for code, count in report.status_counts.items()) or "none"
+    typer.echo(
+        f"sent {report.sent}  accepted {report.accepted}  duplicates {report.duplicates}  "
+        f"errors {report.errors}  retries {report.retries}\n"
+        f"HTTP status {statuses}\n"
+        f"{report.elapsed_seconds:.2f} s, {report.rate:.1f} deliveries/s, "
+        f"latency p50 {report.p50_ms:.1f} ms, p99 {report.p99_ms:.1f} ms"
+    )
+    if report.sent and report.errors == report.sent and set(report.error_kinds) <= {"ConnectError"}:
+        raise fail(f"no tierline server answers at {base}; start one with `make run`", code=1)
+    if not report.ok:
+        problems = [f"HTTP {code}: {count}" for code, count in report.status_counts.items() if code != 200]
+        problems += [f"{kind}: {count}" for kind, count in report.error_kinds.items()]
+        raise fail(
+            f"{report.failed} of {report.sent} deliveries did not end in 200 ({', '.join(problems)})", code=1
+        )
 
 
 @app.command()

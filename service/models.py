@@ -141,9 +141,20 @@ class Order(SQLModel, table=True):
     original_total: Decimal = Field(default=Decimal(0), sa_type=Money)
     payment_method: str = Field(default="prepaid")
     payment_gateway_names: list[str] = Field(default_factory=list, sa_type=JSONType)
+    #: ``|name|name|`` of the lower-cased gateway names, so COD can be re-derived in SQL.
+    gateway_key: str = Field(default="||", sa_type=sa.Text, sa_column_kwargs={"server_default": "||"})
     tracking_status: str | None = Field(default=None)
     delivered_at: datetime | None = _utc()
+    #: What started the current RTO: ``tag``, ``return`` or ``api`` (None outside RTO).
+    rto_source: str | None = Field(default=None)
     tags: str = Field(default="", sa_type=sa.Text)
+    #: Earliest ``updated_at`` of the current run of snapshots carrying an RTO tag.
+    rto_tag_since: datetime | None = _utc()
+    #: Latest ``updated_at`` of a snapshot seen without an RTO tag.
+    rto_tag_absent_at: datetime | None = _utc()
+    #: Status set through ``PUT /api/orders/{id}/tracking-status`` and when.
+    manual_status: str | None = Field(default=None)
+    manual_status_at: datetime | None = _utc()
     test: bool = Field(default=False)
     shipping_address: dict[str, Any] | None = Field(default=None, sa_type=JSONType)
     billing_address: dict[str, Any] | None = Field(default=None, sa_type=JSONType)
@@ -176,3 +187,101 @@ class Tombstone(SQLModel, table=True):
         sa_type=sa.BigInteger, primary_key=True, sa_column_kwargs={"autoincrement": False}
     )
     deleted_at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime)
+
+
+class Fulfillment(SQLModel, table=True):
+    """A fulfillment, from ``fulfillments/*`` or an order's embedded ``fulfillments``."""
+
+    __tablename__ = "fulfillments"
+    __table_args__ = (sa.Index("ix_fulfillments_shop_order", "shop_id", "order_id"),)
+
+    shop_id: int = Field(sa_type=sa.BigInteger, primary_key=True)
+    id: int = Field(sa_type=sa.BigInteger, primary_key=True, sa_column_kwargs={"autoincrement": False})
+    order_id: int = Field(sa_type=sa.BigInteger)
+    status: str | None = Field(default=None)
+    shipment_status: str | None = Field(default=None)
+    tracking_company: str | None = Field(default=None)
+    tracking_number: str | None = Field(default=None)
+    created_at: datetime | None = _utc()
+    updated_at: datetime | None = _utc()
+
+
+class FulfillmentEvent(SQLModel, table=True):
+    __tablename__ = "fulfillment_events"
+    __table_args__ = (sa.Index("ix_fulfillment_events_shop_order", "shop_id", "order_id"),)
+
+    shop_id: int = Field(sa_type=sa.BigInteger, primary_key=True)
+    id: int = Field(sa_type=sa.BigInteger, primary_key=True, sa_column_kwargs={"autoincrement": False})
+    fulfillment_id: int = Field(sa_type=sa.BigInteger)
+    order_id: int = Field(sa_type=sa.BigInteger)
+    status: str = Field()
+    happened_at: datetime | None = _utc()
+    created_at: datetime | None = _utc()
+
+
+class Return(SQLModel, table=True):
+    """A return. Its steps are placed in time by the deliveries' ``X-Shopify-Triggered-At``."""
+
+    __tablename__ = "returns"
+    __table_args__ = (sa.Index("ix_returns_shop_order", "shop_id", "order_id"),)
+
+    shop_id: int = Field(sa_type=sa.BigInteger, primary_key=True)
+    id: int = Field(sa_type=sa.BigInteger, primary_key=True, sa_column_kwargs={"autoincrement": False})
+    order_id: int | None = Field(default=None, sa_type=sa.BigInteger)
+    name: str | None = Field(default=None)
+    requested_at: datetime | None = _utc()
+    approved_at: datetime | None = _utc()
+    declined_at: datetime | None = _utc()
+    closed_at: datetime | None = _utc()
+
+
+class Refund(SQLModel, table=True):
+    __tablename__ = "refunds"
+    __table_args__ = (sa.Index("ix_refunds_shop_order", "shop_id", "order_id"),)
+
+    shop_id: int = Field(sa_type=sa.BigInteger, primary_key=True)
+    id: int = Field(sa_type=sa.BigInteger, primary_key=True, sa_column_kwargs={"autoincrement": False})
+    order_id: int = Field(sa_type=sa.BigInteger)
+    amount: Decimal = Field(default=Decimal(0), sa_type=Money)
+    #: Items sent back (refund line items restocked as returns, or a linked return).
+    returned_quantity: int = Field(default=0)
+    created_at: datetime | None = _utc()
+
+
+class CustomerStats(SQLModel, table=True):
+    """Per-customer figures (SPEC §4.3), recomputed from orders in the transaction that changes them.
+
+    Keyed by the customer id orders carry, so figures exist even before the customer record.
+    ``tierline check`` proves these equal to a recomputation from orders.
+    """
+
+    __tablename__ = "customer_stats"
+    __table_args__ = (
+        sa.Index("ix_customer_stats_shop_ltv", "shop_id", "ltv", "customer_id"),
+        sa.Index("ix_customer_stats_shop_last_order", "shop_id", "last_order_at", "customer_id"),
+    )
+
+    shop_id: int = Field(sa_type=sa.BigInteger, primary_key=True)
+    customer_id: int = Field(sa_type=sa.BigInteger, primary_key=True, sa_column_kwargs={"autoincrement": False})
+    ltv: Decimal = Field(default=Decimal(0), sa_type=Money)
+    order_count: int = Field(default=0)
+    rto_count: int = Field(default=0)
+    last_order_at: datetime | None = _utc()
+    tier_of_record: str | None = Field(default=None, max_length=16)
+
+
+class TierChange(SQLModel, table=True):
+    """History of a customer's tier of record."""
+
+    __tablename__ = "tier_changes"
+    __table_args__ = (sa.Index("ix_tier_changes_shop_customer", "shop_id", "customer_id", "id"),)
+
+    id: int | None = Field(default=None, sa_type=BigIntPK, primary_key=True)
+    shop_id: int = Field(sa_type=sa.BigInteger)
+    customer_id: int = Field(sa_type=sa.BigInteger)
+    from_tier: str | None = Field(default=None, max_length=16)
+    to_tier: str = Field(max_length=16)
+    ltv: Decimal = Field(sa_type=Money)
+    reason: str = Field(max_length=16)
+    order_id: int | None = Field(default=None, sa_type=sa.BigInteger)
+    at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime)

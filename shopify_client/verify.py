@@ -78,19 +78,29 @@ def _escape_value(value: str) -> str:
 def oauth_message(query: Mapping[str, str | Sequence[str]]) -> str:
     """The string Shopify signs for an OAuth redirect: sorted ``k=v`` pairs joined by ``&``.
 
-    ``hmac`` and ``signature`` are left out; array parameters (``ids[]``) are rendered as a JSON
-    list, as Shopify's libraries do.
+    ``hmac`` and ``signature`` are left out. Array parameters (``ids[]``, a sequence value, or a
+    key repeated by a multi-dict) are rendered as a JSON list under the bare name, as Shopify's
+    libraries do: ``ids=["1", "2"]``. ``%``, ``&`` and ``=`` are escaped so that no pair can
+    pass for two.
     """
-    pairs: list[str] = []
+    values: dict[str, list[str]] = {}
+    listed: set[str] = set()
     for key, value in query.items():
         if key in ("hmac", "signature"):
             continue
         if isinstance(value, str):
-            rendered = _escape_value(value)
+            values.setdefault(key, []).append(value)
         else:
-            rendered = _escape_value("[" + ", ".join(json.dumps(v) for v in value) + "]")
-        name = key[:-2] if key.endswith("[]") else key
-        pairs.append(f"{_escape_key(name)}={rendered}")
+            values.setdefault(key, []).extend(value)
+            listed.add(key)
+    pairs: list[str] = []
+    for key, items in values.items():
+        if key.endswith("[]") or key in listed or len(items) > 1:
+            name = key.removesuffix("[]")
+            rendered = "[" + ", ".join(json.dumps(item) for item in items) + "]"
+        else:
+            name, rendered = key, items[0]
+        pairs.append(f"{_escape_key(name)}={_escape_value(rendered)}")
     return "&".join(sorted(pairs))
 
 
@@ -108,7 +118,7 @@ def verify_oauth_hmac(
 ) -> bool:
     """Check an OAuth redirect's ``hmac`` and the freshness of its ``timestamp``."""
     received = query.get("hmac")
-    if not isinstance(received, str) or not received:
+    if not isinstance(received, str) or not received or not received.isascii():
         return False
     timestamp = query.get("timestamp")
     if not isinstance(timestamp, str):
@@ -146,8 +156,8 @@ def decode_session_token(
     """Verify an App Bridge session token (HS256 only) and return its shop and user.
 
     Raises :class:`InvalidSessionTokenError` for anything else: another algorithm (``none``
-    included), a bad signature, wrong ``aud``, ``exp``/``nbf`` outside a 10 s leeway, or a
-    ``dest`` that is not a shop domain.
+    included), a bad signature, wrong ``aud``, ``exp``/``nbf`` outside a 10 s leeway, a
+    ``dest`` that is not a shop domain, or an ``iss`` on another host than ``dest``.
     """
     try:
         header = jwt.get_unverified_header(token)
@@ -155,7 +165,7 @@ def decode_session_token(
         raise InvalidSessionTokenError("malformed token") from exc
     if header.get("alg") != "HS256":
         raise InvalidSessionTokenError("algorithm not allowed")
-    options: dict[str, bool | list[str]] = {"require": ["exp", "nbf", "aud", "dest"]}
+    options: dict[str, bool | list[str]] = {"require": ["exp", "nbf", "aud", "iss", "dest"]}
     last_error: Exception | None = None
     for secret in secrets:
         if not secret:
@@ -177,12 +187,10 @@ def decode_session_token(
         break
     else:
         raise InvalidSessionTokenError("signature did not verify") from last_error
-    dest = claims.get("dest")
-    host = urlsplit(dest).hostname if isinstance(dest, str) else None
+    host = _url_host(claims.get("dest"))
     if not host or not is_valid_shop_domain(host):
         raise InvalidSessionTokenError("dest is not a shop domain")
-    iss = claims.get("iss")
-    if isinstance(iss, str) and urlsplit(iss).hostname != host:
+    if _url_host(claims.get("iss")) != host:
         raise InvalidSessionTokenError("iss and dest name different shops")
     sub = claims.get("sub")
     sid = claims.get("sid")
@@ -192,3 +200,12 @@ def decode_session_token(
         session_id=str(sid) if sid is not None else None,
         expires_at=int(claims["exp"]),
     )
+
+
+def _url_host(url: object) -> str | None:
+    if not isinstance(url, str):
+        return None
+    try:
+        return urlsplit(url).hostname
+    except ValueError:
+        return None

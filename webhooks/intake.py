@@ -51,6 +51,38 @@ async def _store(runtime: Runtime, envelope: WebhookEnvelope, body: bytes) -> bo
     return created
 
 
+#: Stores given up on after the deadline, still unwinding (kept referenced until they finish).
+_abandoned: set[asyncio.Task[bool]] = set()
+
+
+def _forget(task: asyncio.Task[bool]) -> None:
+    _abandoned.discard(task)
+    if not task.cancelled():
+        task.exception()  # retrieved, so asyncio does not log it as never retrieved
+
+
+async def _store_within(runtime: Runtime, envelope: WebhookEnvelope, body: bytes) -> bool:
+    """:func:`_store`, or ``TimeoutError`` once the intake budget is spent.
+
+    ``asyncio.timeout`` alone is not enough: after the cancellation, the transaction's rollback
+    still waits for the blocked driver call (aiosqlite's thread sits in ``busy_timeout``), which
+    would push the answer past Shopify's 5 s. The cancelled store unwinds in the background; it
+    cannot commit any more, and if it already had, Shopify's retry is answered as a duplicate.
+    """
+    task = asyncio.create_task(_store(runtime, envelope, body))
+    try:
+        done, _ = await asyncio.wait({task}, timeout=runtime.settings.intake_timeout_seconds)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    if task in done:
+        return task.result()
+    task.cancel()
+    _abandoned.add(task)
+    task.add_done_callback(_forget)
+    raise TimeoutError
+
+
 @post(
     "/webhooks/shopify",
     status_code=200,
@@ -76,8 +108,7 @@ async def receive_webhook(request: Request[Any, Any, Any], runtime: NamedDepende
         raise BadRequestError(str(exc)) from exc
     log = {"webhook_id": envelope.webhook_id, "topic": envelope.topic, "shop": envelope.shop_domain}
     try:
-        async with asyncio.timeout(runtime.settings.intake_timeout_seconds):
-            created = await _store(runtime, envelope, body)
+        created = await _store_within(runtime, envelope, body)
     except (TimeoutError, sa.exc.SQLAlchemyError, OSError) as exc:
         DELIVERIES_RECEIVED.labels(topic=envelope.topic, outcome="unavailable").inc()
         logger.error("webhook.store_failed", extra=log | {"error": type(exc).__name__})

@@ -21,14 +21,23 @@ def _no_nul(value: str) -> str:
 
 
 def _to_utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    try:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError as exc:  # an offset time at the edge of the datetime range
+        raise ValueError("time out of range") from exc
+
+
+def _not_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("an id must be a number, not a boolean")
+    return value
 
 
 def _none_to_empty_list(value: Any) -> Any:
     return [] if value is None else value
 
 
-ShopifyId = Annotated[int, Field(ge=1, le=MAX_BIGINT, strict=False)]
+ShopifyId = Annotated[int, BeforeValidator(_not_bool), Field(ge=1, le=MAX_BIGINT)]
 Text = Annotated[str, AfterValidator(_no_nul)]
 Amount = Annotated[Decimal, Field(ge=0, le=Decimal("1e14"), allow_inf_nan=False)]
 UTCTime = Annotated[datetime, AfterValidator(_to_utc)]
@@ -108,3 +117,67 @@ class OrderPayload(Payload):
     shipping_address: AddressPayload | None = None
     billing_address: AddressPayload | None = None
     line_items: Annotated[list[LineItemPayload], BeforeValidator(_none_to_empty_list)] = []
+    fulfillments: Annotated[list[FulfillmentPayload], BeforeValidator(_none_to_empty_list)] = []
+
+
+class FulfillmentPayload(Payload):
+    """``fulfillments/create|update`` and the items of an order's ``fulfillments``."""
+
+    id: ShopifyId
+    order_id: ShopifyId
+    status: Text | None = None
+    shipment_status: Text | None = None
+    tracking_company: Text | None = None
+    tracking_number: Text | None = None
+    created_at: UTCTime | None = None
+    updated_at: UTCTime | None = None
+
+
+class FulfillmentEventPayload(Payload):
+    id: ShopifyId
+    fulfillment_id: ShopifyId
+    order_id: ShopifyId
+    status: Annotated[str, AfterValidator(_no_nul), Field(min_length=1, max_length=64)]
+    happened_at: UTCTime | None = None
+    created_at: UTCTime | None = None
+
+
+class OrderRef(Payload):
+    id: ShopifyId
+
+
+class ReturnPayload(Payload):
+    """``returns/request|approve|decline|close``: the order is ``order.id`` or ``order_id``."""
+
+    id: ShopifyId
+    name: Text | None = None
+    order: OrderRef | None = None
+    order_id: ShopifyId | None = None
+
+    @property
+    def order_ref(self) -> int | None:
+        return self.order.id if self.order is not None else self.order_id
+
+
+class RefundTransactionPayload(Payload):
+    kind: Text | None = None
+    status: Text | None = None
+    amount: Amount = Decimal(0)
+
+
+class RefundLineItemPayload(Payload):
+    quantity: Annotated[int, Field(ge=0, le=10**9)] = 0
+    restock_type: Text | None = None
+
+
+class RefundPayload(Payload):
+    id: ShopifyId
+    order_id: ShopifyId
+    created_at: UTCTime | None = None
+    transactions: Annotated[list[RefundTransactionPayload], BeforeValidator(_none_to_empty_list)] = []
+    refund_line_items: Annotated[list[RefundLineItemPayload], BeforeValidator(_none_to_empty_list)] = []
+    #: Present (an object) when the refund belongs to a return.
+    return_: dict[str, Any] | None = Field(default=None, alias="return")
+
+
+OrderPayload.model_rebuild()

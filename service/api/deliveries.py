@@ -34,7 +34,8 @@ def _read(row: inbox.DeliveryRow) -> DeliveryRead:
 
 
 def parse_delivery_id(value: str) -> int:
-    if not value.isdigit() or len(value) > 18:
+    # isascii: str.isdigit() is also true for "²" and other digits int() refuses (a 500 before).
+    if not (value.isascii() and value.isdigit()) or len(value) > 18:
         raise NotFoundError("no such delivery")
     return int(value)
 

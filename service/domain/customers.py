@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.db import dialect_insert
-from service.domain import tombstones
+from service.domain import stats, tombstones
 from service.domain.records import CustomerSnapshot
 from service.models import Customer
 
@@ -68,7 +68,10 @@ async def upsert_customer(
         set_=update_cols,
         where=_newer_or_equal(stmt.excluded, customers.c),
     ).returning(customers.c.id)
-    return (await session.execute(stmt)).first() is not None
+    written = (await session.execute(stmt)).first() is not None
+    if written:
+        await stats.ensure_rows(session, shop_id, [snap.id])
+    return written
 
 
 async def delete_customer(session: AsyncSession, shop_id: int, customer_id: int) -> None:

@@ -1,21 +1,33 @@
-"""Order records: out-of-order-safe upserts, line items, tombstoned deletes (SPEC §3, §4.1)."""
+"""Order records and what follows from them (SPEC §3, §4.1–§4.3).
+
+``apply_order`` is the one path for an order snapshot (webhook or backfill): the embedded
+customer stub, the guarded upsert, line items, embedded fulfillments; then ``refresh_orders``
+re-derives tracking, recomputes the customers' figures and fires tier-of-record triggers, all in
+the caller's transaction.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.db import dialect_insert
-from service.domain import tombstones
+from service.domain import fulfillments, stats, tiers, tombstones, tracking
 from service.domain.customers import RANK_STUB, upsert_customer
 from service.domain.records import OrderSnapshot
-from service.domain.settings import ShopSettings, payment_method
+from service.domain.settings import ShopSettings, gateway_key, payment_method
+from service.errors import NotFoundError, UnprocessableError
 from service.models import Order, OrderLine
+from service.types import utc_now
 
 orders = Order.__table__  # type: ignore[attr-defined]
 order_lines = OrderLine.__table__  # type: ignore[attr-defined]
 
-#: Columns an upsert overwrites. Derived state (``tracking_status``, ``delivered_at``) is not here.
+#: Columns an upsert overwrites. Derived state (tracking, RTO bookkeeping) is not here.
 _PAYLOAD_COLUMNS = (
     "name",
     "customer_id",
@@ -32,26 +44,85 @@ _PAYLOAD_COLUMNS = (
     "original_total",
     "payment_method",
     "payment_gateway_names",
+    "gateway_key",
     "tags",
     "test",
     "shipping_address",
     "billing_address",
+    "rto_tag_since",
+    "rto_tag_absent_at",
 )
 
 
-async def upsert_order(
-    session: AsyncSession, shop_id: int, snap: OrderSnapshot, settings: ShopSettings
-) -> bool:
-    """Apply an order snapshot unless the order is deleted or the snapshot is older than stored.
+@dataclass(frozen=True, slots=True)
+class _Stored:
+    customer_id: int | None
+    rto_tag_since: datetime | None
+    rto_tag_absent_at: datetime | None
 
-    The embedded customer, if any, is applied first as a stub (even when the order itself is
-    stale or deleted), so the final customer set does not depend on delivery order.
-    Returns True when the order row was written.
+
+def _tag_run(
+    stored: _Stored | None, tagged: bool, at: datetime | None
+) -> tuple[datetime | None, datetime | None]:
+    """Fold one snapshot's RTO tag into (since, absent_at), whatever order snapshots arrive in."""
+    since = stored.rto_tag_since if stored else None
+    absent = stored.rto_tag_absent_at if stored else None
+    if at is None:
+        return since, absent
+    if tagged:
+        if absent is None or at > absent:
+            since = at if since is None else min(since, at)
+    else:
+        absent = at if absent is None else max(absent, at)
+        if since is not None and since <= absent:
+            since = None
+    return since, absent
+
+
+async def apply_order(session: AsyncSession, shop_id: int, snap: OrderSnapshot, settings: ShopSettings) -> bool:
+    """Apply an order snapshot; True when the order row was written.
+
+    The embedded customer is applied first as a stub, even when the order is stale or deleted,
+    so that the set of customers does not depend on delivery order.
     """
     if snap.customer is not None:
         await upsert_customer(session, shop_id, snap.customer, rank=RANK_STUB, version_at=snap.updated_at)
     if await tombstones.is_deleted(session, shop_id, tombstones.ORDER, snap.id):
         return False
+    row = (
+        await session.execute(
+            sa.select(orders.c.customer_id, orders.c.rto_tag_since, orders.c.rto_tag_absent_at).where(
+                orders.c.shop_id == shop_id, orders.c.id == snap.id
+            )
+        )
+    ).first()
+    stored = _Stored(row.customer_id, row.rto_tag_since, row.rto_tag_absent_at) if row else None
+    tagged = tracking.tag_rto_state(snap.tags, settings.rto_tags) is not None
+    since, absent = _tag_run(stored, tagged, snap.updated_at)
+    written = await _upsert(session, shop_id, snap, settings, since, absent)
+    if not written and stored is not None and (since, absent) != (stored.rto_tag_since, stored.rto_tag_absent_at):
+        await session.execute(
+            sa.update(orders)
+            .where(orders.c.shop_id == shop_id, orders.c.id == snap.id)
+            .values(rto_tag_since=since, rto_tag_absent_at=absent)
+        )
+    if written:
+        await _replace_lines(session, shop_id, snap)
+    for fulfillment in snap.fulfillments:
+        await fulfillments.upsert_fulfillment(session, shop_id, fulfillment)
+    previous = [stored.customer_id] if stored and stored.customer_id is not None else []
+    await refresh_orders(session, shop_id, [snap.id], settings, also_customers=previous)
+    return written
+
+
+async def _upsert(
+    session: AsyncSession,
+    shop_id: int,
+    snap: OrderSnapshot,
+    settings: ShopSettings,
+    since: datetime | None,
+    absent: datetime | None,
+) -> bool:
     values = {
         "shop_id": shop_id,
         "id": snap.id,
@@ -70,10 +141,13 @@ async def upsert_order(
         "original_total": snap.total_price if snap.total_price is not None else snap.total_amount,
         "payment_method": payment_method(snap.payment_gateway_names, settings),
         "payment_gateway_names": snap.payment_gateway_names,
+        "gateway_key": gateway_key(snap.payment_gateway_names),
         "tags": snap.tags,
         "test": snap.test,
         "shipping_address": snap.shipping_address,
         "billing_address": snap.billing_address,
+        "rto_tag_since": since,
+        "rto_tag_absent_at": absent,
     }
     stmt = dialect_insert(session.bind.dialect.name, orders).values(**values)
     stmt = stmt.on_conflict_do_update(
@@ -81,10 +155,7 @@ async def upsert_order(
         set_={k: stmt.excluded[k] for k in _PAYLOAD_COLUMNS},
         where=sa.or_(orders.c.updated_at.is_(None), stmt.excluded.updated_at >= orders.c.updated_at),
     ).returning(orders.c.id)
-    if (await session.execute(stmt)).first() is None:
-        return False
-    await _replace_lines(session, shop_id, snap)
-    return True
+    return (await session.execute(stmt)).first() is not None
 
 
 async def _replace_lines(session: AsyncSession, shop_id: int, snap: OrderSnapshot) -> None:
@@ -113,10 +184,68 @@ async def _replace_lines(session: AsyncSession, shop_id: int, snap: OrderSnapsho
         )
 
 
-async def delete_order(session: AsyncSession, shop_id: int, order_id: int) -> None:
+async def delete_order(session: AsyncSession, shop_id: int, order_id: int, settings: ShopSettings) -> None:
     """Tombstone and remove an order and its lines: deleted orders count nowhere."""
     await tombstones.bury(session, shop_id, tombstones.ORDER, order_id)
+    customer_id = await session.scalar(
+        sa.select(orders.c.customer_id).where(orders.c.shop_id == shop_id, orders.c.id == order_id)
+    )
     await session.execute(
         sa.delete(order_lines).where(order_lines.c.shop_id == shop_id, order_lines.c.order_id == order_id)
     )
     await session.execute(sa.delete(orders).where(orders.c.shop_id == shop_id, orders.c.id == order_id))
+    if customer_id is not None:
+        await stats.refresh(session, shop_id, [int(customer_id)], settings)
+
+
+def trigger_reason(change: tracking.StatusChange) -> str | None:
+    """Which tier-of-record trigger a status change fires (SPEC §4.3), if any."""
+    if tracking.is_rto(change.before) != tracking.is_rto(change.after):
+        return "rto"
+    if change.after == tracking.DELIVERED and change.before != tracking.DELIVERED:
+        return "delivered"
+    return None
+
+
+async def refresh_orders(
+    session: AsyncSession,
+    shop_id: int,
+    order_ids: Iterable[int],
+    settings: ShopSettings,
+    *,
+    also_customers: Iterable[int] = (),
+    manual: bool = False,
+) -> list[tracking.StatusChange]:
+    """Tracking → customer figures → tier-of-record triggers, for orders whose facts changed."""
+    changes = await tracking.refresh(session, shop_id, order_ids, settings.rto_tags)
+    customers = {c.customer_id for c in changes if c.customer_id is not None} | set(also_customers)
+    await stats.refresh(session, shop_id, customers, settings)
+    for change in changes:
+        reason = "manual" if manual else trigger_reason(change)
+        if reason is not None and change.customer_id is not None:
+            await tiers.record(
+                session, shop_id, change.customer_id, settings.tier_thresholds, reason=reason, order_id=change.order_id
+            )
+    return changes
+
+
+async def set_tracking_status(
+    session: AsyncSession, shop_id: int, order_id: int, status: str, settings: ShopSettings
+) -> None:
+    """``PUT /api/orders/{id}/tracking-status``: a carrier integration's status (RTO forward only)."""
+    if status not in tracking.ALL_STATES:
+        raise UnprocessableError(
+            "unknown tracking status",
+            errors=[{"field": "status", "message": "must be one of: " + ", ".join(tracking.ALL_STATES)}],
+        )
+    found = await session.scalar(
+        sa.select(orders.c.id).where(orders.c.shop_id == shop_id, orders.c.id == order_id)
+    )
+    if found is None:
+        raise NotFoundError("no such order")
+    await session.execute(
+        sa.update(orders)
+        .where(orders.c.shop_id == shop_id, orders.c.id == order_id)
+        .values(manual_status=status, manual_status_at=utc_now())
+    )
+    await refresh_orders(session, shop_id, [order_id], settings, manual=True)

@@ -60,6 +60,7 @@ class OrderSnapshot:
     billing_address: dict[str, Any] | None = None
     lines: list[LineSnapshot] = field(default_factory=list)
     customer: CustomerSnapshot | None = None
+    fulfillments: list[FulfillmentSnapshot] = field(default_factory=list)
 
     @property
     def total_amount(self) -> Decimal:
@@ -67,3 +68,34 @@ class OrderSnapshot:
         if self.current_total_price is not None:
             return self.current_total_price
         return self.total_price if self.total_price is not None else Decimal(0)
+
+
+@dataclass(frozen=True, slots=True)
+class FulfillmentSnapshot:
+    id: int
+    order_id: int
+    status: str | None = None
+    shipment_status: str | None = None
+    tracking_company: str | None = None
+    tracking_number: str | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FulfillmentEventSnapshot:
+    id: int
+    fulfillment_id: int
+    order_id: int
+    status: str
+    happened_at: datetime | None = None
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RefundSnapshot:
+    id: int
+    order_id: int
+    amount: Decimal
+    returned_quantity: int
+    created_at: datetime | None = None

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service.domain.tracking import RTO_STATES
 from service.models import Shop
 
 shops = Shop.__table__  # type: ignore[attr-defined]
@@ -64,3 +65,107 @@ def payment_method(gateway_names: list[str], settings: ShopSettings) -> str:
     """``cod`` when any gateway name is one of the shop's COD gateways (case-insensitive)."""
     cod = settings.cod_gateway_set
     return "cod" if any(name.strip().lower() in cod for name in gateway_names) else "prepaid"
+
+
+def gateway_key(gateway_names: list[str]) -> str:
+    """``|name|name|`` of lower-cased gateway names: lets SQL re-derive COD when settings change."""
+    return "|" + "|".join(name.strip().lower().replace("|", "/") for name in gateway_names) + "|"
+
+
+# --- validation and updates (GET/PUT /api/settings) -----------------------------------------
+
+MAX_GATEWAYS = 50
+MAX_RTO_TAGS = 50
+MAX_NAME_LENGTH = 255
+TIER_KEYS = ("platinum", "gold", "silver")
+SETTING_KEYS = ("tierThresholds", "codGateways", "rtoTags", "includeTestOrders")
+
+
+def _decimal(value: Any) -> Decimal | None:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        amount = Decimal(str(value).strip())
+    except (InvalidOperation, ValueError):
+        return None
+    return amount if amount.is_finite() else None
+
+
+def validate_update(data: Any) -> tuple[dict[str, Any], list[dict[str, str]]]:
+    """Check a (partial) settings document; return the normalized values and field errors."""
+    if not isinstance(data, dict):
+        return {}, [{"field": "body", "message": "must be a JSON object"}]
+    errors: list[dict[str, str]] = []
+    clean: dict[str, Any] = {}
+    for key in data:
+        if key not in SETTING_KEYS:
+            errors.append({"field": key, "message": "unknown setting"})
+    if "tierThresholds" in data:
+        raw = data["tierThresholds"]
+        if not isinstance(raw, dict) or set(raw) != set(TIER_KEYS):
+            errors.append({"field": "tierThresholds", "message": "must be an object with platinum, gold and silver"})
+        else:
+            values: dict[str, Decimal] = {}
+            for tier in TIER_KEYS:
+                amount = _decimal(raw[tier])
+                if amount is None:
+                    errors.append({"field": f"tierThresholds.{tier}", "message": "must be a decimal amount"})
+                elif amount <= 0:
+                    errors.append({"field": f"tierThresholds.{tier}", "message": "must be positive"})
+                elif amount >= Decimal("1e14") or amount != amount.quantize(Decimal("0.01")):
+                    errors.append({"field": f"tierThresholds.{tier}", "message": "must have at most two decimals"})
+                else:
+                    values[tier] = amount
+            if len(values) == 3:
+                if not values["platinum"] > values["gold"]:
+                    errors.append({"field": "tierThresholds.gold", "message": "must be less than platinum"})
+                if not values["gold"] > values["silver"]:
+                    errors.append({"field": "tierThresholds.silver", "message": "must be less than gold"})
+                clean["tierThresholds"] = {k: f"{v:.2f}" for k, v in values.items()}
+    if "codGateways" in data:
+        raw = data["codGateways"]
+        if (
+            not isinstance(raw, list)
+            or len(raw) > MAX_GATEWAYS
+            or not all(isinstance(g, str) and g.strip() and len(g) <= MAX_NAME_LENGTH for g in raw)
+        ):
+            errors.append(
+                {"field": "codGateways", "message": f"must be a list of at most {MAX_GATEWAYS} non-empty names"}
+            )
+        else:
+            clean["codGateways"] = list(dict.fromkeys(g.strip() for g in raw))
+    if "rtoTags" in data:
+        raw = data["rtoTags"]
+        if not isinstance(raw, dict) or len(raw) > MAX_RTO_TAGS:
+            errors.append({"field": "rtoTags", "message": f"must be an object of at most {MAX_RTO_TAGS} tags"})
+        else:
+            tags: dict[str, str] = {}
+            for tag, state in raw.items():
+                if not tag.strip() or len(tag) > MAX_NAME_LENGTH or "," in tag:
+                    errors.append({"field": f"rtoTags.{tag}", "message": "a tag must be non-empty, without commas"})
+                elif state not in RTO_STATES:
+                    errors.append(
+                        {"field": f"rtoTags.{tag}", "message": "must be one of " + ", ".join(RTO_STATES)}
+                    )
+                else:
+                    tags[tag.strip().lower()] = state
+            clean["rtoTags"] = tags
+    if "includeTestOrders" in data:
+        if not isinstance(data["includeTestOrders"], bool):
+            errors.append({"field": "includeTestOrders", "message": "must be true or false"})
+        else:
+            clean["includeTestOrders"] = data["includeTestOrders"]
+    return clean, errors
+
+
+def to_document(settings: ShopSettings) -> dict[str, Any]:
+    return {
+        "tierThresholds": {k: f"{settings.tier_thresholds[k]:.2f}" for k in TIER_KEYS},
+        "codGateways": list(settings.cod_gateways),
+        "rtoTags": dict(settings.rto_tags),
+        "includeTestOrders": settings.include_test_orders,
+    }
+
+
+async def save(session: AsyncSession, shop_id: int, document: dict[str, Any]) -> None:
+    await session.execute(sa.update(shops).where(shops.c.id == shop_id).values(settings=document))

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from webhooks.handlers import customers, orders
+from webhooks.handlers import customers, fulfillments, orders, refunds, returns
 from webhooks.router import TopicRouter
 
 
 def build_router() -> TopicRouter:
     router = TopicRouter()
-    for module in (customers, orders):
+    for module in (customers, orders, fulfillments, returns, refunds):
         router.include(module.router)
     return router

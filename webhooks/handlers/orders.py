@@ -5,6 +5,7 @@ from __future__ import annotations
 from service.domain import orders
 from service.domain.records import LineSnapshot, OrderSnapshot
 from webhooks.handlers.customers import address_dict, customer_snapshot
+from webhooks.handlers.fulfillments import fulfillment_snapshot
 from webhooks.payloads import DeletedResourcePayload, OrderPayload
 from webhooks.router import DeliveryContext, TopicRouter
 
@@ -57,14 +58,15 @@ def order_snapshot(payload: OrderPayload) -> OrderSnapshot:
         billing_address=address_dict(payload.billing_address),
         lines=list(lines.values()),
         customer=customer_snapshot(payload.customer) if payload.customer is not None else None,
+        fulfillments=[fulfillment_snapshot(f) for f in payload.fulfillments if f.order_id == payload.id],
     )
 
 
 @router.register(*ORDER_TOPICS, model=OrderPayload)
 async def on_order(ctx: DeliveryContext, payload: OrderPayload) -> None:
-    await orders.upsert_order(ctx.session, ctx.shop_id, order_snapshot(payload), await ctx.shop_settings())
+    await orders.apply_order(ctx.session, ctx.shop_id, order_snapshot(payload), await ctx.shop_settings())
 
 
 @router.register("orders/delete", model=DeletedResourcePayload)
 async def on_order_delete(ctx: DeliveryContext, payload: DeletedResourcePayload) -> None:
-    await orders.delete_order(ctx.session, ctx.shop_id, payload.id)
+    await orders.delete_order(ctx.session, ctx.shop_id, payload.id, await ctx.shop_settings())

@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: 339ce9515cb6
+Revision ID: 99c48915cffd
 Revises: 
-Create Date: 2026-11-25 14:55:31.705192
+Create Date: 2026-11-25 15:01:04.504798
 """
 
 from __future__ import annotations
@@ -16,13 +16,55 @@ from alembic import op
 import service.types
 from sqlalchemy.dialects import postgresql
 
-revision: str = '339ce9515cb6'
+revision: str = '99c48915cffd'
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    op.create_table('customer_stats',
+    sa.Column('shop_id', sa.BigInteger(), nullable=False),
+    sa.Column('customer_id', sa.BigInteger(), autoincrement=False, nullable=False),
+    sa.Column('ltv', service.types.Money(precision=20, scale=4), nullable=False),
+    sa.Column('order_count', sa.Integer(), nullable=False),
+    sa.Column('rto_count', sa.Integer(), nullable=False),
+    sa.Column('last_order_at', service.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('tier_of_record', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=True),
+    sa.PrimaryKeyConstraint('shop_id', 'customer_id', name=op.f('pk_customer_stats'))
+    )
+    with op.batch_alter_table('customer_stats', schema=None) as batch_op:
+        batch_op.create_index('ix_customer_stats_shop_last_order', ['shop_id', 'last_order_at', 'customer_id'], unique=False)
+        batch_op.create_index('ix_customer_stats_shop_ltv', ['shop_id', 'ltv', 'customer_id'], unique=False)
+
+    op.create_table('fulfillment_events',
+    sa.Column('shop_id', sa.BigInteger(), nullable=False),
+    sa.Column('id', sa.BigInteger(), autoincrement=False, nullable=False),
+    sa.Column('fulfillment_id', sa.BigInteger(), nullable=False),
+    sa.Column('order_id', sa.BigInteger(), nullable=False),
+    sa.Column('status', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('happened_at', service.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', service.types.UTCDateTime(timezone=True), nullable=True),
+    sa.PrimaryKeyConstraint('shop_id', 'id', name=op.f('pk_fulfillment_events'))
+    )
+    with op.batch_alter_table('fulfillment_events', schema=None) as batch_op:
+        batch_op.create_index('ix_fulfillment_events_shop_order', ['shop_id', 'order_id'], unique=False)
+
+    op.create_table('fulfillments',
+    sa.Column('shop_id', sa.BigInteger(), nullable=False),
+    sa.Column('id', sa.BigInteger(), autoincrement=False, nullable=False),
+    sa.Column('order_id', sa.BigInteger(), nullable=False),
+    sa.Column('status', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('shipment_status', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('tracking_company', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('tracking_number', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('created_at', service.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('updated_at', service.types.UTCDateTime(timezone=True), nullable=True),
+    sa.PrimaryKeyConstraint('shop_id', 'id', name=op.f('pk_fulfillments'))
+    )
+    with op.batch_alter_table('fulfillments', schema=None) as batch_op:
+        batch_op.create_index('ix_fulfillments_shop_order', ['shop_id', 'order_id'], unique=False)
+
     op.create_table('order_lines',
     sa.Column('shop_id', sa.BigInteger(), nullable=False),
     sa.Column('order_id', sa.BigInteger(), autoincrement=False, nullable=False),
@@ -37,6 +79,32 @@ def upgrade() -> None:
     sa.Column('price', service.types.Money(precision=20, scale=4), nullable=False),
     sa.PrimaryKeyConstraint('shop_id', 'order_id', 'id', name=op.f('pk_order_lines'))
     )
+    op.create_table('refunds',
+    sa.Column('shop_id', sa.BigInteger(), nullable=False),
+    sa.Column('id', sa.BigInteger(), autoincrement=False, nullable=False),
+    sa.Column('order_id', sa.BigInteger(), nullable=False),
+    sa.Column('amount', service.types.Money(precision=20, scale=4), nullable=False),
+    sa.Column('returned_quantity', sa.Integer(), nullable=False),
+    sa.Column('created_at', service.types.UTCDateTime(timezone=True), nullable=True),
+    sa.PrimaryKeyConstraint('shop_id', 'id', name=op.f('pk_refunds'))
+    )
+    with op.batch_alter_table('refunds', schema=None) as batch_op:
+        batch_op.create_index('ix_refunds_shop_order', ['shop_id', 'order_id'], unique=False)
+
+    op.create_table('returns',
+    sa.Column('shop_id', sa.BigInteger(), nullable=False),
+    sa.Column('id', sa.BigInteger(), autoincrement=False, nullable=False),
+    sa.Column('order_id', sa.BigInteger(), nullable=True),
+    sa.Column('name', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('requested_at', service.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('approved_at', service.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('declined_at', service.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('closed_at', service.types.UTCDateTime(timezone=True), nullable=True),
+    sa.PrimaryKeyConstraint('shop_id', 'id', name=op.f('pk_returns'))
+    )
+    with op.batch_alter_table('returns', schema=None) as batch_op:
+        batch_op.create_index('ix_returns_shop_order', ['shop_id', 'order_id'], unique=False)
+
     op.create_table('shops',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('domain', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
@@ -51,6 +119,21 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_shops')),
     sa.UniqueConstraint('domain', name=op.f('uq_shops_domain'))
     )
+    op.create_table('tier_changes',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('shop_id', sa.BigInteger(), nullable=False),
+    sa.Column('customer_id', sa.BigInteger(), nullable=False),
+    sa.Column('from_tier', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=True),
+    sa.Column('to_tier', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+    sa.Column('ltv', service.types.Money(precision=20, scale=4), nullable=False),
+    sa.Column('reason', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+    sa.Column('order_id', sa.BigInteger(), nullable=True),
+    sa.Column('at', service.types.UTCDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_tier_changes'))
+    )
+    with op.batch_alter_table('tier_changes', schema=None) as batch_op:
+        batch_op.create_index('ix_tier_changes_shop_customer', ['shop_id', 'customer_id', 'id'], unique=False)
+
     op.create_table('tombstones',
     sa.Column('shop_id', sa.BigInteger(), nullable=False),
     sa.Column('resource', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
@@ -107,9 +190,15 @@ def upgrade() -> None:
     sa.Column('original_total', service.types.Money(precision=20, scale=4), nullable=False),
     sa.Column('payment_method', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('payment_gateway_names', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
+    sa.Column('gateway_key', sa.Text(), server_default='||', nullable=False),
     sa.Column('tracking_status', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
     sa.Column('delivered_at', service.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('rto_source', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
     sa.Column('tags', sa.Text(), nullable=False),
+    sa.Column('rto_tag_since', service.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('rto_tag_absent_at', service.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('manual_status', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('manual_status_at', service.types.UTCDateTime(timezone=True), nullable=True),
     sa.Column('test', sa.Boolean(), nullable=False),
     sa.Column('shipping_address', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=True),
     sa.Column('billing_address', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=True),
@@ -163,5 +252,30 @@ def downgrade() -> None:
 
     op.drop_table('api_keys')
     op.drop_table('tombstones')
+    with op.batch_alter_table('tier_changes', schema=None) as batch_op:
+        batch_op.drop_index('ix_tier_changes_shop_customer')
+
+    op.drop_table('tier_changes')
     op.drop_table('shops')
+    with op.batch_alter_table('returns', schema=None) as batch_op:
+        batch_op.drop_index('ix_returns_shop_order')
+
+    op.drop_table('returns')
+    with op.batch_alter_table('refunds', schema=None) as batch_op:
+        batch_op.drop_index('ix_refunds_shop_order')
+
+    op.drop_table('refunds')
     op.drop_table('order_lines')
+    with op.batch_alter_table('fulfillments', schema=None) as batch_op:
+        batch_op.drop_index('ix_fulfillments_shop_order')
+
+    op.drop_table('fulfillments')
+    with op.batch_alter_table('fulfillment_events', schema=None) as batch_op:
+        batch_op.drop_index('ix_fulfillment_events_shop_order')
+
+    op.drop_table('fulfillment_events')
+    with op.batch_alter_table('customer_stats', schema=None) as batch_op:
+        batch_op.drop_index('ix_customer_stats_shop_ltv')
+        batch_op.drop_index('ix_customer_stats_shop_last_order')
+
+    op.drop_table('customer_stats')

@@ -1,0 +1,52 @@
+"""Shopify ids in paths and bodies: ``123`` or ``gid://shopify/<Kind>/123``."""
+
+from __future__ import annotations
+
+import re
+
+from service.errors import NotFoundError, UnprocessableError
+
+MAX_ID = 2**63 - 1
+_GID = re.compile(r"^gid://shopify/(?P<kind>[A-Za-z]+)/(?P<id>\d{1,19})$")
+
+
+def parse_id(value: str | int, kind: str) -> int | None:
+    """The numeric id, or None when ``value`` is not an id of this kind."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        number = value
+    else:
+        text = value.strip()
+        match = _GID.match(text)
+        if match is not None:
+            if match.group("kind") != kind:
+                return None
+            text = match.group("id")
+        if not text.isascii() or not text.isdigit() or len(text) > 19:
+            return None
+        number = int(text)
+    return number if 0 < number <= MAX_ID else None
+
+
+def path_id(value: str, kind: str) -> int:
+    """A path id, or ``404`` (an id that cannot exist names no resource)."""
+    number = parse_id(value, kind)
+    if number is None:
+        raise NotFoundError(f"no such {kind.lower()}")
+    return number
+
+
+def body_ids(values: list[str | int], kind: str, field: str) -> list[int]:
+    """Ids from a request body, or ``422`` naming each bad one."""
+    parsed: list[int] = []
+    errors: list[dict[str, str]] = []
+    for index, value in enumerate(values):
+        number = parse_id(value, kind)
+        if number is None:
+            errors.append({"field": f"{field}[{index}]", "message": f"not a {kind} id"})
+        else:
+            parsed.append(number)
+    if errors:
+        raise UnprocessableError(f"invalid {field}", errors=errors[:20])
+    return parsed

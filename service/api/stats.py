@@ -1,0 +1,65 @@
+"""``POST /api/stats/customers`` and ``POST /api/tiers/recalculate``."""
+
+from __future__ import annotations
+
+from litestar import post
+from litestar.di import NamedDependency
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.api.ids import body_ids
+from service.domain import stats
+from service.domain.api_keys import AuthenticatedShop
+from service.domain.rederive import recalculate_tiers
+from service.domain.settings import get_shop_settings
+from service.schemas import (
+    CustomerStatsRead,
+    RecalculationRead,
+    StatsRequest,
+    StatsResponse,
+    TierChangeItem,
+    money,
+)
+
+
+def stats_read(figures: stats.Stats) -> CustomerStatsRead:
+    return CustomerStatsRead(
+        ltv=money(figures.ltv),
+        order_count=figures.order_count,
+        rto_count=figures.rto_count,
+        tier=figures.tier,  # type: ignore[arg-type]
+    )
+
+
+@post(
+    "/api/stats/customers",
+    summary="LTV, order count, COD RTO count and tier for up to 1000 customers",
+    tags=["stats"],
+    status_code=200,
+)
+async def customer_stats(
+    db_session: NamedDependency[AsyncSession], shop: NamedDependency[AuthenticatedShop], data: StatsRequest
+) -> StatsResponse:
+    ids = body_ids(data.customer_ids, "Customer", "customerIds")
+    settings = await get_shop_settings(db_session, shop.id)
+    figures = await stats.read(db_session, shop.id, ids, settings)
+    return StatsResponse(stats={str(cid): stats_read(f) for cid, f in figures.items()})
+
+
+@post(
+    "/api/tiers/recalculate",
+    summary="Set every customer's tier of record to the live tier",
+    tags=["tiers"],
+    status_code=200,
+)
+async def recalculate(
+    db_session: NamedDependency[AsyncSession], shop: NamedDependency[AuthenticatedShop]
+) -> RecalculationRead:
+    result = await recalculate_tiers(db_session, shop.id)
+    return RecalculationRead(
+        total=result.total,
+        updated=result.updated,
+        upgrades=[
+            TierChangeItem(customer_id=str(m.customer_id), to=m.to_tier, ltv=money(m.ltv), **{"from": m.from_tier})  # type: ignore[arg-type]
+            for m in result.changes
+        ],
+    )

@@ -1,0 +1,241 @@
+"""Customer figures (SPEC §4.3): LTV, order count, COD RTO count, last order, live tier.
+
+``customer_stats`` holds one row per customer id seen on a customer record or an order. Every
+change to a customer's orders recomputes that customer's row from the orders, in the same
+transaction, so reads are one indexed lookup and can never drift. ``check`` proves it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.db import dialect_insert, insert_ignore
+from service.domain.settings import ShopSettings
+from service.domain.tiers import customer_id_ranges, tier_for
+from service.domain.tracking import RTO_STATES
+from service.models import CustomerStats, Order
+from service.types import Money
+
+orders = Order.__table__  # type: ignore[attr-defined]
+customer_stats = CustomerStats.__table__  # type: ignore[attr-defined]
+
+ZERO = Decimal("0")
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    ltv: Decimal
+    order_count: int
+    rto_count: int
+    tier: str
+
+
+def counts_test(settings: ShopSettings) -> Any:
+    """SQL: the order is not a test order, unless the shop counts test orders."""
+    return sa.true() if settings.include_test_orders else orders.c.test.is_(False)
+
+
+def eligible(settings: ShopSettings) -> Any:
+    """SQL: the order counts towards LTV and orderCount.
+
+    Not cancelled, not test (unless included), a positive total (exchanges and giveaways don't
+    inflate value), and not in an RTO state — written so that a NULL status counts.
+    """
+    return sa.and_(
+        orders.c.cancelled_at.is_(None),
+        counts_test(settings),
+        orders.c.total_amount > sa.literal(ZERO, Money()),
+        sa.or_(orders.c.tracking_status.is_(None), orders.c.tracking_status.not_in(RTO_STATES)),
+    )
+
+
+def cod_rto(settings: ShopSettings) -> Any:
+    """SQL: a COD order that came back. Cancelled ones count; prepaid RTOs are refunded, so don't."""
+    return sa.and_(
+        orders.c.payment_method == "cod",
+        orders.c.tracking_status.in_(RTO_STATES),
+        counts_test(settings),
+    )
+
+
+def aggregate_columns(settings: ShopSettings) -> list[Any]:
+    ok = eligible(settings)
+    return [
+        sa.func.coalesce(
+            sa.func.sum(sa.case((ok, orders.c.total_amount), else_=sa.literal(ZERO, Money()))),
+            sa.literal(ZERO, Money()),
+        ).label("ltv"),
+        sa.func.coalesce(sa.func.sum(sa.case((ok, 1), else_=0)), 0).label("order_count"),
+        sa.func.coalesce(sa.func.sum(sa.case((cod_rto(settings), 1), else_=0)), 0).label("rto_count"),
+        sa.func.max(sa.case((orders.c.test.is_(False), orders.c.created_at))).label("last_order_at"),
+    ]
+
+
+def _upsert_from_orders(dialect: str, select: Any) -> Any:
+    stmt = dialect_insert(dialect, customer_stats).from_select(
+        ["shop_id", "customer_id", "ltv", "order_count", "rto_count", "last_order_at"], select
+    )
+    return stmt.on_conflict_do_update(
+        index_elements=["shop_id", "customer_id"],
+        set_={k: stmt.excluded[k] for k in ("ltv", "order_count", "rto_count", "last_order_at")},
+    )
+
+
+async def ensure_rows(session: AsyncSession, shop_id: int, customer_ids: Iterable[int]) -> None:
+    """Give customers a (zero) stats row, so they have figures and a tier before any order."""
+    ids = sorted(set(customer_ids))
+    if ids:
+        await session.execute(
+            insert_ignore(session.bind.dialect.name, customer_stats, ["shop_id", "customer_id"]),
+            [{"shop_id": shop_id, "customer_id": cid, "ltv": ZERO} for cid in ids],
+        )
+
+
+async def refresh(
+    session: AsyncSession, shop_id: int, customer_ids: Iterable[int], settings: ShopSettings
+) -> None:
+    """Recompute these customers' rows from their orders (two statements for any number)."""
+    ids = sorted({cid for cid in customer_ids if cid is not None})
+    if not ids:
+        return
+    select = (
+        sa.select(sa.literal(shop_id).label("shop_id"), orders.c.customer_id, *aggregate_columns(settings))
+        .where(orders.c.shop_id == shop_id, orders.c.customer_id.in_(ids))
+        .group_by(orders.c.customer_id)
+    )
+    await session.execute(_upsert_from_orders(session.bind.dialect.name, select))
+    await _zero_without_orders(session, shop_id, sa.and_(customer_stats.c.customer_id.in_(ids)))
+
+
+async def _zero_without_orders(session: AsyncSession, shop_id: int, condition: Any) -> None:
+    has_orders = (
+        sa.select(sa.literal(1))
+        .where(orders.c.shop_id == shop_id, orders.c.customer_id == customer_stats.c.customer_id)
+        .exists()
+    )
+    await session.execute(
+        sa.update(customer_stats)
+        .where(customer_stats.c.shop_id == shop_id, condition, ~has_orders)
+        .values(ltv=ZERO, order_count=0, rto_count=0, last_order_at=None)
+    )
+
+
+async def refresh_shop(
+    session: AsyncSession,
+    shop_id: int,
+    settings: ShopSettings,
+    *,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Recompute every customer of a shop, set-based, ``CHUNK`` customer ids per statement."""
+    missing = (
+        sa.select(sa.literal(shop_id), orders.c.customer_id, sa.literal(ZERO, Money()))
+        .where(orders.c.shop_id == shop_id, orders.c.customer_id.is_not(None))
+        .distinct()
+    )
+    await session.execute(
+        insert_ignore(session.bind.dialect.name, customer_stats, ["shop_id", "customer_id"]).from_select(
+            ["shop_id", "customer_id", "ltv"], missing
+        )
+    )
+    done = 0
+    async for low, high, count in customer_id_ranges(session, shop_id):
+        in_range = sa.and_(orders.c.customer_id >= low, orders.c.customer_id <= high)
+        select = (
+            sa.select(sa.literal(shop_id).label("shop_id"), orders.c.customer_id, *aggregate_columns(settings))
+            .where(orders.c.shop_id == shop_id, in_range)
+            .group_by(orders.c.customer_id)
+        )
+        await session.execute(_upsert_from_orders(session.bind.dialect.name, select))
+        await _zero_without_orders(
+            session, shop_id, sa.and_(customer_stats.c.customer_id >= low, customer_stats.c.customer_id <= high)
+        )
+        done += count
+        if progress is not None:
+            progress(done)
+    return done
+
+
+async def read(
+    session: AsyncSession, shop_id: int, customer_ids: Sequence[int], settings: ShopSettings
+) -> dict[int, Stats]:
+    """The one stats function every read uses: ``{id: Stats}`` for each id asked.
+
+    Unknown ids get zeros and ``bronze``.
+    """
+    found: dict[int, Stats] = {}
+    ids = sorted(set(customer_ids))
+    for start in range(0, len(ids), 1000):
+        rows = await session.execute(
+            sa.select(
+                customer_stats.c.customer_id,
+                customer_stats.c.ltv,
+                customer_stats.c.order_count,
+                customer_stats.c.rto_count,
+            ).where(customer_stats.c.shop_id == shop_id, customer_stats.c.customer_id.in_(ids[start : start + 1000]))
+        )
+        for cid, ltv, order_count, rto_count in rows:
+            found[int(cid)] = Stats(ltv, int(order_count), int(rto_count), tier_for(ltv, settings.tier_thresholds))
+    zero = Stats(ZERO, 0, 0, tier_for(ZERO, settings.tier_thresholds))
+    return {cid: found.get(cid, zero) for cid in ids}
+
+
+@dataclass(frozen=True, slots=True)
+class Difference:
+    shop_id: int
+    customer_id: int
+    field: str
+    stored: object
+    recomputed: object
+
+
+async def check(
+    session: AsyncSession,
+    shop_id: int,
+    settings: ShopSettings,
+    *,
+    progress: Callable[[int], None] | None = None,
+) -> list[Difference]:
+    """Recompute every customer's figures from orders and list where the stored row differs."""
+    differences: list[Difference] = []
+    done = 0
+    async for low, high, count in customer_id_ranges(session, shop_id):
+        expected: dict[int, tuple[Decimal, int, int, datetime | None]] = {}
+        rows = await session.execute(
+            sa.select(orders.c.customer_id, *aggregate_columns(settings))
+            .where(orders.c.shop_id == shop_id, orders.c.customer_id >= low, orders.c.customer_id <= high)
+            .group_by(orders.c.customer_id)
+        )
+        for cid, ltv, order_count, rto_count, last in rows:
+            expected[int(cid)] = (ltv, int(order_count), int(rto_count), last)
+        stored = await session.execute(
+            sa.select(
+                customer_stats.c.customer_id,
+                customer_stats.c.ltv,
+                customer_stats.c.order_count,
+                customer_stats.c.rto_count,
+                customer_stats.c.last_order_at,
+            ).where(
+                customer_stats.c.shop_id == shop_id,
+                customer_stats.c.customer_id >= low,
+                customer_stats.c.customer_id <= high,
+            )
+        )
+        for cid, ltv, order_count, rto_count, last in stored:
+            want = expected.get(int(cid), (ZERO, 0, 0, None))
+            for name, have, should in zip(
+                ("ltv", "orderCount", "rtoCount", "lastOrderAt"), (ltv, order_count, rto_count, last), want, strict=True
+            ):
+                if have != should:
+                    differences.append(Difference(shop_id, int(cid), name, have, should))
+        done += count
+        if progress is not None:
+            progress(done)
+    return differences

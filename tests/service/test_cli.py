@@ -1,0 +1,305 @@
+"""The ``tierline`` command (SPEC §2): migrate, api-key create, replay, production secret checks.
+
+These tests run on SQLite only (a fresh file per test): the commands are thin wrappers around
+domain functions that the API and inbox tests exercise on both databases. One ``migrate`` test
+also runs against the PostgreSQL test database when it is reachable.
+
+The commands call ``asyncio.run`` themselves, so every test here is synchronous.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import sqlite3
+import uuid
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from click.testing import Result
+from litestar.testing import TestClient
+from typer.testing import CliRunner
+
+from service.app import create_app
+from service.cli import app
+from service.db import make_engine, make_sessionmaker, session_scope
+from service.domain import inbox
+from service.domain.shops import get_or_create_shop_id
+from service.models import WebhookDelivery
+from tests.conftest import make_settings
+from tests.factories import API_KEY, API_SECRET, ENCRYPTION_KEY, OTHER_SHOP, SHOP
+
+SECRET_NAMES = ("SHOPIFY_API_KEY", "SHOPIFY_API_SECRET", "TIERLINE_ENCRYPTION_KEY")
+
+
+@pytest.fixture(autouse=True)
+def _isolate(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """No ``.env`` or ``./data`` from the checkout; no settings from the outer environment;
+    and the root log handlers the CLI installs (bound to the runner's stderr) are undone."""
+    monkeypatch.chdir(tmp_path)
+    for name in (*SECRET_NAMES, "SHOPIFY_API_SECRET_PREVIOUS", "DATABASE_URL", "TIERLINE_ENV"):
+        monkeypatch.delenv(name, raising=False)
+    root = logging.getLogger()
+    handlers = list(root.handlers)
+    yield
+    root.handlers[:] = handlers
+
+
+@pytest.fixture
+def database_file(tmp_path: Path) -> Path:
+    return tmp_path / "db" / "tierline.db"
+
+
+@pytest.fixture
+def url(database_file: Path) -> str:
+    return f"sqlite+aiosqlite:///{database_file}"
+
+
+def run(args: list[str], url: str, **env: str | None) -> Result:
+    values: dict[str, str | None] = {"DATABASE_URL": url, "TIERLINE_ENV": "development"}
+    values.update(env)
+    return CliRunner().invoke(app, args, env=values, catch_exceptions=False)
+
+
+def production_env(**overrides: str | None) -> dict[str, str | None]:
+    values: dict[str, str | None] = {
+        "TIERLINE_ENV": "production",
+        "SHOPIFY_API_KEY": API_KEY,
+        "SHOPIFY_API_SECRET": API_SECRET,
+        "TIERLINE_ENCRYPTION_KEY": ENCRYPTION_KEY,
+    }
+    values.update(overrides)
+    return values
+
+
+def query(database_file: Path, sql: str, *params: object) -> list[tuple[object, ...]]:
+    with sqlite3.connect(database_file) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+def migrated(url: str) -> None:
+    result = run(["migrate"], url)
+    assert result.exit_code == 0, result.output
+
+
+def add_deliveries(url: str, shop: str, statuses: Mapping[str, int]) -> dict[str, list[int]]:
+    """Store deliveries for ``shop`` in the given statuses; returns their ids by status."""
+
+    async def _add() -> dict[str, list[int]]:
+        engine = make_engine(make_settings(url))
+        ids: dict[str, list[int]] = {}
+        try:
+            async with session_scope(make_sessionmaker(engine)) as session:
+                shop_id = await get_or_create_shop_id(session, shop)
+                for status, count in statuses.items():
+                    for _ in range(count):
+                        webhook_id = str(uuid.uuid4())
+                        await inbox.store_delivery(
+                            session,
+                            inbox.NewDelivery(
+                                webhook_id=webhook_id,
+                                event_id=None,
+                                topic="orders/create",
+                                shop_id=shop_id,
+                                shop_domain=shop,
+                                api_version="2026-04",
+                                triggered_at=None,
+                                body=b"{}",
+                            ),
+                        )
+                        delivery_id = await session.scalar(
+                            sa.select(WebhookDelivery.id).where(WebhookDelivery.webhook_id == webhook_id)  # type: ignore[arg-type]
+                        )
+                        assert delivery_id is not None
+                        if status != "pending":
+                            await inbox.settle(session, [delivery_id], status, "boom")
+                        ids.setdefault(status, []).append(int(delivery_id))
+        finally:
+            await engine.dispose()
+        return ids
+
+    return asyncio.run(_add())
+
+
+def statuses(database_file: Path) -> dict[int, str]:
+    return {int(str(i)): str(s) for i, s in query(database_file, "SELECT id, status FROM webhook_deliveries")}
+
+
+class TestMigrate:
+    def test_migrate_creates_the_schema(self, url: str, database_file: Path) -> None:
+        result = run(["migrate"], url)
+
+        assert result.exit_code == 0, result.output
+        (revision,) = query(database_file, "SELECT version_num FROM alembic_version")
+        assert str(revision[0]) in result.output
+        tables = {
+            str(r[0]) for r in query(database_file, "SELECT name FROM sqlite_master WHERE type='table'")
+        }
+        assert {"shops", "api_keys", "webhook_deliveries"} <= tables
+
+    def test_migrate_twice_is_a_no_op(self, url: str, database_file: Path) -> None:
+        migrated(url)
+        first = query(database_file, "SELECT version_num FROM alembic_version")
+
+        result = run(["migrate"], url)
+
+        assert result.exit_code == 0, result.output
+        assert query(database_file, "SELECT version_num FROM alembic_version") == first
+
+    def test_migrate_on_postgresql(self, postgres_database: str | None) -> None:
+        if postgres_database is None:
+            pytest.skip("PostgreSQL is not reachable at TEST_DATABASE_URL")
+        result = run(["migrate"], postgres_database)
+        assert result.exit_code == 0, result.output
+        assert "database at revision" in result.output
+
+    def test_production_without_secrets_fails_naming_each(self, url: str, database_file: Path) -> None:
+        result = run(["migrate"], url, TIERLINE_ENV="production")
+
+        assert result.exit_code != 0
+        for name in SECRET_NAMES:
+            assert name in result.output
+        assert not database_file.exists()
+
+    @pytest.mark.parametrize("placeholder", ["changeme", "CHANGEME", "  ", "tierline-dev-secret"])
+    def test_placeholder_secret_counts_as_missing(self, url: str, placeholder: str) -> None:
+        result = run(["migrate"], url, **production_env(SHOPIFY_API_SECRET=placeholder))
+
+        assert result.exit_code != 0
+        assert "SHOPIFY_API_SECRET" in result.output
+        assert "SHOPIFY_API_KEY" not in result.output
+        assert "TIERLINE_ENCRYPTION_KEY" not in result.output
+
+    @pytest.mark.parametrize(
+        "command", [["serve", "--host", "256.0.0.1", "--port", "1"], ["worker", "--drain"]]
+    )
+    def test_serve_and_worker_refuse_missing_production_secrets(self, url: str, command: list[str]) -> None:
+        result = run(command, url, **production_env(TIERLINE_ENCRYPTION_KEY="changeme"))
+
+        assert result.exit_code != 0
+        assert "TIERLINE_ENCRYPTION_KEY" in result.output
+
+    def test_production_with_every_secret_migrates(self, url: str, database_file: Path) -> None:
+        result = run(["migrate"], url, **production_env())
+
+        assert result.exit_code == 0, result.output
+        assert query(database_file, "SELECT count(*) FROM alembic_version") == [(1,)]
+
+
+class TestApiKeyCreate:
+    def test_prints_a_key_that_authenticates(self, url: str, database_file: Path) -> None:
+        migrated(url)
+
+        result = run(["api-key", "create", "--shop", "Demo.myshopify.com"], url)
+
+        assert result.exit_code == 0, result.output
+        key = result.stdout.strip().splitlines()[-1]
+        assert len(key) >= 32
+        assert " " not in key
+        (row,) = query(
+            database_file,
+            "SELECT s.domain, k.key_hash FROM api_keys k JOIN shops s ON s.id = k.shop_id",
+        )
+        assert row == ("demo.myshopify.com", hashlib.sha256(key.encode()).hexdigest())
+        with TestClient(app=create_app(make_settings(url))) as client:
+            ok = client.get("/api/deliveries", headers={"Authorization": f"Bearer {key}"})
+            wrong = client.get("/api/deliveries", headers={"Authorization": f"Bearer {key}x"})
+        assert ok.status_code == 200, ok.text
+        assert ok.json() == {"items": [], "nextCursor": None}
+        assert wrong.status_code == 401
+
+    def test_each_key_is_new_and_the_shop_is_created_once(self, url: str, database_file: Path) -> None:
+        migrated(url)
+
+        keys = [
+            run(["api-key", "create", "--shop", SHOP], url).stdout.strip().splitlines()[-1] for _ in range(2)
+        ]
+
+        assert keys[0] != keys[1]
+        assert query(database_file, "SELECT domain FROM shops") == [(SHOP,)]
+        assert len(query(database_file, "SELECT id FROM api_keys")) == 2
+
+    @pytest.mark.parametrize("shop", ["evil.com", "a.myshopify.com.evil.com", "", "https://a.myshopify.com"])
+    def test_invalid_shop_domain_fails_with_a_message(self, url: str, database_file: Path, shop: str) -> None:
+        migrated(url)
+
+        result = run(["api-key", "create", "--shop", shop], url)
+
+        assert result.exit_code != 0
+        assert "shop domain" in result.output
+        assert result.stdout.strip() == ""
+        assert query(database_file, "SELECT count(*) FROM api_keys") == [(0,)]
+        assert query(database_file, "SELECT count(*) FROM shops") == [(0,)]
+
+
+class TestReplay:
+    def test_bogus_status_fails(self, url: str) -> None:
+        migrated(url)
+        result = run(["replay", "--status", "bogus"], url)
+        assert result.exit_code != 0
+        assert "--status" in result.output
+
+    def test_invalid_shop_fails(self, url: str) -> None:
+        migrated(url)
+        result = run(["replay", "--shop", "evil.com"], url)
+        assert result.exit_code != 0
+        assert "evil.com" in result.output
+
+    def test_requeues_failed_and_dead_by_default(self, url: str, database_file: Path) -> None:
+        migrated(url)
+        ids = add_deliveries(url, SHOP, {"pending": 1, "processed": 1, "failed": 2, "dead": 1, "ignored": 1})
+        before = statuses(database_file)
+
+        result = run(["replay"], url)
+
+        assert result.exit_code == 0, result.output
+        assert result.stdout.strip().splitlines()[-1] == "replayed 3 deliveries"
+        after = statuses(database_file)
+        requeued = set(ids["failed"] + ids["dead"])
+        assert {i for i, s in after.items() if s == "pending"} == requeued | set(ids["pending"])
+        assert {i: after[i] for i in after if i not in requeued} == {
+            i: before[i] for i in after if i not in requeued
+        }
+        rows = query(
+            database_file,
+            "SELECT attempts, last_error, processed_at FROM webhook_deliveries WHERE status = 'pending'",
+        )
+        assert set(rows) == {(0, None, None)}
+
+    def test_status_and_shop_filters(self, url: str, database_file: Path) -> None:
+        migrated(url)
+        mine = add_deliveries(url, SHOP, {"ignored": 2, "failed": 1})
+        theirs = add_deliveries(url, OTHER_SHOP, {"ignored": 1})
+
+        result = run(["replay", "--status", "ignored", "--shop", SHOP.upper()], url)
+
+        assert result.exit_code == 0, result.output
+        assert result.stdout.strip().splitlines()[-1] == "replayed 2 deliveries"
+        after = statuses(database_file)
+        assert [after[i] for i in mine["ignored"]] == ["pending", "pending"]
+        assert [after[i] for i in mine["failed"]] == ["failed"]
+        assert [after[i] for i in theirs["ignored"]] == ["ignored"]
+
+    def test_unknown_shop_replays_nothing(self, url: str, database_file: Path) -> None:
+        migrated(url)
+        add_deliveries(url, SHOP, {"failed": 1})
+
+        result = run(["replay", "--shop", "nobody.myshopify.com"], url)
+
+        assert result.exit_code == 0, result.output
+        assert result.stdout.strip().splitlines()[-1] == "replayed 0 deliveries"
+        assert set(statuses(database_file).values()) == {"failed"}
+
+    def test_one_delivery_by_id(self, url: str, database_file: Path) -> None:
+        migrated(url)
+        ids = add_deliveries(url, SHOP, {"failed": 2})
+
+        result = run(["replay", "--id", str(ids["failed"][1])], url)
+
+        assert result.exit_code == 0, result.output
+        assert result.stdout.strip().splitlines()[-1] == "replayed 1 deliveries"
+        after = statuses(database_file)
+        assert (after[ids["failed"][0]], after[ids["failed"][1]]) == ("failed", "pending")

@@ -1,0 +1,258 @@
+"""SPEC §3: any permutation of the same set of deliveries yields the same final state.
+
+Hypothesis draws a small history of a shop (2-3 customers, 2-4 orders, several versions of each with
+distinct ``updated_at``, duplicate deliveries, sometimes a delete, orders that embed customers),
+then a permutation of its deliveries. Both orders of application run through the real worker, each
+into a shop of its own (a fresh random domain), so no database reset is needed between examples,
+and the two final states are compared; both are also checked against a model of what must win.
+
+How it runs: ``@given`` sits directly on the ``async def`` test. anyio's pytest plugin recognises a
+Hypothesis-wrapped coroutine and runs every example on the test's own event loop, the one the
+async ``engine`` fixture was created on (``anyio.pytest_plugin.pytest_pyfunc_call``), so the
+function-scoped ``sessionmaker`` is shared by the examples of one test; that is why the
+``function_scoped_fixture`` health check is suppressed. The whole history is drawn with
+``st.data()`` because the permutation depends on the drawn history.
+
+Compared: every column of ``customers``, ``orders`` and ``order_lines`` and the (resource, id) of
+``tombstones``, keyed by primary key, except ``shop_id`` (different by construction) and
+``tombstones.deleted_at`` (the wall-clock time of the delete, not payload data).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, note, settings
+from hypothesis import strategies as st
+
+from service.config import Settings
+from tests.factories import address, at, customer_payload, line_item, order_payload
+from tests.webhooks import helpers
+from tests.webhooks.helpers import Delivery, Sessionmaker
+
+pytestmark = pytest.mark.anyio
+
+CUSTOMER_BASE = 6_100_000_000_000
+ORDER_BASE = 6_200_000_000_000
+UPDATE_TOPICS = ["orders/updated", "orders/paid", "orders/fulfilled", "orders/partially_fulfilled"]
+
+
+# --- deterministic content: a resource at time t always has the same payload ---------------------
+
+
+def customer_version(customer_id: int, t: int) -> dict[str, Any]:
+    home = address(id=customer_id + 1, address1=f"{t} Lake Road", zip=f"5600{t:02d}", default=True)
+    return customer_payload(
+        customer_id,
+        updated=at(t),
+        email=f"c{customer_id % 1000}-v{t}@example.com",
+        first_name=f"V{t}",
+        phone=f"+91980000{t:04d}",
+        default_address=home,
+        addresses=[home],
+    )
+
+
+def embedded_customer(customer_id: int, t: int) -> dict[str, Any]:
+    """The customer object inside an order updated at ``t`` (the customer as it was then)."""
+    return {
+        "id": customer_id,
+        "email": f"c{customer_id % 1000}-o{t}@example.com",
+        "first_name": f"O{t}",
+        "last_name": "Stub",
+        "state": "disabled",
+        "created_at": None,
+        "updated_at": None,
+    }
+
+
+def line_ids(order_id: int, t: int) -> list[int]:
+    """A version-dependent subset of the order's four possible lines (never empty)."""
+    chosen = [order_id * 10 + k for k in range(4) if (t + 1) >> k & 1]
+    return chosen or [order_id * 10]
+
+
+def order_version(order_id: int, customer_id: int | None, t: int) -> dict[str, Any]:
+    total = Decimal(100 + 7 * t) + Decimal(order_id % 10) / 100
+    payload = order_payload(
+        order_id,
+        customer_id=customer_id,
+        total=total,
+        current_total=total - t,
+        created=at(0),
+        updated=at(t),
+        gateways=["cod"] if (order_id + t) % 2 else ["shopify_payments"],
+        financial_status=["pending", "paid", "partially_refunded"][t % 3],
+        tags=f"v{t}",
+        lines=[line_item(i, quantity=t + 1, price=f"{t}.{i % 100:02d}") for i in line_ids(order_id, t)],
+    )
+    if t % 4 == 0:
+        del payload["current_total_price"]  # older API shapes: total_amount falls back to total_price
+    if customer_id is not None:
+        payload["customer"] = embedded_customer(customer_id, t)
+    return payload
+
+
+# --- the drawn history -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One delivery; ``key`` becomes its webhook id, so events sharing a key are redeliveries."""
+
+    key: str
+    topic: str
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    events: list[Event]
+    customer_versions: dict[int, list[int]]
+    order_versions: dict[int, list[int]]
+    order_customer: dict[int, int | None]
+    deleted_customers: set[int]
+    deleted_orders: set[int]
+
+
+versions = st.lists(st.integers(min_value=0, max_value=40), min_size=1, max_size=3, unique=True).map(sorted)
+rarely = st.integers(min_value=0, max_value=3).map(lambda n: n == 0)
+
+
+def draw_history(data: st.DataObject) -> History:
+    customer_ids = [CUSTOMER_BASE + i for i in range(data.draw(st.integers(2, 3), label="customers"))]
+    order_ids = [ORDER_BASE + i for i in range(data.draw(st.integers(2, 4), label="orders"))]
+    events: list[Event] = []
+    customer_versions: dict[int, list[int]] = {}
+    for cid in customer_ids:
+        # Some customers are only ever seen through orders (no customers/* delivery at all).
+        times = data.draw(st.one_of(st.just([]), versions), label=f"customer {cid} versions")
+        customer_versions[cid] = times
+        for i, t in enumerate(times):
+            topic = "customers/create" if i == 0 else "customers/update"
+            events.append(Event(f"c{cid}-{t}", topic, customer_version(cid, t)))
+    order_versions: dict[int, list[int]] = {}
+    order_customer: dict[int, int | None] = {}
+    for oid in order_ids:
+        times = data.draw(versions, label=f"order {oid} versions")
+        customer = data.draw(st.sampled_from([*customer_ids, None]), label=f"order {oid} customer")
+        order_versions[oid], order_customer[oid] = times, customer
+        for i, t in enumerate(times):
+            topic = "orders/create" if i == 0 else UPDATE_TOPICS[t % len(UPDATE_TOPICS)]
+            events.append(Event(f"o{oid}-{t}", topic, order_version(oid, customer, t)))
+    deleted_customers = {cid for cid in customer_ids if data.draw(rarely, label=f"delete customer {cid}")}
+    deleted_orders = {oid for oid in order_ids if data.draw(rarely, label=f"delete order {oid}")}
+    events += [Event(f"cd{cid}", "customers/delete", {"id": cid}) for cid in sorted(deleted_customers)]
+    events += [Event(f"od{oid}", "orders/delete", {"id": oid}) for oid in sorted(deleted_orders)]
+    # Duplicates: a redelivery (same webhook id, dropped by the inbox) or the same content under a
+    # new webhook id (applied twice).
+    duplicates = data.draw(
+        st.lists(st.tuples(st.sampled_from(events), st.booleans()), max_size=4), label="duplicates"
+    )
+    for n, (event, same_webhook) in enumerate(duplicates):
+        events.append(Event(event.key if same_webhook else f"{event.key}-dup{n}", event.topic, event.payload))
+    return History(events, customer_versions, order_versions, order_customer, deleted_customers, deleted_orders)
+
+
+# --- applying and reading back -------------------------------------------------------------------
+
+
+async def apply_in_order(sessionmaker: Sessionmaker, settings: Settings, events: list[Event]) -> str:
+    """Apply ``events`` in this order to a new shop; the shop's domain."""
+    token = uuid.uuid4().hex[:10]
+    shop = f"perm-{token}.myshopify.com"
+    await helpers.apply(
+        sessionmaker,
+        settings,
+        [Delivery.of(e.topic, e.payload, webhook_id=f"{token}-{e.key}") for e in events],
+        shop=shop,
+    )
+    return shop
+
+
+def without(row: helpers.Row, *columns: str) -> helpers.Row:
+    return {k: v for k, v in row.items() if k not in columns}
+
+
+async def final_state(sessionmaker: Sessionmaker, shop: str) -> dict[str, Any]:
+    statuses = {row["status"] for row in await helpers.deliveries(sessionmaker, shop=shop)}
+    assert statuses == {"processed"}, f"deliveries of {shop} not all processed: {statuses}"
+    lines = await helpers.order_lines(sessionmaker, shop=shop)
+    return {
+        "customers": {k: without(v, "shop_id") for k, v in (await helpers.customers(sessionmaker, shop=shop)).items()},
+        "orders": {k: without(v, "shop_id") for k, v in (await helpers.orders(sessionmaker, shop=shop)).items()},
+        "order_lines": {
+            order_id: {k: without(v, "shop_id") for k, v in by_id.items()} for order_id, by_id in lines.items()
+        },
+        "tombstones": await helpers.tombstones(sessionmaker, shop=shop),
+    }
+
+
+def check_against_model(history: History, state: dict[str, Any]) -> None:
+    """What must win whatever the order: the newest version, deletes, customers/* over stubs."""
+    expected_orders = {
+        oid: max(times) for oid, times in history.order_versions.items() if oid not in history.deleted_orders
+    }
+    assert {oid: row["updated_at"] for oid, row in state["orders"].items()} == {
+        oid: at(t) for oid, t in expected_orders.items()
+    }
+    for oid, t in expected_orders.items():
+        payload = order_version(oid, history.order_customer[oid], t)
+        row = state["orders"][oid]
+        assert row["total_amount"] == Decimal(payload.get("current_total_price") or payload["total_price"])
+        assert row["customer_id"] == history.order_customer[oid]
+        assert sorted(state["order_lines"][oid]) == line_ids(oid, t)
+    assert set(state["order_lines"]) == set(expected_orders)
+
+    expected_customers: dict[int, str] = {}
+    for cid, times in history.customer_versions.items():
+        if cid in history.deleted_customers:
+            continue
+        if times:
+            expected_customers[cid] = customer_version(cid, max(times))["email"]
+            continue
+        stub_times = [t for oid, ts in history.order_versions.items() if history.order_customer[oid] == cid for t in ts]
+        if stub_times:
+            expected_customers[cid] = embedded_customer(cid, max(stub_times))["email"]
+    assert {cid: row["email"] for cid, row in state["customers"].items()} == expected_customers
+    assert state["tombstones"] == {("customer", c) for c in history.deleted_customers} | {
+        ("order", o) for o in history.deleted_orders
+    }
+
+
+class TestAnyPermutationSameState:
+    @settings(
+        max_examples=25,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+    @given(data=st.data())
+    async def test_permuted_deliveries_give_the_same_final_state(
+        self, sessionmaker: Sessionmaker, settings: Settings, data: st.DataObject
+    ) -> None:
+        history = draw_history(data)
+        permuted = data.draw(st.permutations(history.events), label="permutation")
+        note(f"original: {[e.key for e in history.events]}")
+        note(f"permuted: {[e.key for e in permuted]}")
+
+        original_state = await final_state(sessionmaker, await apply_in_order(sessionmaker, settings, history.events))
+        permuted_state = await final_state(sessionmaker, await apply_in_order(sessionmaker, settings, permuted))
+
+        assert permuted_state == original_state
+        check_against_model(history, original_state)
+
+
+class TestModel:
+    """The generator itself: versions of one resource differ, and the same (id, t) never does."""
+
+    def test_content_is_a_function_of_id_and_time(self) -> None:
+        assert order_version(ORDER_BASE, CUSTOMER_BASE, 3) == order_version(ORDER_BASE, CUSTOMER_BASE, 3)
+        assert order_version(ORDER_BASE, None, 3) != order_version(ORDER_BASE, None, 4)
+        assert customer_version(CUSTOMER_BASE, 1) == customer_version(CUSTOMER_BASE, 1)
+        assert customer_version(CUSTOMER_BASE, 1) != customer_version(CUSTOMER_BASE, 2)
+        assert at(1) - at(0) == timedelta(minutes=1)
