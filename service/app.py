@@ -50,12 +50,20 @@ def create_app(
         engine = make_engine(settings)
         sessionmaker = make_sessionmaker(engine)
         http = http_client or httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0))
-        runtime = Runtime(settings=settings, engine=engine, sessionmaker=sessionmaker, http=http)
+        runtime = Runtime(
+            settings=settings,
+            engine=engine,
+            sessionmaker=sessionmaker,
+            http=http,
+            write_gate=asyncio.Lock() if settings.is_sqlite else None,
+        )
         app.state.runtime = runtime
         worker_task: asyncio.Task[None] | None = None
         worker: InboxWorker | None = None
         if inline_worker:
-            worker = InboxWorker(sessionmaker, build_router(), settings, on_settled=record_settled)
+            worker = InboxWorker(
+                sessionmaker, build_router(), settings, on_settled=record_settled, write_gate=runtime.write_gate
+            )
             runtime.notify_worker = worker.notify
             worker_task = asyncio.create_task(worker.run(), name="tierline-inbox-worker")
         try:
@@ -97,5 +105,6 @@ def create_app(
             path="/schema",
             render_plugins=[ScalarRenderPlugin()],
         ),
+        logging_config=None,
         debug=False,
     )

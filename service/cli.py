@@ -6,8 +6,9 @@ import asyncio
 import logging
 import signal
 import sys
+import time
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 import httpx
 import typer
@@ -70,21 +71,18 @@ def serve(
     settings = load_settings(secrets_required=True)
     host = host or settings.host
     port = port or settings.port
-    logger.info(
-        "tierline.serve",
-        extra={
-            "host": host,
-            "port": port,
-            "database": describe_database(settings.database_url),
-            "worker": settings.worker,
-            "env": settings.env,
-        },
-    )
-    typer.echo(
-        f"tierline listening on http://{host}:{port}  database: {describe_database(settings.database_url)}"
-        f"  worker: {settings.worker}  env: {settings.env}",
-        err=True,
-    )
+    database = describe_database(settings.database_url)
+    if settings.is_production:
+        logger.info(
+            "serve.listening",
+            extra={"host": host, "port": port, "database": database, "worker": settings.worker, "env": settings.env},
+        )
+    else:
+        typer.echo(
+            f"tierline listening on http://{host}:{port}  database: {database}  worker: {settings.worker}"
+            f"  env: {settings.env}",
+            err=True,
+        )
     config = uvicorn.Config(
         create_app(settings),
         host=host,
@@ -157,9 +155,10 @@ def simulate(
 ) -> None:
     """Send realistic signed webhooks to a running server: a demo and a load generator.
 
-    Plays six months of a shop's history (customers, orders, payments, edits, cancellations,
-    deletes; about 40% cash on delivery) ending today, with Shopify's duplicate and out-of-order
-    deliveries, signed with SHOPIFY_API_SECRET (the dev secret in development, as `serve` uses).
+    Six months of a shop's history up to today: customers, orders (~40% COD), payments, edits, deletes.
+
+    Duplicates and out-of-order arrivals as Shopify sends them, signed with SHOPIFY_API_SECRET.
+
     Exits non-zero when the server is unreachable or any delivery does not end in 200.
     """
     settings = load_settings()
@@ -284,6 +283,108 @@ async def _replay(
             )
     finally:
         await engine.dispose()
+
+
+async def _shop_ids(session: Any, shop: str | None) -> list[tuple[int, str]]:
+    from service.domain.shops import all_shops, find_shop_id
+
+    if shop is None:
+        return await all_shops(session)
+    shop_id = await find_shop_id(session, shop.lower())
+    if shop_id is None:
+        raise fail(f"no shop {shop!r} in this database")
+    return [(shop_id, shop.lower())]
+
+
+@app.command("recalc-tiers")
+def recalc_tiers(
+    shop: Annotated[str | None, typer.Option(help="Only this shop domain (default: every shop).")] = None,
+) -> None:
+    """Set every customer's tier of record to the live tier (history reason: batch)."""
+    if shop is not None and not is_valid_shop_domain(shop):
+        raise fail(f"not a shop domain: {shop!r}")
+    settings = load_settings()
+    asyncio.run(_recalc_tiers(settings, shop))
+
+
+async def _recalc_tiers(settings: Settings, shop: str | None) -> None:
+    from service.db import make_engine, make_sessionmaker, session_scope
+    from service.domain.rederive import recalculate_tiers
+
+    engine = make_engine(settings)
+    try:
+        async with session_scope(make_sessionmaker(engine)) as session:
+            targets = await _shop_ids(session, shop)
+        for shop_id, domain in targets:
+            async with session_scope(make_sessionmaker(engine)) as session:
+                progress = Progress(f"{domain}: tiers")
+                result = await recalculate_tiers(session, shop_id, progress=progress.update)
+                progress.done()
+            typer.echo(f"{domain}: {result.total} customers, {result.updated} tiers of record changed")
+    finally:
+        await engine.dispose()
+
+
+@app.command()
+def check(
+    shop: Annotated[str | None, typer.Option(help="Only this shop domain (default: every shop).")] = None,
+) -> None:
+    """Recompute every customer's figures from orders; report any difference from what is served."""
+    if shop is not None and not is_valid_shop_domain(shop):
+        raise fail(f"not a shop domain: {shop!r}")
+    settings = load_settings()
+    differences = asyncio.run(_check(settings, shop))
+    if differences:
+        raise typer.Exit(1)
+
+
+async def _check(settings: Settings, shop: str | None) -> int:
+    from service.db import make_engine, make_sessionmaker, session_scope
+    from service.domain import stats
+    from service.domain.settings import get_shop_settings
+
+    engine = make_engine(settings)
+    found = 0
+    try:
+        async with session_scope(make_sessionmaker(engine)) as session:
+            targets = await _shop_ids(session, shop)
+            for shop_id, domain in targets:
+                shop_settings = await get_shop_settings(session, shop_id)
+                progress = Progress(f"{domain}: checking customers")
+                differences = await stats.check(
+                    session, shop_id, shop_settings, progress=lambda done: progress.update(done, 0)
+                )
+                progress.done()
+                for diff in differences:
+                    typer.echo(
+                        f"{domain} customer {diff.customer_id}: {diff.field} served {diff.stored}, "
+                        f"recomputed {diff.recomputed}"
+                    )
+                found += len(differences)
+                typer.echo(f"{domain}: {len(differences)} differences")
+    finally:
+        await engine.dispose()
+    return found
+
+
+class Progress:
+    """A one-line progress display on stderr for long commands."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self._last = 0.0
+
+    def update(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - self._last < 0.2:
+            return
+        self._last = now
+        shown = f"{done}/{total}" if total else str(done)
+        typer.echo(f"\r{self.label}: {shown}", err=True, nl=False)
+
+    def done(self) -> None:
+        if self._last:
+            typer.echo("", err=True)
 
 
 @api_key_app.command("create")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -25,3 +26,6 @@ class Runtime:
     notify_worker: Callable[[], None] = _nothing
     #: Shop domain → id, filled by intake (shop rows are never deleted, only their data).
     shop_ids: dict[str, int] = field(default_factory=dict)
+    #: SQLite has one writer and its lock is not fair: intake and the in-process worker take
+    #: turns through this FIFO lock so a busy worker cannot starve intake. None on PostgreSQL.
+    write_gate: asyncio.Lock | None = None

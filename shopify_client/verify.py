@@ -97,7 +97,7 @@ def oauth_message(query: Mapping[str, str | Sequence[str]]) -> str:
     for key, items in values.items():
         if key.endswith("[]") or key in listed or len(items) > 1:
             name = key.removesuffix("[]")
-            rendered = "[" + ", ".join(json.dumps(item) for item in items) + "]"
+            rendered = json.dumps(items)
         else:
             name, rendered = key, items[0]
         pairs.append(f"{_escape_key(name)}={_escape_value(rendered)}")

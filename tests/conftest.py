@@ -56,7 +56,7 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         "TIERLINE_ENV": "development",
     }
     values.update(overrides)
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **values)
 
 
 @pytest.fixture(scope="session")

@@ -12,8 +12,8 @@ from typing import Any
 from shopify_client import webhook_hmac
 
 API_KEY = "test-api-key"
-API_SECRET = "test-api-secret"
-PREVIOUS_SECRET = "test-previous-secret"
+API_SECRET = "test-api-secret-0123456789abcdef0123"
+PREVIOUS_SECRET = "test-previous-secret-0123456789abcdef"
 ENCRYPTION_KEY = "test-encryption-key-000000000000000000000000"
 SHOP = "acme-test.myshopify.com"
 OTHER_SHOP = "other-test.myshopify.com"
@@ -178,6 +178,115 @@ def order_payload(
         "fulfillments": [],
         "refunds": [],
         "returns": [],
+    }
+    base.update(overrides)
+    return base
+
+
+def fulfillment_payload(
+    fulfillment_id: int,
+    order_id: int,
+    *,
+    shipment_status: str | None = None,
+    status: str = "success",
+    created: datetime | None = None,
+    updated: datetime | None = None,
+    **overrides: Any,
+) -> dict[str, Any]:
+    """``fulfillments/create|update`` (and an item of an order's ``fulfillments``)."""
+    created = created or BASE_TIME
+    base: dict[str, Any] = {
+        "id": fulfillment_id,
+        "order_id": order_id,
+        "status": status,
+        "created_at": iso(created),
+        "updated_at": iso(updated or created),
+        "service": "manual",
+        "tracking_company": "Delhivery",
+        "tracking_number": f"DL{fulfillment_id}",
+        "shipment_status": shipment_status,
+        "location_id": None,
+        "admin_graphql_api_id": f"gid://shopify/Fulfillment/{fulfillment_id}",
+        "line_items": [],
+    }
+    base.update(overrides)
+    return base
+
+
+def fulfillment_event_payload(
+    event_id: int,
+    fulfillment_id: int,
+    order_id: int,
+    status: str,
+    *,
+    happened: datetime | None = None,
+    **overrides: Any,
+) -> dict[str, Any]:
+    """``fulfillment_events/create``: a carrier event placed in time by ``happened_at``."""
+    happened = happened or BASE_TIME
+    base: dict[str, Any] = {
+        "id": event_id,
+        "fulfillment_id": fulfillment_id,
+        "order_id": order_id,
+        "status": status,
+        "message": f"Shipment is {status}",
+        "happened_at": iso(happened),
+        "created_at": iso(happened),
+        "updated_at": iso(happened),
+        "estimated_delivery_at": None,
+        "country": "IN",
+        "admin_graphql_api_id": f"gid://shopify/FulfillmentEvent/{event_id}",
+    }
+    base.update(overrides)
+    return base
+
+
+def return_payload(return_id: int, order_id: int, *, status: str = "requested", **overrides: Any) -> dict[str, Any]:
+    """``returns/request|approve|decline|close`` (no timestamp of its own: see Triggered-At)."""
+    base: dict[str, Any] = {
+        "id": return_id,
+        "admin_graphql_api_id": f"gid://shopify/Return/{return_id}",
+        "status": status,
+        "order": {"id": order_id, "admin_graphql_api_id": f"gid://shopify/Order/{order_id}"},
+        "total_return_line_items": 1,
+        "name": f"#R{return_id % 1000}",
+        "return_line_items": [],
+        "return_shipping_fees": [],
+        "exchange_line_items": [],
+        "total_exchange_line_items": 0,
+    }
+    base.update(overrides)
+    return base
+
+
+def refund_payload(
+    refund_id: int,
+    order_id: int,
+    *,
+    amount: str = "100.00",
+    created: datetime | None = None,
+    quantity: int = 1,
+    **overrides: Any,
+) -> dict[str, Any]:
+    """``refunds/create`` with one successful refund transaction of ``amount``."""
+    created = created or BASE_TIME
+    base: dict[str, Any] = {
+        "id": refund_id,
+        "order_id": order_id,
+        "created_at": iso(created),
+        "processed_at": iso(created),
+        "note": "Damaged in transit",
+        "restock": True,
+        "return": None,
+        "admin_graphql_api_id": f"gid://shopify/Refund/{refund_id}",
+        "order_adjustments": [],
+        "refund_shipping_lines": [],
+        "refund_line_items": [
+            {"id": refund_id + 1, "quantity": quantity, "line_item_id": order_id * 10 + 1, "restock_type": "return"}
+        ],
+        "transactions": [
+            {"id": refund_id + 2, "kind": "refund", "status": "success", "amount": amount, "gateway": "manual"}
+        ],
     }
     base.update(overrides)
     return base

@@ -7,6 +7,7 @@ validation and effects belong to the worker, after the commit (SPEC §3, STYLE r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -30,7 +31,8 @@ RETRY_AFTER_SECONDS = "5"
 
 
 async def _store(runtime: Runtime, envelope: WebhookEnvelope, body: bytes) -> bool:
-    async with session_scope(runtime.sessionmaker) as session:
+    gate = runtime.write_gate or contextlib.nullcontext()
+    async with gate, session_scope(runtime.sessionmaker) as session:
         shop_id = runtime.shop_ids.get(envelope.shop_domain)
         if shop_id is None:
             shop_id = await get_or_create_shop_id(session, envelope.shop_domain)

@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 
 PRUNE_INTERVAL_SECONDS = 600
 #: SQLite has one writer: keep its batches short so intake is never blocked for long.
-SQLITE_MAX_BATCH = 25
+SQLITE_MAX_BATCH = 10
 
 
 class PermanentDeliveryError(Exception):
@@ -76,6 +76,7 @@ class InboxWorker:
         settings: Settings,
         *,
         on_settled: OnSettled | None = None,
+        write_gate: asyncio.Lock | None = None,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._router = router
@@ -85,6 +86,7 @@ class InboxWorker:
         batch = settings.worker_batch
         self._batch = min(batch, SQLITE_MAX_BATCH) if settings.is_sqlite else batch
         self._on_settled = on_settled
+        self._write_gate = write_gate
         self.wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._last_prune = 0.0
@@ -102,7 +104,8 @@ class InboxWorker:
         """Claim and apply one batch. Returns what happened to each delivery."""
         result = BatchResult()
         settings_cache: dict[int, ShopSettings] = {}
-        async with session_scope(self._sessionmaker) as session:
+        gate = self._write_gate or contextlib.nullcontext()
+        async with gate, session_scope(self._sessionmaker) as session:
             claimed = await inbox.claim_batch(session, self._batch)
             settled: dict[str, list[int]] = {DeliveryStatus.PROCESSED: [], DeliveryStatus.IGNORED: []}
             for delivery in claimed:

@@ -25,7 +25,7 @@ def _read(row: inbox.DeliveryRow) -> DeliveryRead:
         event_id=row.event_id,
         topic=row.topic,
         shop_domain=row.shop_domain,
-        status=row.status,  # type: ignore[arg-type]
+        status=row.status,
         attempts=row.attempts,
         last_error=row.last_error,
         received_at=row.received_at,

@@ -51,7 +51,7 @@ async def store_delivery(session: AsyncSession, new: NewDelivery) -> bool:
     """Insert a delivery unless its webhook id is known. True when a row was created."""
     now = utc_now()
     stmt = (
-        insert_ignore(session.bind.dialect.name, deliveries, ["webhook_id"])
+        insert_ignore(session.get_bind().dialect.name, deliveries, ["webhook_id"])
         .values(
             webhook_id=new.webhook_id,
             event_id=new.event_id,

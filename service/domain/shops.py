@@ -30,3 +30,8 @@ async def get_or_create_shop_id(session: AsyncSession, domain: str) -> int:
 async def find_shop_id(session: AsyncSession, domain: str) -> int | None:
     found = await session.scalar(sa.select(shops.c.id).where(shops.c.domain == domain))
     return None if found is None else int(found)
+
+
+async def all_shops(session: AsyncSession) -> list[tuple[int, str]]:
+    rows = await session.execute(sa.select(shops.c.id, shops.c.domain).order_by(shops.c.id))
+    return [(int(r.id), str(r.domain)) for r in rows]

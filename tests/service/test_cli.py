@@ -19,16 +19,14 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from click.testing import Result
 from litestar.testing import TestClient
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from service.app import create_app
 from service.cli import app
 from service.db import make_engine, make_sessionmaker, session_scope
 from service.domain import inbox
 from service.domain.shops import get_or_create_shop_id
-from service.models import WebhookDelivery
 from tests.conftest import make_settings
 from tests.factories import API_KEY, API_SECRET, ENCRYPTION_KEY, OTHER_SHOP, SHOP
 
@@ -111,7 +109,9 @@ def add_deliveries(url: str, shop: str, statuses: Mapping[str, int]) -> dict[str
                             ),
                         )
                         delivery_id = await session.scalar(
-                            sa.select(WebhookDelivery.id).where(WebhookDelivery.webhook_id == webhook_id)  # type: ignore[arg-type]
+                            sa.select(inbox.deliveries.c.id).where(
+                                inbox.deliveries.c.webhook_id == webhook_id
+                            )
                         )
                         assert delivery_id is not None
                         if status != "pending":

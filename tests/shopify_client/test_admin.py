@@ -466,6 +466,15 @@ class TestPollBulkOperation:
         assert sleep.delays == [5.0, 5.0, 5.0]
         assert len(shopify.requests) == 4
 
+    async def test_timeout_counts_the_waits(self) -> None:
+        shopify, sleep = Shopify(bulk_node("RUNNING")), FakeSleep()
+        client, http = make_client(shopify, sleep)
+        async with http:
+            with pytest.raises(BulkOperationError):
+                await client.poll_bulk_operation("gid://shopify/BulkOperation/1", interval=5.0, timeout=10.0)
+        assert sleep.delays == [5.0, 5.0]
+        assert len(shopify.requests) == 3
+
     async def test_unknown_operation_raises(self) -> None:
         client, http = make_client(Shopify(ok({"node": None})), FakeSleep())
         async with http:

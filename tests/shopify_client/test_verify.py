@@ -124,6 +124,10 @@ class TestVerifyWebhookHmac:
         assert verify_webhook_hmac(BODY, header, [SECRET, PREVIOUS_SECRET]) is True
         assert verify_webhook_hmac(BODY, header, [SECRET]) is False
 
+    def test_accepts_the_current_secret_listed_first(self) -> None:
+        header = b64_hmac(SECRET, BODY)
+        assert verify_webhook_hmac(BODY, header, [SECRET, PREVIOUS_SECRET]) is True
+
     def test_rejects_a_tampered_body(self) -> None:
         header = b64_hmac(SECRET, BODY)
         assert verify_webhook_hmac(BODY.replace(b"jon", b"eve"), header, [SECRET]) is False
@@ -171,6 +175,13 @@ class TestOauthMessage:
 
         assert oauth_message(PairList()) == f'ids=["1", "2"]&shop={SHOP}'
 
+    def test_merges_a_repeated_key_without_brackets(self) -> None:
+        class PairList(dict[str, str]):
+            def items(self) -> Any:
+                return [("ids", "1"), ("ids", "2")]
+
+        assert oauth_message(PairList()) == 'ids=["1", "2"]'
+
     def test_escapes_percent_ampersand_and_equals(self) -> None:
         query = {"k%y": "v%1", "x=y&z": "a&b=c"}
         assert oauth_message(query) == "k%25y=v%251&x%3Dy%26z=a%26b=c"
@@ -208,6 +219,7 @@ class TestVerifyOauthHmac:
         query = signed_query(params, f"shop={SHOP}&timestamp={TIMESTAMP}", PREVIOUS_SECRET)
         assert verify_oauth_hmac(query, [SECRET, PREVIOUS_SECRET], now=TIMESTAMP) is True
         assert verify_oauth_hmac(query, [SECRET], now=TIMESTAMP) is False
+        assert verify_oauth_hmac(query, [PREVIOUS_SECRET, SECRET], now=TIMESTAMP) is True
 
     def test_accepts_array_parameters(self) -> None:
         params = {"ids[]": ["1", "2"], "shop": SHOP, "timestamp": str(TIMESTAMP)}

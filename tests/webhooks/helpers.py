@@ -190,3 +190,40 @@ async def set_shop_settings(sessionmaker: Sessionmaker, stored: dict[str, Any], 
     async with session_scope(sessionmaker) as session:
         shop_row_id = await get_or_create_shop_id(session, shop)
         await session.execute(sa.update(SHOPS).where(SHOPS.c.id == shop_row_id).values(settings=stored))
+
+
+# --- figures, tiers and the read API (service tests) -------------------------------------------
+
+CUSTOMER_STATS = SQLModel.metadata.tables["customer_stats"]
+TIER_CHANGES = SQLModel.metadata.tables["tier_changes"]
+FULFILLMENTS = SQLModel.metadata.tables["fulfillments"]
+RETURNS = SQLModel.metadata.tables["returns"]
+REFUNDS = SQLModel.metadata.tables["refunds"]
+
+
+async def customer_stats(sessionmaker: Sessionmaker, *, shop: str = SHOP) -> dict[int, Row]:
+    """Customer id → its ``customer_stats`` row (stored counters and tier of record)."""
+    stmt = sa.select(CUSTOMER_STATS).where(CUSTOMER_STATS.c.shop_id == _shop_id_of(shop))
+    return {row["customer_id"]: row for row in await _rows(sessionmaker, stmt)}
+
+
+async def tier_changes(sessionmaker: Sessionmaker, *, shop: str = SHOP, customer_id: int | None = None) -> list[Row]:
+    """The tier-of-record history, oldest first."""
+    stmt = sa.select(TIER_CHANGES).where(TIER_CHANGES.c.shop_id == _shop_id_of(shop))
+    if customer_id is not None:
+        stmt = stmt.where(TIER_CHANGES.c.customer_id == customer_id)
+    return await _rows(sessionmaker, stmt.order_by(TIER_CHANGES.c.id))
+
+
+async def refunds(sessionmaker: Sessionmaker, *, shop: str = SHOP) -> dict[int, Row]:
+    stmt = sa.select(REFUNDS).where(REFUNDS.c.shop_id == _shop_id_of(shop))
+    return {row["id"]: row for row in await _rows(sessionmaker, stmt)}
+
+
+async def api_headers(sessionmaker: Sessionmaker, shop: str = SHOP) -> dict[str, str]:
+    """``Authorization`` for a new API key of ``shop``, created in a committed transaction."""
+    from service.domain.api_keys import create_api_key
+
+    async with session_scope(sessionmaker) as session:
+        key = await create_api_key(session, shop)
+    return {"Authorization": f"Bearer {key}"}

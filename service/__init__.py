@@ -1,0 +1,1 @@
+"""tierline: customer value for Shopify merchants."""
