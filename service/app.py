@@ -15,9 +15,11 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.plugins.pydantic import PydanticPlugin
 
+from service.api.compliance import ComplianceController
 from service.api.deliveries import DeliveryController
 from service.api.deps import provide_runtime, provide_session, provide_shop
 from service.api.health import health, metrics, ready
+from service.api.oauth import OAuthController
 from service.api.orders import OrderController
 from service.api.settings import SettingsController
 from service.api.stats import customer_stats, recalculate
@@ -84,6 +86,8 @@ def create_app(
             ready,
             metrics,
             DeliveryController,
+            ComplianceController,
+            OAuthController,
             SettingsController,
             OrderController,
             customer_stats,

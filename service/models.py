@@ -51,6 +51,15 @@ class Shop(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime)
     installed_at: datetime | None = _utc()
     uninstalled_at: datetime | None = _utc()
+    #: Offline access token and refresh token, encrypted with TIERLINE_ENCRYPTION_KEY.
+    access_token_enc: str | None = Field(default=None, sa_type=sa.Text)
+    refresh_token_enc: str | None = Field(default=None, sa_type=sa.Text)
+    token_expires_at: datetime | None = _utc()
+    refresh_token_expires_at: datetime | None = _utc()
+    scopes: str | None = Field(default=None, sa_type=sa.Text)
+    #: Backfill bookkeeping: the running bulk operation and how far its results were applied.
+    sync_state: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType)
+    last_synced_at: datetime | None = _utc()
 
 
 class ApiKey(SQLModel, table=True):
@@ -285,3 +294,22 @@ class TierChange(SQLModel, table=True):
     reason: str = Field(max_length=16)
     order_id: int | None = Field(default=None, sa_type=sa.BigInteger)
     at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime)
+
+
+class ComplianceRequest(SQLModel, table=True):
+    """A privacy webhook (``customers/data_request``, ``customers/redact``, ``shop/redact``)
+    and what tierline did about it; data requests keep the assembled export for the merchant."""
+
+    __tablename__ = "compliance_requests"
+    __table_args__ = (sa.Index("ix_compliance_requests_shop", "shop_id", "id"),)
+
+    id: int | None = Field(default=None, sa_type=BigIntPK, primary_key=True)
+    shop_id: int = Field(sa_type=sa.BigInteger)
+    topic: str = Field(max_length=64)
+    webhook_id: str = Field(max_length=255)
+    shopify_request_id: int | None = Field(default=None, sa_type=sa.BigInteger)
+    customer_id: int | None = Field(default=None, sa_type=sa.BigInteger)
+    status: str = Field(default="completed", max_length=16)
+    received_at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime)
+    completed_at: datetime | None = _utc()
+    result: dict[str, Any] | None = Field(default=None, sa_type=JSONType)

@@ -139,3 +139,22 @@ class RecalculationRead(Schema):
     total: int
     updated: int
     upgrades: list[TierChangeItem] = Field(description="The first 100 changes.")
+
+
+class InstallRead(Schema):
+    shop: str
+    installed: bool
+    scopes: str
+
+
+class ComplianceRequestRead(Schema):
+    id: IdStr
+    topic: Literal["customers/data_request", "customers/redact", "shop/redact"]
+    status: str
+    customer_id: IdStr | None
+    shopify_request_id: IdStr | None
+    received_at: datetime
+    completed_at: datetime | None
+    data: dict[str, object] | None = Field(
+        description="customers/data_request: the customer's data as JSON; a summary for redactions."
+    )

@@ -181,3 +181,38 @@ class RefundPayload(Payload):
 
 
 OrderPayload.model_rebuild()
+
+
+class ComplianceCustomer(Payload):
+    id: ShopifyId | None = None
+    email: Text | None = None
+    phone: Text | None = None
+
+
+class DataRequestRef(Payload):
+    id: ShopifyId | None = None
+
+
+class CustomersDataRequestPayload(Payload):
+    customer: ComplianceCustomer
+    orders_requested: Annotated[list[ShopifyId], BeforeValidator(_none_to_empty_list)] = []
+    data_request: DataRequestRef | None = None
+
+
+class CustomersRedactPayload(Payload):
+    customer: ComplianceCustomer
+    orders_to_redact: Annotated[list[ShopifyId], BeforeValidator(_none_to_empty_list)] = []
+
+
+class ShopRedactPayload(Payload):
+    shop_id: ShopifyId | None = None
+    shop_domain: Text | None = None
+
+
+class AppUninstalledPayload(Payload):
+    """``app/uninstalled`` carries the Shop resource."""
+
+    id: ShopifyId | None = None
+    name: Text | None = None
+    currency: Text | None = None
+    iana_timezone: Text | None = None

@@ -20,6 +20,7 @@ class DeliveryContext:
     """What a handler knows about the delivery it applies, inside the worker's transaction."""
 
     session: AsyncSession
+    delivery_id: int
     shop_id: int
     shop_domain: str
     webhook_id: str

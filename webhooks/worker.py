@@ -31,6 +31,9 @@ from webhooks.router import DeliveryContext, TopicRouter
 logger = logging.getLogger(__name__)
 
 PRUNE_INTERVAL_SECONDS = 600
+#: Topics that erase data: the rest of their batch is left for the next claim, so deliveries
+#: claimed before the erasure cannot write back what it removed.
+BATCH_BARRIER_TOPICS = frozenset({"customers/redact", "shop/redact"})
 #: SQLite has one writer: keep its batches short so intake is never blocked for long.
 SQLITE_MAX_BATCH = 10
 
@@ -118,6 +121,8 @@ class InboxWorker:
                 result.count(outcome)
                 if self._on_settled is not None:
                     self._on_settled(delivery.topic, outcome, elapsed)
+                if delivery.topic in BATCH_BARRIER_TOPICS:
+                    break
             for status, ids in settled.items():
                 await inbox.settle(session, ids, status)
         return result
@@ -135,6 +140,7 @@ class InboxWorker:
             return DeliveryStatus.IGNORED
         ctx = DeliveryContext(
             session=session,
+            delivery_id=delivery.id,
             shop_id=delivery.shop_id,
             shop_domain=delivery.shop_domain,
             webhook_id=delivery.webhook_id,

@@ -19,7 +19,9 @@ async def get_or_create_shop_id(session: AsyncSession, domain: str) -> int:
         return int(found)
     dialect = session.bind.dialect.name
     await session.execute(
-        insert_ignore(dialect, shops, ["domain"]).values(domain=domain, settings={}, created_at=utc_now())
+        insert_ignore(dialect, shops, ["domain"]).values(
+            domain=domain, settings={}, sync_state={}, created_at=utc_now()
+        )
     )
     created = await session.scalar(sa.select(shops.c.id).where(shops.c.domain == domain))
     if created is None:  # pragma: no cover - inserted above or by a concurrent transaction

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from webhooks.handlers import customers, fulfillments, orders, refunds, returns
+from webhooks.handlers import app_lifecycle, compliance, customers, fulfillments, orders, refunds, returns
 from webhooks.router import TopicRouter
 
 
 def build_router() -> TopicRouter:
     router = TopicRouter()
-    for module in (customers, orders, fulfillments, returns, refunds):
+    for module in (customers, orders, fulfillments, returns, refunds, app_lifecycle, compliance):
         router.include(module.router)
     return router

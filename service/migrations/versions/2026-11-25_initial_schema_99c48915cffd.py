@@ -2,7 +2,7 @@
 
 Revision ID: 99c48915cffd
 Revises: 
-Create Date: 2026-11-25 15:01:04.504798
+Create Date: 2026-11-25 15:11:02.518835
 """
 
 from __future__ import annotations
@@ -23,6 +23,22 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    op.create_table('compliance_requests',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('shop_id', sa.BigInteger(), nullable=False),
+    sa.Column('topic', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('webhook_id', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
+    sa.Column('shopify_request_id', sa.BigInteger(), nullable=True),
+    sa.Column('customer_id', sa.BigInteger(), nullable=True),
+    sa.Column('status', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+    sa.Column('received_at', service.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('completed_at', service.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('result', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=True),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_compliance_requests'))
+    )
+    with op.batch_alter_table('compliance_requests', schema=None) as batch_op:
+        batch_op.create_index('ix_compliance_requests_shop', ['shop_id', 'id'], unique=False)
+
     op.create_table('customer_stats',
     sa.Column('shop_id', sa.BigInteger(), nullable=False),
     sa.Column('customer_id', sa.BigInteger(), autoincrement=False, nullable=False),
@@ -116,6 +132,13 @@ def upgrade() -> None:
     sa.Column('created_at', service.types.UTCDateTime(timezone=True), nullable=False),
     sa.Column('installed_at', service.types.UTCDateTime(timezone=True), nullable=True),
     sa.Column('uninstalled_at', service.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('access_token_enc', sa.Text(), nullable=True),
+    sa.Column('refresh_token_enc', sa.Text(), nullable=True),
+    sa.Column('token_expires_at', service.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('refresh_token_expires_at', service.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('scopes', sa.Text(), nullable=True),
+    sa.Column('sync_state', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
+    sa.Column('last_synced_at', service.types.UTCDateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_shops')),
     sa.UniqueConstraint('domain', name=op.f('uq_shops_domain'))
     )
@@ -279,3 +302,7 @@ def downgrade() -> None:
         batch_op.drop_index('ix_customer_stats_shop_last_order')
 
     op.drop_table('customer_stats')
+    with op.batch_alter_table('compliance_requests', schema=None) as batch_op:
+        batch_op.drop_index('ix_compliance_requests_shop')
+
+    op.drop_table('compliance_requests')

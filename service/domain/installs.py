@@ -1,0 +1,93 @@
+"""App installation state of a shop: tokens (encrypted at rest), install and uninstall."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.crypto import TokenCipher
+from service.models import Shop
+from service.types import utc_now
+from shopify_client import AccessToken
+
+shops = Shop.__table__  # type: ignore[attr-defined]
+
+
+async def store_token(session: AsyncSession, shop_id: int, token: AccessToken, cipher: TokenCipher) -> None:
+    """Keep a new offline token (and refresh token) and mark the shop installed."""
+    await session.execute(
+        sa.update(shops)
+        .where(shops.c.id == shop_id)
+        .values(
+            access_token_enc=cipher.encrypt(token.access_token),
+            refresh_token_enc=cipher.encrypt(token.refresh_token) if token.refresh_token else None,
+            token_expires_at=token.expires_at,
+            refresh_token_expires_at=token.refresh_token_expires_at,
+            scopes=token.scope,
+            installed_at=utc_now(),
+            uninstalled_at=None,
+        )
+    )
+
+
+async def load_token(session: AsyncSession, shop_id: int, cipher: TokenCipher) -> AccessToken | None:
+    """The shop's stored offline token, decrypted; None when not installed."""
+    row = (
+        await session.execute(
+            sa.select(
+                shops.c.access_token_enc,
+                shops.c.refresh_token_enc,
+                shops.c.token_expires_at,
+                shops.c.refresh_token_expires_at,
+                shops.c.scopes,
+                shops.c.uninstalled_at,
+            ).where(shops.c.id == shop_id)
+        )
+    ).first()
+    if row is None or row.access_token_enc is None or row.uninstalled_at is not None:
+        return None
+    return AccessToken(
+        access_token=cipher.decrypt(row.access_token_enc),
+        scope=row.scopes or "",
+        expires_at=row.token_expires_at,
+        refresh_token=cipher.decrypt(row.refresh_token_enc) if row.refresh_token_enc else None,
+        refresh_token_expires_at=row.refresh_token_expires_at,
+    )
+
+
+async def mark_uninstalled(session: AsyncSession, shop_id: int) -> None:
+    """``app/uninstalled``: drop the tokens; API keys and session tokens stop working."""
+    await session.execute(
+        sa.update(shops)
+        .where(shops.c.id == shop_id)
+        .values(
+            uninstalled_at=utc_now(),
+            access_token_enc=None,
+            refresh_token_enc=None,
+            token_expires_at=None,
+            refresh_token_expires_at=None,
+        )
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ShopProfile:
+    name: str | None
+    currency: str | None
+    iana_timezone: str | None
+    shopify_id: int | None
+
+
+async def update_profile(session: AsyncSession, shop_id: int, profile: ShopProfile) -> None:
+    await session.execute(
+        sa.update(shops)
+        .where(shops.c.id == shop_id)
+        .values(
+            name=profile.name,
+            currency=profile.currency,
+            iana_timezone=profile.iana_timezone,
+            shopify_id=profile.shopify_id,
+        )
+    )
+
