@@ -40,3 +40,32 @@ fmt: $(STAMP)
 
 clean:
 	rm -rf $(VENV) data .mypy_cache .ruff_cache .pytest_cache
+
+## Benchmarks (bench/README.md; figures in docs/benchmarks.md). They need PostgreSQL at
+## BENCH_DATABASE_URL (default postgresql://127.0.0.1:5432/tierline_bench) and, for HTTP, wrk.
+WRK_INSTALL = command -v wrk >/dev/null 2>&1 || { echo "installing wrk with apt-get ..."; apt-get update -qq && apt-get install -y -qq wrk; }
+
+.PHONY: bench-seed bench-stats bench-api bench-profile
+
+## Issue 8: intake throughput and latency (wrk), raw inbox insert rate, worker throughput (< 5 min).
+bench: $(STAMP)
+	@$(WRK_INSTALL)
+	@$(BIN)/python bench/intake_bench.py
+
+## Seed (or reuse) the 100,000-customer, 1,000,000-order database.
+bench-seed: $(STAMP)
+	@$(BIN)/python bench/seed.py
+
+## Issue 4: stats.read against a hand-written aggregate; full tier recalculation.
+bench-stats: bench-seed
+	@$(BIN)/python bench/stats_bench.py
+
+## Issue 5: POST /api/orders/enrich and GET /api/customers over HTTP, and their SQL.
+bench-api: bench-seed
+	@$(WRK_INSTALL)
+	@$(BIN)/python bench/api_bench.py
+
+## Where the worker spends its time (py-spy and pyinstrument, measuring tools only).
+bench-profile: $(STAMP)
+	@$(BIN)/python -m pip install --quiet py-spy pyinstrument
+	@$(BIN)/python bench/worker_profile.py

@@ -16,11 +16,13 @@ from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.plugins.pydantic import PydanticPlugin
 
 from service.api.compliance import ComplianceController
+from service.api.customers import CustomerController
 from service.api.deliveries import DeliveryController
 from service.api.deps import provide_runtime, provide_session, provide_shop
 from service.api.health import health, metrics, ready
 from service.api.oauth import OAuthController
 from service.api.orders import OrderController
+from service.api.reports import ReportController
 from service.api.settings import SettingsController
 from service.api.stats import customer_stats, recalculate
 from service.config import Settings
@@ -90,6 +92,8 @@ def create_app(
             OAuthController,
             SettingsController,
             OrderController,
+            CustomerController,
+            ReportController,
             customer_stats,
             recalculate,
         ],

@@ -412,5 +412,138 @@ async def _api_key_create(settings: Settings, shop: str) -> str:
         await engine.dispose()
 
 
+@app.command()
+def sync(
+    shop: Annotated[str, typer.Option(help="The shop's myshopify.com domain (installed).")],
+    reconcile: Annotated[
+        bool, typer.Option(help="Only what changed since the last sync (updated_at:>), page by page.")
+    ] = False,
+    batch_size: Annotated[
+        int, typer.Option(min=1, max=5000, help="Records per transaction (SQLite uses at most 100).")
+    ] = 500,
+) -> None:
+    """Backfill a shop's customers and orders from the Admin API (bulk operations), resumably.
+
+    An interrupted run continues where it stopped when run again. With --reconcile, fetch only the
+    customers and orders updated since the last completed sync (deliveries Shopify never sent).
+    Progress goes to stderr; the summary to stdout.
+    """
+    if not is_valid_shop_domain(shop):
+        raise fail(f"not a shop domain: {shop!r} (expected name.myshopify.com)")
+    settings = load_settings(secrets_required=True)
+    report = asyncio.run(_sync(settings, shop.lower(), reconcile=reconcile, batch_size=batch_size))
+    typer.echo(
+        f"{report.shop}: {report.mode} sync applied {report.customers} customers and {report.orders} orders"
+        + (f" ({report.skipped} records skipped)" if report.skipped else "")
+        + (f", after {report.resumed_after} applied by an earlier run" if report.resumed_after else "")
+    )
+
+
+async def _sync(
+    settings: Settings,
+    shop: str,
+    *,
+    reconcile: bool,
+    batch_size: int = 500,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> Any:
+    from service.db import make_engine, make_sessionmaker
+    from service.sync import SyncError, sync_shop
+    from shopify_client import ShopifyError
+
+    bars: dict[str, Progress] = {}
+
+    def progress(phase: str, done: int, total: int) -> None:
+        bars.setdefault(phase, Progress(f"{shop}: {phase}")).update(done, total)
+
+    def message(text: str) -> None:
+        for bar in bars.values():
+            bar.done()
+        bars.clear()
+        typer.echo(text, err=True)
+
+    engine = make_engine(settings)
+    try:
+        async with httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=10.0), transport=transport) as http:
+            return await sync_shop(
+                make_sessionmaker(engine),
+                http,
+                settings,
+                shop,
+                reconcile=reconcile,
+                batch_size=batch_size,
+                progress=progress,
+                message=message,
+            )
+    except SyncError as exc:
+        raise fail(str(exc), code=1) from exc
+    except ShopifyError as exc:
+        raise fail(f"Shopify: {exc} ({type(exc).__name__}); run the command again to resume", code=1) from exc
+    finally:
+        for bar in bars.values():
+            bar.done()
+        await engine.dispose()
+
+
+webhooks_app = typer.Typer(help="Shop-specific webhook subscriptions (custom apps).", no_args_is_help=True)
+app.add_typer(webhooks_app, name="webhooks")
+
+
+@webhooks_app.command("register")
+def webhooks_register(
+    shop: Annotated[str, typer.Option(help="The shop's myshopify.com domain (installed).")],
+    url: Annotated[
+        str | None,
+        typer.Option(help="HTTPS address to deliver to (default: SHOPIFY_APP_URL + /webhooks/shopify)."),
+    ] = None,
+) -> None:
+    """Subscribe one shop to every topic tierline handles, through the Admin GraphQL API.
+
+    For custom apps, which cannot use shopify.app.toml. The privacy topics can only be declared in
+    the app configuration. Safe to run again: existing subscriptions are kept.
+    """
+    if not is_valid_shop_domain(shop):
+        raise fail(f"not a shop domain: {shop!r} (expected name.myshopify.com)")
+    settings = load_settings(secrets_required=True)
+    report = asyncio.run(_webhooks_register(settings, shop.lower(), url or settings.shopify_app_url))
+    for topic, subscription_id in report.created.items():
+        typer.echo(f"created  {topic}  {subscription_id}")
+    for topic in report.existing:
+        typer.echo(f"exists   {topic}")
+    for topic, reason in report.refused.items():
+        typer.echo(f"refused  {topic}  {reason}", err=True)
+    typer.echo(
+        f"{shop.lower()}: {len(report.created)} created, {len(report.existing)} already present, "
+        f"{len(report.refused)} refused, delivering to {report.uri}",
+        err=True,
+    )
+    if report.refused:
+        raise typer.Exit(1)
+
+
+async def _webhooks_register(
+    settings: Settings, shop: str, url: str, *, transport: httpx.AsyncBaseTransport | None = None
+) -> Any:
+    from service.db import make_engine, make_sessionmaker
+    from service.subscriptions import SubscriptionError, register_webhooks
+    from service.sync import SyncError
+    from shopify_client import ShopifyError
+
+    engine = make_engine(settings)
+    try:
+        async with httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0), transport=transport) as http:
+            return await register_webhooks(make_sessionmaker(engine), http, settings, shop, url)
+    except (SyncError, SubscriptionError) as exc:
+        raise fail(str(exc), code=1) from exc
+    except ShopifyError as exc:
+        raise fail(f"Shopify: {exc} ({type(exc).__name__})", code=1) from exc
+    finally:
+        await engine.dispose()
+
+
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

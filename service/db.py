@@ -89,3 +89,10 @@ def dialect_insert(dialect_name: str, table: sa.Table) -> Any:
 def insert_ignore(dialect_name: str, table: sa.Table, index_elements: list[str]) -> Any:
     """``INSERT ... ON CONFLICT (index_elements) DO NOTHING`` for either dialect."""
     return dialect_insert(dialect_name, table).on_conflict_do_nothing(index_elements=index_elements)
+
+
+def typed_param(dialect_name: str, name: str, type_: Any) -> Any:
+    """A bind parameter for a ``SELECT`` list. PostgreSQL cannot infer the type of a bare
+    parameter there (it would be text), so it gets an explicit ``CAST``; SQLite needs none."""
+    param = sa.bindparam(name, type_=type_)
+    return sa.cast(param, type_) if dialect_name == "postgresql" else param

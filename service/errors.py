@@ -97,8 +97,11 @@ def _http_exception_handler(_: Request[Any, Any, Any], exc: HTTPException) -> Re
     status = exc.status_code
     if isinstance(exc, ValidationException):
         errors = _validation_errors(exc.extra)
-        # Litestar reports bad parameters as 400; a body that fails validation is a 422 in our API.
-        return problem(status, exc.detail or "Validation failed", errors=errors or None)
+        # Litestar answers 400 for query, path and body values that fail validation; SPEC §5 wants
+        # 422 for invalid values and values beyond limits. A malformed request (a body that is
+        # not JSON, a malformed cursor) stays 400: those are not ValidationExceptions.
+        fields = ", ".join(dict.fromkeys(e["field"] for e in errors if e["field"]))
+        return problem(422, f"invalid {fields}" if fields else "Validation failed", errors=errors or None)
     headers = dict(exc.headers or {})
     return problem(status, exc.detail or HTTPStatus(status).phrase, headers=headers or None)
 

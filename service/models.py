@@ -126,11 +126,27 @@ class Customer(SQLModel, table=True):
     version_at: datetime | None = _utc()
 
 
+#: The customers list's name sort key: lower-cased "first last", trimmed, NULL when blank. Written
+#: as literal SQL that reads the same on SQLite and PostgreSQL (and matches PostgreSQL's own
+#: rendering, so the migration comparison sees no difference); queries use the same text inline
+#: (never bound parameters), so that PostgreSQL's planner matches the index expression.
+CUSTOMER_NAME_KEY_SQL = (
+    "nullif(ltrim(rtrim(lower((coalesce({t}first_name, '') || ' ') || coalesce({t}last_name, '')))), '')"
+)
+sa.Index(
+    "ix_customers_shop_name",
+    Customer.__table__.c.shop_id,  # type: ignore[attr-defined]
+    sa.text(CUSTOMER_NAME_KEY_SQL.format(t="")),
+    Customer.__table__.c.id,  # type: ignore[attr-defined]
+)
+
+
 class Order(SQLModel, table=True):
     __tablename__ = "orders"
     __table_args__ = (
-        sa.Index("ix_orders_shop_customer", "shop_id", "customer_id"),
-        sa.Index("ix_orders_shop_created", "shop_id", "created_at"),
+        sa.Index("ix_orders_shop_customer", "shop_id", "customer_id", "created_at", "id"),
+        sa.Index("ix_orders_shop_created", "shop_id", "created_at", "id"),
+        sa.Index("ix_orders_shop_tracking", "shop_id", "tracking_status", "created_at", "id"),
     )
 
     shop_id: int = Field(sa_type=sa.BigInteger, foreign_key="shops.id", ondelete="CASCADE", primary_key=True)
@@ -161,9 +177,12 @@ class Order(SQLModel, table=True):
     rto_tag_since: datetime | None = _utc()
     #: Latest ``updated_at`` of a snapshot seen without an RTO tag.
     rto_tag_absent_at: datetime | None = _utc()
-    #: Status set through ``PUT /api/orders/{id}/tracking-status`` and when.
+    #: Latest forward status set through ``PUT /api/orders/{id}/tracking-status``, and when.
     manual_status: str | None = Field(default=None)
     manual_status_at: datetime | None = _utc()
+    #: Furthest RTO state ever set through the API, and when the first was set (RTO is forward-only).
+    manual_rto_status: str | None = Field(default=None)
+    manual_rto_at: datetime | None = _utc()
     test: bool = Field(default=False)
     shipping_address: dict[str, Any] | None = Field(default=None, sa_type=JSONType)
     billing_address: dict[str, Any] | None = Field(default=None, sa_type=JSONType)
@@ -268,6 +287,7 @@ class CustomerStats(SQLModel, table=True):
     __table_args__ = (
         sa.Index("ix_customer_stats_shop_ltv", "shop_id", "ltv", "customer_id"),
         sa.Index("ix_customer_stats_shop_last_order", "shop_id", "last_order_at", "customer_id"),
+        sa.Index("ix_customer_stats_shop_order_count", "shop_id", "order_count", "customer_id"),
     )
 
     shop_id: int = Field(sa_type=sa.BigInteger, primary_key=True)

@@ -6,7 +6,7 @@ from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Annotated, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StrictStr
 from pydantic.alias_generators import to_camel
 
 from service.types import TWO_PLACES
@@ -76,7 +76,7 @@ class CustomerStatsRead(Schema):
 
 
 class StatsRequest(Schema):
-    customer_ids: list[str | int] = Field(
+    customer_ids: list[StrictStr | StrictInt] = Field(
         max_length=1000, description="Up to 1000 ids: numbers, numeric strings or gid://shopify/Customer/ ids."
     )
 
@@ -158,3 +158,183 @@ class ComplianceRequestRead(Schema):
     data: dict[str, object] | None = Field(
         description="customers/data_request: the customer's data as JSON; a summary for redactions."
     )
+
+
+# --- customers, orders and reports (SPEC §5) -----------------------------------------------
+
+Rate = Annotated[float, Field(ge=0, le=1, description="A ratio between 0 and 1, rounded to 4 places.")]
+
+
+def _not_bool(value: object) -> object:
+    # A validator, not StrictInt: Litestar validates bodies with ``strict=False``, which overrides
+    # field-level strictness, and ``true`` would become the id 1.
+    if isinstance(value, bool):
+        raise ValueError("an id must be a number or a string, not a boolean")
+    return value
+
+
+IdInput = Annotated[int | str, BeforeValidator(_not_bool)]
+TierReason = Literal["delivered", "rto", "manual", "batch", "thresholds"]
+
+
+class CustomerSummaryRead(Schema):
+    id: IdStr
+    email: str | None
+    phone: str | None = Field(
+        description="The customer's phone, else the most recent order's (order, shipping, billing)."
+    )
+    first_name: str | None
+    last_name: str | None
+    tier: Tier
+    ltv: MoneyStr
+    order_count: int
+    rto_count: int
+    last_order_at: datetime | None = Field(
+        description="created_at of the latest order that is neither deleted nor test."
+    )
+
+
+class TierHistoryRead(Schema):
+    from_: Tier | None = Field(alias="from")
+    to: Tier
+    ltv: MoneyStr
+    reason: TierReason
+    order_id: IdStr | None
+    at: datetime
+
+
+class CustomerMetricsRead(Schema):
+    aov: MoneyStr
+    total_orders: int
+    cancelled_orders: int
+    cod_orders: int
+    prepaid_orders: int
+    cod_share: Rate
+    rto_rate: Rate
+    return_count: int
+    refunded_amount: MoneyStr
+    first_order_at: datetime | None
+    last_order_at: datetime | None
+    days_since_last_order: int | None
+    avg_days_between_orders: float | None
+
+
+class ProductAffinityRead(Schema):
+    product_id: IdStr
+    title: str | None
+    quantity: int
+    orders: int
+    spend: MoneyStr
+
+
+class VariantAffinityRead(Schema):
+    variant_id: IdStr
+    product_id: IdStr | None
+    title: str | None
+    variant_title: str | None
+    quantity: int
+    orders: int
+    spend: MoneyStr
+
+
+class OptionValueAffinityRead(Schema):
+    value: str
+    quantity: int
+    orders: int
+    spend: MoneyStr
+
+
+class VendorAffinityRead(Schema):
+    vendor: str
+    quantity: int
+    orders: int
+    spend: MoneyStr
+
+
+class AffinityRead(Schema):
+    top_products: list[ProductAffinityRead]
+    top_variants: list[VariantAffinityRead]
+    top_option_values: list[OptionValueAffinityRead]
+    top_vendors: list[VendorAffinityRead]
+
+
+class CustomerRead(CustomerSummaryRead):
+    tier_of_record: Tier | None
+    tier_history: list[TierHistoryRead] = Field(description="Newest first (at most 100).")
+    metrics: CustomerMetricsRead
+    affinity: AffinityRead
+    recent_orders: list[OrderRead] = Field(description="The last 10 orders, newest first, enriched.")
+    address_count: int
+
+
+class AddressRead(Schema):
+    first_name: str | None
+    last_name: str | None
+    company: str | None
+    address1: str | None
+    address2: str | None
+    city: str | None
+    province: str | None
+    province_code: str | None
+    country: str | None
+    country_code: str | None
+    zip: str | None
+    phone: str | None
+    times_used: int = Field(description="Orders that used this address (shipping or billing).")
+    last_used_at: datetime | None
+    is_default: bool
+
+
+class OrderEnrichRequest(Schema):
+    order_ids: list[IdInput] = Field(
+        max_length=1000, description="Up to 1000 ids: numbers, numeric strings or gid://shopify/Order/ ids."
+    )
+
+
+class OrderItems(Schema):
+    items: list[OrderRead]
+
+
+class TopProductRead(Schema):
+    product_id: IdStr
+    title: str | None
+    quantity: int
+    spend: MoneyStr
+
+
+class TopCustomerRead(Schema):
+    id: IdStr
+    email: str | None
+    first_name: str | None
+    last_name: str | None
+    period_ltv: MoneyStr
+    period_order_count: int
+    tier: Tier
+    ltv: MoneyStr
+    last_order_at: datetime | None
+    top_products: list[TopProductRead]
+
+
+class TopCustomersRead(Schema):
+    items: list[TopCustomerRead]
+    next_cursor: None = Field(default=None, description="Always null: the report is one page.")
+    period: Literal["30d", "90d", "365d", "all", "custom"]
+    from_: datetime | None = Field(alias="from", description="Inclusive; null: since the first order.")
+    to: datetime | None = Field(description="Exclusive; null: up to now and beyond.")
+
+
+class TierCountsRead(Schema):
+    platinum: int
+    gold: int
+    silver: int
+    bronze: int
+
+
+class OverviewRead(Schema):
+    customer_count: int
+    tiers: TierCountsRead
+    repeat_purchase_rate: Rate
+    aov: MoneyStr
+    cod_share: Rate
+    cod_rto_rate: Rate
+    customers_at_risk: int

@@ -45,9 +45,12 @@ class Route(Generic[P]):
     model: type[P]
     handler: Handler[P]
 
+    def parse(self, body: bytes) -> P:
+        """Validate a raw body against the topic's payload model (raises ValidationError)."""
+        return self.model.model_validate_json(body)
+
     async def __call__(self, ctx: DeliveryContext, body: bytes) -> None:
-        payload = self.model.model_validate_json(body)
-        await self.handler(ctx, payload)
+        await self.handler(ctx, self.parse(body))
 
 
 class TopicRouter:

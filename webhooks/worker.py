@@ -58,6 +58,8 @@ class BatchResult:
     retried: int = 0
     dead: int = 0
     durations: list[float] = field(default_factory=list)
+    #: (topic, outcome, seconds) per delivery, reported to ``on_settled`` after the commit.
+    settled: list[tuple[str, str, float]] = field(default_factory=list)
 
     def count(self, outcome: str) -> None:
         name = "retried" if outcome == DeliveryStatus.PENDING else outcome
@@ -104,7 +106,15 @@ class InboxWorker:
         self.wake.set()
 
     async def run_once(self) -> BatchResult:
-        """Claim and apply one batch. Returns what happened to each delivery."""
+        """Claim and apply one batch. Returns what happened to each delivery (reported to
+        ``on_settled`` only after the batch committed)."""
+        result = await self._run_batch()
+        if self._on_settled is not None:
+            for topic, outcome, elapsed in result.settled:
+                self._on_settled(topic, outcome, elapsed)
+        return result
+
+    async def _run_batch(self) -> BatchResult:
         result = BatchResult()
         settings_cache: dict[int, ShopSettings] = {}
         gate = self._write_gate or contextlib.nullcontext()
@@ -119,8 +129,7 @@ class InboxWorker:
                 if outcome in settled:
                     settled[outcome].append(delivery.id)
                 result.count(outcome)
-                if self._on_settled is not None:
-                    self._on_settled(delivery.topic, outcome, elapsed)
+                result.settled.append((delivery.topic, outcome, elapsed))
                 if delivery.topic in BATCH_BARRIER_TOPICS:
                     break
             for status, ids in settled.items():
@@ -149,8 +158,9 @@ class InboxWorker:
             _settings_cache=settings_cache,
         )
         try:
+            payload = route.parse(delivery.body)  # before any write: a bad payload needs no rollback
             async with session.begin_nested():
-                await route(ctx, delivery.body)
+                await route.handler(ctx, payload)
         except ValidationError as exc:
             reason = describe_validation_error(exc)
         except (PermanentDeliveryError, sa.exc.DataError) as exc:

@@ -46,7 +46,10 @@ class ComplianceController(Controller):
 
     @get("/{request_id:str}", summary="One privacy request; data requests carry the customer's data")
     async def get_request(
-        self, db_session: NamedDependency[AsyncSession], shop: NamedDependency[AuthenticatedShop], request_id: str
+        self,
+        db_session: NamedDependency[AsyncSession],
+        shop: NamedDependency[AuthenticatedShop],
+        request_id: str,
     ) -> ComplianceRequestRead:
         row = await compliance.get_request(db_session, shop.id, path_id(request_id, "ComplianceRequest"))
         if row is None:

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from litestar import Controller, get, post
 from litestar.di import NamedDependency
-from litestar.params import Parameter
+from litestar.params import FromPath, FromQuery, Parameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.domain import inbox
@@ -49,7 +49,7 @@ class DeliveryController(Controller):
         self,
         db_session: NamedDependency[AsyncSession],
         shop: NamedDependency[AuthenticatedShop],
-        status: StatusFilter | None = None,
+        status: FromQuery[StatusFilter | None] = None,
         topic: Annotated[str | None, Parameter(max_length=255)] = None,
         limit: Annotated[int, Parameter(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
         cursor: Annotated[str | None, Parameter(max_length=2000)] = None,
@@ -64,7 +64,7 @@ class DeliveryController(Controller):
         self,
         db_session: NamedDependency[AsyncSession],
         shop: NamedDependency[AuthenticatedShop],
-        delivery_id: str,
+        delivery_id: FromPath[str],
     ) -> DeliveryRead:
         numeric = parse_delivery_id(delivery_id)
         if await inbox.get_delivery_shop(db_session, numeric) != shop.id:

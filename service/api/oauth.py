@@ -138,9 +138,7 @@ class OAuthController(Controller):
         shop_id = await get_or_create_shop_id(db_session, shop)
         await installs.store_token(db_session, shop_id, token, TokenCipher(settings.tierline_encryption_key))
         logger.info("oauth.installed", extra={"shop": shop})
-        response = Redirect(
-            f"https://{shop}/admin/apps/{quote(settings.shopify_api_key)}", status_code=302
-        )
+        response = Redirect(f"https://{shop}/admin/apps/{quote(settings.shopify_api_key)}", status_code=302)
         response.delete_cookie(STATE_COOKIE, path="/auth")
         return response
 
@@ -167,10 +165,16 @@ class OAuthController(Controller):
             raise UnauthorizedError(f"invalid session token: {exc}") from exc
         try:
             token = await token_exchange(
-                runtime.http, claims.shop, settings.shopify_api_key, settings.shopify_api_secret, session_token.strip()
+                runtime.http,
+                claims.shop,
+                settings.shopify_api_key,
+                settings.shopify_api_secret,
+                session_token.strip(),
             )
         except ShopifyError as exc:
-            logger.warning("oauth.token_exchange_failed", extra={"shop": claims.shop, "error": type(exc).__name__})
+            logger.warning(
+                "oauth.token_exchange_failed", extra={"shop": claims.shop, "error": type(exc).__name__}
+            )
             raise BadGatewayError("Shopify refused the token exchange") from exc
         shop_id = await get_or_create_shop_id(db_session, claims.shop)
         await installs.store_token(db_session, shop_id, token, TokenCipher(settings.tierline_encryption_key))

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-from litestar import Controller, put
+from typing import Annotated, Literal
+
+from litestar import Controller, get, post, put
 from litestar.di import NamedDependency
+from litestar.params import JSONBody, QueryParameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.api.ids import path_id
-from service.domain import orders
+from service.api.ids import body_ids, parse_id, path_id
+from service.domain import order_views, orders
 from service.domain.api_keys import AuthenticatedShop
 from service.domain.order_views import EnrichedOrder, enriched_orders
+from service.domain.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from service.domain.settings import get_shop_settings
-from service.errors import NotFoundError
-from service.schemas import OrderRead, TrackingStatusUpdate, money
+from service.errors import NotFoundError, UnprocessableError
+from service.schemas import OrderEnrichRequest, OrderItems, OrderRead, Page, TrackingStatusUpdate, money
 
 
 def order_read(order: EnrichedOrder) -> OrderRead:
@@ -48,8 +52,64 @@ class OrderController(Controller):
     path = "/api/orders"
     tags = ["orders"]
 
+    @get(
+        "/",
+        summary="Orders with their customers' figures, newest first (the order grid)",
+        description=(
+            "Filters: `customerId` (123 or gid://shopify/Customer/123), `trackingStatus` (a status of "
+            "SPEC §4.2, or `none` for orders without one), `paymentMethod` (cod or prepaid). Newest "
+            "first by created_at, then id; keyset-paginated. Test orders are listed (`test: true`)."
+        ),
+    )
+    async def list_orders(
+        self,
+        db_session: NamedDependency[AsyncSession],
+        shop: NamedDependency[AuthenticatedShop],
+        customer_id: Annotated[str | None, QueryParameter(name="customerId", max_length=64)] = None,
+        tracking_status: Annotated[str | None, QueryParameter(name="trackingStatus", max_length=64)] = None,
+        payment_method: Annotated[Literal["cod", "prepaid"] | None, QueryParameter(name="paymentMethod")] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+        cursor: Annotated[str | None, QueryParameter(max_length=2000)] = None,
+    ) -> Page[OrderRead]:
+        customer = None
+        if customer_id is not None:
+            customer = parse_id(customer_id, "Customer")
+            if customer is None:
+                raise UnprocessableError(
+                    "invalid customerId", errors=[{"field": "customerId", "message": "not a Customer id"}]
+                )
+        settings = await get_shop_settings(db_session, shop.id)
+        items, next_cursor = await order_views.list_orders(
+            db_session,
+            shop.id,
+            settings,
+            customer_id=customer,
+            tracking_status=tracking_status,
+            payment_method=payment_method,
+            limit=limit,
+            cursor=cursor,
+        )
+        return Page[OrderRead](items=[order_read(o) for o in items], next_cursor=next_cursor)
+
+    @post(
+        "/enrich",
+        summary="Up to 1000 orders with their customers' figures, in the order asked",
+        description="Ids as numbers, numeric strings or gid://shopify/Order/ ids; unknown ids are left out.",
+        status_code=200,
+    )
+    async def enrich_orders(
+        self,
+        db_session: NamedDependency[AsyncSession],
+        shop: NamedDependency[AuthenticatedShop],
+        data: JSONBody[OrderEnrichRequest],
+    ) -> OrderItems:
+        ids = body_ids(data.order_ids, "Order", "orderIds")
+        settings = await get_shop_settings(db_session, shop.id)
+        found = await enriched_orders(db_session, shop.id, ids, settings)
+        return OrderItems(items=[order_read(o) for o in found])
+
     @put(
-        "/{order_id:str}/tracking-status",
+        ["/{order_id:str}/tracking-status", "/gid:/shopify/Order/{order_id:str}/tracking-status"],
         summary="Set an order's tracking status (carrier integrations, e.g. RTO)",
         description="A status of SPEC §4.2 (422 otherwise). RTO only moves forward. Answers the enriched order.",
         status_code=200,

@@ -12,23 +12,18 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import SQLModel
 
 from service.domain import tombstones
 from service.models import (
-    ApiKey,
     ComplianceRequest,
     Customer,
     CustomerStats,
     DeliveryStatus,
-    Fulfillment,
-    FulfillmentEvent,
     Order,
     OrderLine,
-    Refund,
-    Return,
     Shop,
     TierChange,
-    Tombstone,
     WebhookDelivery,
 )
 from service.types import utc_now
@@ -44,24 +39,17 @@ deliveries = WebhookDelivery.__table__  # type: ignore[attr-defined]
 requests = ComplianceRequest.__table__  # type: ignore[attr-defined]
 shops = Shop.__table__  # type: ignore[attr-defined]
 
-#: Every table keyed by shop whose rows ``shop/redact`` deletes (the shop row itself stays, empty).
-SHOP_TABLES = [
-    m.__table__  # type: ignore[attr-defined]
-    for m in (
-        OrderLine,
-        FulfillmentEvent,
-        Fulfillment,
-        Return,
-        Refund,
-        Order,
-        Customer,
-        CustomerStats,
-        TierChange,
-        Tombstone,
-        ApiKey,
-        ComplianceRequest,
-    )
-]
+
+def shop_tables() -> list[sa.Table]:
+    """Every table keyed by shop (a ``shop_id`` column) but the inbox, children before parents.
+
+    Derived from the metadata, so a table added later is erased by ``shop/redact`` too.
+    """
+    return [
+        table
+        for table in reversed(SQLModel.metadata.sorted_tables)
+        if "shop_id" in table.columns and table.name != deliveries.name
+    ]
 
 
 async def record_request(
@@ -95,7 +83,7 @@ async def record_request(
 
 async def erase_shop(session: AsyncSession, shop_id: int, *, keep_delivery_id: int | None) -> None:
     """``shop/redact``: every row of the shop goes, except the delivery being applied."""
-    for table in SHOP_TABLES:
+    for table in shop_tables():
         await session.execute(sa.delete(table).where(table.c.shop_id == shop_id))
     condition = deliveries.c.shop_id == shop_id
     if keep_delivery_id is not None:
@@ -161,12 +149,14 @@ async def redact_customer(
         if text:
             needles.add(text.encode())
             needles.add(text.encode("unicode_escape"))
-    dialect = session.bind.dialect.name
+    dialect = session.get_bind().dialect.name
     mentions = sa.and_(deliveries.c.shop_id == shop_id, sa.or_(*(_contains(dialect, n) for n in needles)))
     await session.execute(
         sa.update(deliveries)
         .where(mentions, deliveries.c.status == DeliveryStatus.PENDING)
-        .values(status=DeliveryStatus.IGNORED, last_error="redacted before it was applied", processed_at=utc_now())
+        .values(
+            status=DeliveryStatus.IGNORED, last_error="redacted before it was applied", processed_at=utc_now()
+        )
     )
     result = await session.execute(sa.update(deliveries).where(mentions).values(body=REDACTED_BODY))
     return int(result.rowcount)  # type: ignore[attr-defined]
@@ -185,7 +175,10 @@ async def export_customer(
     order_rows = (
         await session.execute(
             sa.select(orders)
-            .where(orders.c.shop_id == shop_id, sa.or_(orders.c.customer_id == customer_id, orders.c.id.in_(listed)))
+            .where(
+                orders.c.shop_id == shop_id,
+                sa.or_(orders.c.customer_id == customer_id, orders.c.id.in_(listed)),
+            )
             .order_by(orders.c.created_at, orders.c.id)
         )
     ).all()
@@ -213,9 +206,13 @@ async def export_customer(
     ).all()
     lines_by_order: dict[int, list[dict[str, Any]]] = {}
     for line in lines:
-        lines_by_order.setdefault(int(line.order_id), []).append(_plain(line._mapping, skip={"shop_id", "order_id"}))
+        lines_by_order.setdefault(int(line.order_id), []).append(
+            _plain(line._mapping, skip={"shop_id", "order_id"})
+        )
     return {
-        "customer": _plain(customer._mapping, skip={"shop_id", "version_rank", "version_at"}) if customer else None,
+        "customer": _plain(customer._mapping, skip={"shop_id", "version_rank", "version_at"})
+        if customer
+        else None,
         "orders": [
             _plain(row._mapping, skip={"shop_id", "rto_tag_since", "rto_tag_absent_at", "gateway_key"})
             | {"lineItems": lines_by_order.get(int(row.id), [])}
@@ -244,7 +241,9 @@ def _plain(mapping: Any, *, skip: set[str]) -> dict[str, Any]:
 
 async def get_request(session: AsyncSession, shop_id: int, request_id: int) -> Any:
     return (
-        await session.execute(sa.select(requests).where(requests.c.shop_id == shop_id, requests.c.id == request_id))
+        await session.execute(
+            sa.select(requests).where(requests.c.shop_id == shop_id, requests.c.id == request_id)
+        )
     ).first()
 
 

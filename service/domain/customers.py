@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.db import dialect_insert
+from service.db import dialect_insert, typed_param
 from service.domain import stats, tombstones
 from service.domain.records import CustomerSnapshot
 from service.models import Customer
@@ -31,6 +32,39 @@ def _newer_or_equal(new: Any, old: Any) -> Any:
     )
 
 
+_COLUMNS = (
+    "shop_id",
+    "id",
+    "email",
+    "phone",
+    "first_name",
+    "last_name",
+    "state",
+    "default_address",
+    "addresses",
+    "created_at",
+    "updated_at",
+    "version_rank",
+    "version_at",
+)
+
+
+@functools.cache
+def _upsert_statement(dialect: str) -> Any:
+    """``INSERT … SELECT <params> WHERE no tombstone ON CONFLICT DO UPDATE WHERE not older``.
+
+    Built once per dialect with bind parameters, so each call only binds values.
+    """
+    params = [typed_param(dialect, c, customers.c[c].type) for c in _COLUMNS]
+    buried = tombstones.exists_clause(sa.bindparam("shop_id"), tombstones.CUSTOMER, sa.bindparam("id"))
+    stmt = dialect_insert(dialect, customers).from_select(list(_COLUMNS), sa.select(*params).where(~buried))
+    return stmt.on_conflict_do_update(
+        index_elements=["shop_id", "id"],
+        set_={k: stmt.excluded[k] for k in _COLUMNS if k not in ("shop_id", "id")},
+        where=_newer_or_equal(stmt.excluded, customers.c),
+    ).returning(customers.c.id)
+
+
 async def upsert_customer(
     session: AsyncSession,
     shop_id: int,
@@ -42,10 +76,8 @@ async def upsert_customer(
     """Insert or update a customer unless deleted or older than what is stored.
 
     ``version_at`` defaults to the snapshot's ``updated_at``; stubs pass the order's ``updated_at``.
-    Returns True when the row was written.
+    A written customer gets a figures row (zeros until orders count). Returns True when written.
     """
-    if await tombstones.is_deleted(session, shop_id, tombstones.CUSTOMER, snap.id):
-        return False
     values = {
         "shop_id": shop_id,
         "id": snap.id,
@@ -61,14 +93,7 @@ async def upsert_customer(
         "version_rank": rank,
         "version_at": version_at if version_at is not None else snap.updated_at,
     }
-    stmt = dialect_insert(session.bind.dialect.name, customers).values(**values)
-    update_cols = {k: stmt.excluded[k] for k in values if k not in ("shop_id", "id")}
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["shop_id", "id"],
-        set_=update_cols,
-        where=_newer_or_equal(stmt.excluded, customers.c),
-    ).returning(customers.c.id)
-    written = (await session.execute(stmt)).first() is not None
+    written = (await session.execute(_upsert_statement(session.bind.dialect.name), values)).first() is not None
     if written:
         await stats.ensure_rows(session, shop_id, [snap.id])
     return written

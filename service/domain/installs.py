@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -29,6 +30,30 @@ async def store_token(session: AsyncSession, shop_id: int, token: AccessToken, c
             uninstalled_at=None,
         )
     )
+
+
+async def store_refreshed_token(
+    session: AsyncSession, shop_id: int, token: AccessToken, cipher: TokenCipher
+) -> bool:
+    """Keep a refreshed token (Shopify rotates the refresh token too) without touching the
+    install times. Nothing is written for an uninstalled shop; returns whether it was stored."""
+    result = await session.execute(
+        sa.update(shops)
+        .where(shops.c.id == shop_id, shops.c.uninstalled_at.is_(None))
+        .values(
+            access_token_enc=cipher.encrypt(token.access_token),
+            # An answer without a new refresh token leaves the current one in place.
+            refresh_token_enc=(
+                cipher.encrypt(token.refresh_token) if token.refresh_token else shops.c.refresh_token_enc
+            ),
+            token_expires_at=token.expires_at,
+            refresh_token_expires_at=(
+                token.refresh_token_expires_at if token.refresh_token else shops.c.refresh_token_expires_at
+            ),
+            scopes=token.scope or shops.c.scopes,
+        )
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 async def load_token(session: AsyncSession, shop_id: int, cipher: TokenCipher) -> AccessToken | None:
@@ -90,4 +115,3 @@ async def update_profile(session: AsyncSession, shop_id: int, profile: ShopProfi
             shopify_id=profile.shopify_id,
         )
     )
-

@@ -11,8 +11,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.domain import stats
+from service.domain import keyset, stats
+from service.domain.pagination import decode_cursor, encode_cursor
 from service.domain.settings import ShopSettings
+from service.domain.tracking import ALL_STATES
+from service.errors import BadRequestError, UnprocessableError
 from service.models import Order
 
 orders = Order.__table__  # type: ignore[attr-defined]
@@ -87,8 +90,98 @@ async def enriched_orders(
     if not wanted:
         return []
     rows = (
-        await session.execute(sa.select(*ORDER_COLUMNS).where(orders.c.shop_id == shop_id, orders.c.id.in_(wanted)))
+        await session.execute(
+            sa.select(*ORDER_COLUMNS).where(orders.c.shop_id == shop_id, orders.c.id.in_(wanted))
+        )
     ).all()
     by_id = {int(r.id): r for r in rows}
     ordered = [by_id[i] for i in wanted if i in by_id]
     return await enrich_rows(session, shop_id, ordered, settings)
+
+
+# --- the order list (GET /api/orders) ----------------------------------------------------------
+
+#: ``trackingStatus=none`` asks for orders without a tracking status.
+NO_TRACKING_STATUS = "none"
+PAYMENT_METHODS = ("cod", "prepaid")
+_NEWEST_FIRST = keyset.KeysetOrder(orders.c.created_at, orders.c.id, descending=True, nullable=True)
+
+
+def _tracking_filter(value: str | None) -> Any:
+    if value is None:
+        return None
+    if value == NO_TRACKING_STATUS:
+        return orders.c.tracking_status.is_(None)
+    if value not in ALL_STATES:
+        raise UnprocessableError(
+            "unknown tracking status",
+            errors=[{"field": "trackingStatus", "message": "a tracking status of SPEC §4.2, or none"}],
+        )
+    return orders.c.tracking_status == value
+
+
+def _order_position(position: list[Any]) -> tuple[datetime | None, int]:
+    if len(position) == 2:
+        created, last_id = position
+        if isinstance(last_id, int) and not isinstance(last_id, bool) and -(2**63) <= last_id < 2**63:
+            if created is None:
+                return None, last_id
+            if isinstance(created, str):
+                try:
+                    moment = datetime.fromisoformat(created)
+                except ValueError:
+                    moment = None
+                if moment is not None and moment.tzinfo is not None:
+                    return moment, last_id
+    raise BadRequestError("malformed cursor")
+
+
+async def list_orders(
+    session: AsyncSession,
+    shop_id: int,
+    settings: ShopSettings,
+    *,
+    customer_id: int | None = None,
+    tracking_status: str | None = None,
+    payment_method: str | None = None,
+    limit: int,
+    cursor: str | None = None,
+) -> tuple[list[EnrichedOrder], str | None]:
+    """``GET /api/orders``: newest first (``created_at``, then id, descending), keyset-paginated.
+
+    Every order that is not deleted is listed, test orders included (each says ``test``).
+    ``tracking_status`` is a §4.2 status or ``none`` (``422`` otherwise).
+    """
+    filters: dict[str, Any] = {
+        "customerId": customer_id,
+        "trackingStatus": tracking_status,
+        "paymentMethod": payment_method,
+    }
+    status_condition = _tracking_filter(tracking_status)
+    if payment_method is not None and payment_method not in PAYMENT_METHODS:
+        raise UnprocessableError(
+            "unknown payment method", errors=[{"field": "paymentMethod", "message": "cod or prepaid"}]
+        )
+    after = _order_position(decode_cursor(cursor, "orders", filters)) if cursor else None
+    base = sa.select(*ORDER_COLUMNS).where(orders.c.shop_id == shop_id)
+    if customer_id is not None:
+        base = base.where(orders.c.customer_id == customer_id)
+    if status_condition is not None:
+        base = base.where(status_condition)
+    if payment_method is not None:
+        base = base.where(orders.c.payment_method == payment_method)
+    page = keyset.page(base, _NEWEST_FIRST, after, limit)
+    rows = (
+        await session.execute(
+            sa.select(*(page.c[column.name] for column in ORDER_COLUMNS)).order_by(
+                *keyset.ordering(page, _NEWEST_FIRST)
+            )
+        )
+    ).all()
+    items = await enrich_rows(session, shop_id, rows[:limit], settings)
+    next_cursor = None
+    if len(rows) > limit:
+        last = items[-1]
+        position = [last.created_at.isoformat() if last.created_at is not None else None, last.id]
+        next_cursor = encode_cursor("orders", filters, position)
+    return items, next_cursor

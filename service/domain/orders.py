@@ -8,14 +8,16 @@ the caller's transaction.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.db import dialect_insert
+from service.db import dialect_insert, typed_param
 from service.domain import fulfillments, stats, tiers, tombstones, tracking
 from service.domain.customers import RANK_STUB, upsert_customer
 from service.domain.records import OrderSnapshot
@@ -87,8 +89,6 @@ async def apply_order(session: AsyncSession, shop_id: int, snap: OrderSnapshot, 
     """
     if snap.customer is not None:
         await upsert_customer(session, shop_id, snap.customer, rank=RANK_STUB, version_at=snap.updated_at)
-    if await tombstones.is_deleted(session, shop_id, tombstones.ORDER, snap.id):
-        return False
     row = (
         await session.execute(
             sa.select(orders.c.customer_id, orders.c.rto_tag_since, orders.c.rto_tag_absent_at).where(
@@ -100,19 +100,47 @@ async def apply_order(session: AsyncSession, shop_id: int, snap: OrderSnapshot, 
     tagged = tracking.tag_rto_state(snap.tags, settings.rto_tags) is not None
     since, absent = _tag_run(stored, tagged, snap.updated_at)
     written = await _upsert(session, shop_id, snap, settings, since, absent)
-    if not written and stored is not None and (since, absent) != (stored.rto_tag_since, stored.rto_tag_absent_at):
-        await session.execute(
-            sa.update(orders)
-            .where(orders.c.shop_id == shop_id, orders.c.id == snap.id)
-            .values(rto_tag_since=since, rto_tag_absent_at=absent)
-        )
-    if written:
-        await _replace_lines(session, shop_id, snap)
+    if written is None:
+        if stored is None:
+            return False  # deleted: the tombstone kept the insert out
+        if (since, absent) != (stored.rto_tag_since, stored.rto_tag_absent_at):
+            await session.execute(
+                sa.update(orders)
+                .where(orders.c.shop_id == shop_id, orders.c.id == snap.id)
+                .values(rto_tag_since=since, rto_tag_absent_at=absent)
+            )
+    else:
+        await _replace_lines(session, shop_id, snap, existed=stored is not None)
     for fulfillment in snap.fulfillments:
         await fulfillments.upsert_fulfillment(session, shop_id, fulfillment)
     previous = [stored.customer_id] if stored and stored.customer_id is not None else []
-    await refresh_orders(session, shop_id, [snap.id], settings, also_customers=previous)
-    return written
+    moved = [c for c in previous if written is None or c != written.customer_id]
+    await refresh_orders(
+        session,
+        shop_id,
+        [snap.id],
+        settings,
+        also_customers=moved,
+        rows=[written] if written is not None else None,
+        has_facts=True if snap.fulfillments else None,
+    )
+    return written is not None
+
+
+_UPSERT_COLUMNS = ("shop_id", "id", *_PAYLOAD_COLUMNS)
+
+
+@functools.cache
+def _upsert_statement(dialect: str) -> Any:
+    """The guarded order upsert (tombstone, then ``updated_at``), built once per dialect."""
+    params = [typed_param(dialect, c, orders.c[c].type) for c in _UPSERT_COLUMNS]
+    buried = tombstones.exists_clause(sa.bindparam("shop_id"), tombstones.ORDER, sa.bindparam("id"))
+    stmt = dialect_insert(dialect, orders).from_select(list(_UPSERT_COLUMNS), sa.select(*params).where(~buried))
+    return stmt.on_conflict_do_update(
+        index_elements=["shop_id", "id"],
+        set_={k: stmt.excluded[k] for k in _PAYLOAD_COLUMNS},
+        where=sa.or_(orders.c.updated_at.is_(None), stmt.excluded.updated_at >= orders.c.updated_at),
+    ).returning(*tracking.TRACKED_COLUMNS)
 
 
 async def _upsert(
@@ -122,7 +150,7 @@ async def _upsert(
     settings: ShopSettings,
     since: datetime | None,
     absent: datetime | None,
-) -> bool:
+) -> tracking.TrackedOrder | None:
     values = {
         "shop_id": shop_id,
         "id": snap.id,
@@ -149,19 +177,15 @@ async def _upsert(
         "rto_tag_since": since,
         "rto_tag_absent_at": absent,
     }
-    stmt = dialect_insert(session.bind.dialect.name, orders).values(**values)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["shop_id", "id"],
-        set_={k: stmt.excluded[k] for k in _PAYLOAD_COLUMNS},
-        where=sa.or_(orders.c.updated_at.is_(None), stmt.excluded.updated_at >= orders.c.updated_at),
-    ).returning(orders.c.id)
-    return (await session.execute(stmt)).first() is not None
+    row = (await session.execute(_upsert_statement(session.bind.dialect.name), values)).first()
+    return tracking.TrackedOrder.of(row) if row is not None else None
 
 
-async def _replace_lines(session: AsyncSession, shop_id: int, snap: OrderSnapshot) -> None:
-    await session.execute(
-        sa.delete(order_lines).where(order_lines.c.shop_id == shop_id, order_lines.c.order_id == snap.id)
-    )
+async def _replace_lines(session: AsyncSession, shop_id: int, snap: OrderSnapshot, *, existed: bool) -> None:
+    if existed:
+        await session.execute(
+            sa.delete(order_lines).where(order_lines.c.shop_id == shop_id, order_lines.c.order_id == snap.id)
+        )
     if snap.lines:
         await session.execute(
             sa.insert(order_lines),
@@ -195,7 +219,7 @@ async def delete_order(session: AsyncSession, shop_id: int, order_id: int, setti
     )
     await session.execute(sa.delete(orders).where(orders.c.shop_id == shop_id, orders.c.id == order_id))
     if customer_id is not None:
-        await stats.refresh(session, shop_id, [int(customer_id)], settings)
+        await stats.refresh(session, shop_id, [int(customer_id)], settings, may_have_no_orders=True)
 
 
 def trigger_reason(change: tracking.StatusChange) -> str | None:
@@ -215,11 +239,22 @@ async def refresh_orders(
     *,
     also_customers: Iterable[int] = (),
     manual: bool = False,
+    rows: list[tracking.TrackedOrder] | None = None,
+    has_facts: bool | None = None,
 ) -> list[tracking.StatusChange]:
-    """Tracking → customer figures → tier-of-record triggers, for orders whose facts changed."""
-    changes = await tracking.refresh(session, shop_id, order_ids, settings.rto_tags)
-    customers = {c.customer_id for c in changes if c.customer_id is not None} | set(also_customers)
+    """Tracking → customer figures → tier-of-record triggers, for orders whose facts changed.
+
+    ``also_customers``: customers an order left (their figures are recomputed too). ``rows`` and
+    ``has_facts`` spare queries when the caller already knows them.
+    """
+    changes = await tracking.refresh(
+        session, shop_id, order_ids, settings.rto_tags, rows=rows, has_facts=has_facts
+    )
+    customers = {c.customer_id for c in changes if c.customer_id is not None}
     await stats.refresh(session, shop_id, customers, settings)
+    left = set(also_customers) - customers
+    if left:
+        await stats.refresh(session, shop_id, left, settings, may_have_no_orders=True)
     for change in changes:
         reason = "manual" if manual else trigger_reason(change)
         if reason is not None and change.customer_id is not None:
@@ -238,14 +273,24 @@ async def set_tracking_status(
             "unknown tracking status",
             errors=[{"field": "status", "message": "must be one of: " + ", ".join(tracking.ALL_STATES)}],
         )
-    found = await session.scalar(
-        sa.select(orders.c.id).where(orders.c.shop_id == shop_id, orders.c.id == order_id)
-    )
-    if found is None:
+    row = (
+        await session.execute(
+            sa.select(orders.c.manual_rto_status, orders.c.manual_rto_at).where(
+                orders.c.shop_id == shop_id, orders.c.id == order_id
+            )
+        )
+    ).first()
+    if row is None:
         raise NotFoundError("no such order")
+    now = utc_now()
+    if tracking.is_rto(status):
+        # RTO set through the API only moves forward and starts when it was first set.
+        previous = row.manual_rto_status
+        furthest = max(filter(None, (previous, status)), key=tracking.RTO_RANK.__getitem__)
+        values = {"manual_rto_status": furthest, "manual_rto_at": row.manual_rto_at or now}
+    else:
+        values = {"manual_status": status, "manual_status_at": now}
     await session.execute(
-        sa.update(orders)
-        .where(orders.c.shop_id == shop_id, orders.c.id == order_id)
-        .values(manual_status=status, manual_status_at=utc_now())
+        sa.update(orders).where(orders.c.shop_id == shop_id, orders.c.id == order_id).values(**values)
     )
     await refresh_orders(session, shop_id, [order_id], settings, manual=True)

@@ -37,7 +37,7 @@ class ShopSettings:
 
     @property
     def cod_gateway_set(self) -> frozenset[str]:
-        return frozenset(g.strip().lower() for g in self.cod_gateways)
+        return frozenset(normalize_gateway(g) for g in self.cod_gateways)
 
     @classmethod
     def from_stored(cls, stored: dict[str, Any] | None) -> ShopSettings:
@@ -64,12 +64,17 @@ async def get_shop_settings(session: AsyncSession, shop_id: int) -> ShopSettings
 def payment_method(gateway_names: list[str], settings: ShopSettings) -> str:
     """``cod`` when any gateway name is one of the shop's COD gateways (case-insensitive)."""
     cod = settings.cod_gateway_set
-    return "cod" if any(name.strip().lower() in cod for name in gateway_names) else "prepaid"
+    return "cod" if any(normalize_gateway(name) in cod for name in gateway_names) else "prepaid"
+
+
+def normalize_gateway(name: str) -> str:
+    """How gateway names are compared: trimmed, lower-cased, ``|`` (the key separator) as ``/``."""
+    return name.strip().lower().replace("|", "/")
 
 
 def gateway_key(gateway_names: list[str]) -> str:
-    """``|name|name|`` of lower-cased gateway names: lets SQL re-derive COD when settings change."""
-    return "|" + "|".join(name.strip().lower().replace("|", "/") for name in gateway_names) + "|"
+    """``|name|name|`` of normalized gateway names: lets SQL re-derive COD when settings change."""
+    return "|" + "|".join(normalize_gateway(name) for name in gateway_names) + "|"
 
 
 # --- validation and updates (GET/PUT /api/settings) -----------------------------------------

@@ -7,6 +7,7 @@ transaction, so reads are one indexed lookup and can never drift. ``check`` prov
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -98,20 +99,42 @@ async def ensure_rows(session: AsyncSession, shop_id: int, customer_ids: Iterabl
         )
 
 
+@functools.cache
+def _refresh_statement(dialect: str, include_test_orders: bool) -> Any:
+    """Recompute the figures of the customers in ``:ids`` from their orders (built once)."""
+    settings = ShopSettings(include_test_orders=include_test_orders)
+    select = (
+        sa.select(
+            sa.bindparam("shop_id", type_=sa.BigInteger()).label("shop_id"),
+            orders.c.customer_id,
+            *aggregate_columns(settings),
+        )
+        .where(orders.c.shop_id == sa.bindparam("shop_id"), orders.c.customer_id.in_(sa.bindparam("ids", expanding=True)))
+        .group_by(orders.c.customer_id)
+    )
+    return _upsert_from_orders(dialect, select)
+
+
 async def refresh(
-    session: AsyncSession, shop_id: int, customer_ids: Iterable[int], settings: ShopSettings
+    session: AsyncSession,
+    shop_id: int,
+    customer_ids: Iterable[int],
+    settings: ShopSettings,
+    *,
+    may_have_no_orders: bool = False,
 ) -> None:
-    """Recompute these customers' rows from their orders (two statements for any number)."""
+    """Recompute these customers' rows from their orders.
+
+    ``may_have_no_orders``: some of them may have lost their last order (a delete, an order
+    moved to another customer); their rows are zeroed by a second statement.
+    """
     ids = sorted({cid for cid in customer_ids if cid is not None})
     if not ids:
         return
-    select = (
-        sa.select(sa.literal(shop_id).label("shop_id"), orders.c.customer_id, *aggregate_columns(settings))
-        .where(orders.c.shop_id == shop_id, orders.c.customer_id.in_(ids))
-        .group_by(orders.c.customer_id)
-    )
-    await session.execute(_upsert_from_orders(session.bind.dialect.name, select))
-    await _zero_without_orders(session, shop_id, sa.and_(customer_stats.c.customer_id.in_(ids)))
+    statement = _refresh_statement(session.bind.dialect.name, settings.include_test_orders)
+    await session.execute(statement, {"shop_id": shop_id, "ids": ids})
+    if may_have_no_orders:
+        await _zero_without_orders(session, shop_id, customer_stats.c.customer_id.in_(ids))
 
 
 async def _zero_without_orders(session: AsyncSession, shop_id: int, condition: Any) -> None:
@@ -205,6 +228,23 @@ async def check(
 ) -> list[Difference]:
     """Recompute every customer's figures from orders and list where the stored row differs."""
     differences: list[Difference] = []
+    # Customers whose orders count but who have no figures row at all are served zeros: report them.
+    has_row = (
+        sa.select(sa.literal(1))
+        .where(customer_stats.c.shop_id == shop_id, customer_stats.c.customer_id == orders.c.customer_id)
+        .exists()
+    )
+    orphans = await session.execute(
+        sa.select(orders.c.customer_id, *aggregate_columns(settings))
+        .where(orders.c.shop_id == shop_id, orders.c.customer_id.is_not(None), ~has_row)
+        .group_by(orders.c.customer_id)
+    )
+    for cid, ltv, order_count, rto_count, last in orphans:
+        for name, should in (("ltv", ltv), ("orderCount", int(order_count)), ("rtoCount", int(rto_count))):
+            if should != (ZERO if name == "ltv" else 0):
+                differences.append(Difference(shop_id, int(cid), name, ZERO if name == "ltv" else 0, should))
+        if last is not None:
+            differences.append(Difference(shop_id, int(cid), "lastOrderAt", None, last))
     done = 0
     async for low, high, count in customer_id_ranges(session, shop_id):
         expected: dict[int, tuple[Decimal, int, int, datetime | None]] = {}

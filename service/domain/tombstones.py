@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -13,6 +15,19 @@ tombstones = Tombstone.__table__  # type: ignore[attr-defined]
 
 CUSTOMER = "customer"
 ORDER = "order"
+
+
+def exists_clause(shop_id: Any, resource: str, resource_id: Any) -> Any:
+    """SQL: a tombstone exists for this resource (for use inside other statements)."""
+    return (
+        sa.select(sa.literal(1))
+        .where(
+            tombstones.c.shop_id == shop_id,
+            tombstones.c.resource == resource,
+            tombstones.c.resource_id == resource_id,
+        )
+        .exists()
+    )
 
 
 async def is_deleted(session: AsyncSession, shop_id: int, resource: str, resource_id: int) -> bool:

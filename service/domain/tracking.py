@@ -28,6 +28,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -137,8 +138,12 @@ class OrderFacts:
     #: RTO state named by the order's tags, and since when the tag has been there.
     tag_state: str | None = None
     tag_since: datetime | None = None
+    #: Latest forward status set through the API, and when.
     manual_status: str | None = None
     manual_at: datetime | None = None
+    #: Furthest RTO state set through the API, and when the first was set.
+    manual_rto_status: str | None = None
+    manual_rto_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,8 +212,8 @@ def derive(facts: OrderFacts) -> TrackingResult:
         if not had_live or state_then == DELIVERED:
             continue  # not shipped yet, or a customer return after delivery
         triggers.append((start, "rto_delivered" if ret.closed_at is not None else "rto_initiated", "return"))
-    if facts.manual_status in RTO_RANK:
-        triggers.append((facts.manual_at, facts.manual_status, "api"))  # type: ignore[arg-type]
+    if facts.manual_rto_status in RTO_RANK:
+        triggers.append((facts.manual_rto_at, facts.manual_rto_status, "api"))  # type: ignore[arg-type]
     if not triggers:
         return TrackingResult(status=status, delivered_at=delivered_at)
 
@@ -246,35 +251,73 @@ class StatusChange:
         return self.before != self.after
 
 
+TRACKED_COLUMNS = (
+    orders.c.id,
+    orders.c.customer_id,
+    orders.c.tags,
+    orders.c.updated_at,
+    orders.c.rto_tag_since,
+    orders.c.manual_status,
+    orders.c.manual_status_at,
+    orders.c.manual_rto_status,
+    orders.c.manual_rto_at,
+    orders.c.tracking_status,
+    orders.c.delivered_at,
+    orders.c.rto_source,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class TrackedOrder:
+    """The order columns that tracking reads and writes."""
+
+    id: int
+    customer_id: int | None
+    tags: str
+    updated_at: datetime | None
+    rto_tag_since: datetime | None
+    manual_status: str | None
+    manual_status_at: datetime | None
+    manual_rto_status: str | None
+    manual_rto_at: datetime | None
+    tracking_status: str | None
+    delivered_at: datetime | None
+    rto_source: str | None
+
+    @classmethod
+    def of(cls, row: Any) -> TrackedOrder:
+        return cls(**row._mapping)
+
+
 async def refresh(
-    session: AsyncSession, shop_id: int, order_ids: Iterable[int], rto_tags: Mapping[str, str]
+    session: AsyncSession,
+    shop_id: int,
+    order_ids: Iterable[int],
+    rto_tags: Mapping[str, str],
+    *,
+    rows: list[TrackedOrder] | None = None,
+    has_facts: bool | None = None,
 ) -> list[StatusChange]:
-    """Re-derive the tracking status of these orders from their stored facts; write changes."""
+    """Re-derive the tracking status of these orders from their stored facts; write changes.
+
+    ``rows`` (the orders as just written) and ``has_facts`` (whether fulfillments or returns may
+    exist) spare queries when the caller knows them.
+    """
     ids = sorted(set(order_ids))
     if not ids:
         return []
-    rows = (
-        await session.execute(
-            sa.select(
-                orders.c.id,
-                orders.c.customer_id,
-                orders.c.tags,
-                orders.c.updated_at,
-                orders.c.rto_tag_since,
-                orders.c.manual_status,
-                orders.c.manual_status_at,
-                orders.c.tracking_status,
-                orders.c.delivered_at,
-                orders.c.rto_source,
-            ).where(orders.c.shop_id == shop_id, orders.c.id.in_(ids))
+    if rows is None:
+        selected = await session.execute(
+            sa.select(*TRACKED_COLUMNS).where(orders.c.shop_id == shop_id, orders.c.id.in_(ids))
         )
-    ).all()
+        rows = [TrackedOrder.of(r) for r in selected]
     if not rows:
         return []
-    facts = await _load_facts(session, shop_id, [int(r.id) for r in rows])
+    found = [r.id for r in rows]
+    facts = await _load_facts(session, shop_id, found) if has_facts is not False else {}
     changes: list[StatusChange] = []
     for row in rows:
-        fulfillment_facts, return_facts = facts.get(int(row.id), ((), ()))
+        fulfillment_facts, return_facts = facts.get(row.id, ((), ()))
         tag_state = tag_rto_state(row.tags or "", rto_tags)
         result = derive(
             OrderFacts(
@@ -284,6 +327,8 @@ async def refresh(
                 tag_since=(row.rto_tag_since or row.updated_at) if tag_state else None,
                 manual_status=row.manual_status,
                 manual_at=row.manual_status_at,
+                manual_rto_status=row.manual_rto_status,
+                manual_rto_at=row.manual_rto_at,
             )
         )
         current = (row.tracking_status, row.delivered_at, row.rto_source)
@@ -293,13 +338,22 @@ async def refresh(
                 .where(orders.c.shop_id == shop_id, orders.c.id == row.id)
                 .values(tracking_status=result.status, delivered_at=result.delivered_at, rto_source=result.rto_source)
             )
-        changes.append(StatusChange(int(row.id), row.customer_id, row.tracking_status, result.status))
+        changes.append(StatusChange(row.id, row.customer_id, row.tracking_status, result.status))
     return changes
 
 
 async def _load_facts(
     session: AsyncSession, shop_id: int, order_ids: list[int]
 ) -> dict[int, tuple[tuple[FulfillmentFacts, ...], tuple[ReturnFacts, ...]]]:
+    probe = sa.union(
+        sa.select(fulfillments.c.order_id).where(
+            fulfillments.c.shop_id == shop_id, fulfillments.c.order_id.in_(order_ids)
+        ),
+        sa.select(returns.c.order_id).where(returns.c.shop_id == shop_id, returns.c.order_id.in_(order_ids)),
+    )
+    order_ids = [int(i) for i in (await session.scalars(probe)).all()]
+    if not order_ids:
+        return {}  # the common case for a new order: one query instead of three
     events: dict[int, list[Observation]] = {}
     for fid, status, happened_at in await session.execute(
         sa.select(fulfillment_events.c.fulfillment_id, fulfillment_events.c.status, fulfillment_events.c.happened_at).where(

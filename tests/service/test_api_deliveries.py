@@ -31,7 +31,11 @@ from service.models import Shop, WebhookDelivery
 from tests.conftest import make_settings
 from tests.factories import API_KEY, API_SECRET, OTHER_SHOP, PREVIOUS_SECRET, SHOP
 
-pytestmark = pytest.mark.anyio
+pytestmark = [
+    pytest.mark.anyio,
+    # The test secrets are short on purpose; PyJWT warns about HMAC keys under 32 bytes.
+    pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning"),
+]
 
 URL = "/api/deliveries"
 PROBLEM_JSON = "application/problem+json"

@@ -113,11 +113,15 @@ def order_deliveries(customer_id: int, order: O, n: int) -> tuple[int, list[Deli
         out.append(
             Delivery.of(
                 "fulfillments/create",
-                fulfillment_payload(fid, order_id, shipment_status=shipment[order.tracking], created=at(n + 1)),
+                fulfillment_payload(
+                    fid, order_id, shipment_status=shipment[order.tracking], created=at(n + 1)
+                ),
             )
         )
     if order.tracking in ("rto_return", "customer_return"):
-        out.append(Delivery.of("returns/request", return_payload(next_id(), order_id), triggered_at=at(n + 100)))
+        out.append(
+            Delivery.of("returns/request", return_payload(next_id(), order_id), triggered_at=at(n + 100))
+        )
     if order.deleted:
         out.append(Delivery.of("orders/delete", {"id": order_id}))
     return order_id, out
@@ -138,7 +142,9 @@ async def run_orders(
     return order_ids
 
 
-async def read_stats(sessionmaker: Sessionmaker, customer_ids: list[int], *, shop: str = SHOP) -> dict[int, Any]:
+async def read_stats(
+    sessionmaker: Sessionmaker, customer_ids: list[int], *, shop: str = SHOP
+) -> dict[int, Any]:
     async with session_scope(sessionmaker) as session:
         shop_id = await get_or_create_shop_id(session, shop)
         shop_settings = await get_shop_settings(session, shop_id)
@@ -172,9 +178,15 @@ class Case:
 CASES = [
     Case("one order", [O()], figures("1000.00", 1, 0)),
     Case("LTV sums eligible orders", [O("1000.00"), O("250.50"), O("0.49")], figures("1250.99", 3, 0)),
-    Case("cancelled excluded from LTV and orderCount", [O(), O("500.00", cancelled=True)], figures("1000.00", 1, 0)),
+    Case(
+        "cancelled excluded from LTV and orderCount",
+        [O(), O("500.00", cancelled=True)],
+        figures("1000.00", 1, 0),
+    ),
     Case("deleted excluded", [O(), O("700.00", deleted=True)], figures("1000.00", 1, 0)),
-    Case("deleted COD RTO excluded from rtoCount", [O(tracking="rto_tag", deleted=True)], figures("0.00", 0, 0)),
+    Case(
+        "deleted COD RTO excluded from rtoCount", [O(tracking="rto_tag", deleted=True)], figures("0.00", 0, 0)
+    ),
     Case("test orders excluded", [O(), O("500.00", test=True)], figures("1000.00", 1, 0)),
     Case("test orders with includeTestOrders", [O(), O("500.00", test=True)], figures("1500.00", 2, 0), True),
     Case("total 0.00 excluded (exchange)", [O(), O("0.00")], figures("1000.00", 1, 0)),
@@ -184,19 +196,38 @@ CASES = [
         [O(tracking="none"), O("200.00", tracking="unshipped_fulfillment")],
         figures("1200.00", 2, 0),
     ),
-    Case("in transit and delivered count", [O(tracking="in_transit"), O(tracking="delivered")], figures("2000.00", 2, 0)),
-    Case("RTO excluded from LTV, COD RTO counted", [O(), O("500.00", tracking="rto_tag")], figures("1000.00", 1, 1)),
+    Case(
+        "in transit and delivered count",
+        [O(tracking="in_transit"), O(tracking="delivered")],
+        figures("2000.00", 2, 0),
+    ),
+    Case(
+        "RTO excluded from LTV, COD RTO counted",
+        [O(), O("500.00", tracking="rto_tag")],
+        figures("1000.00", 1, 1),
+    ),
     Case("RTO through a return", [O("300.00"), O(tracking="rto_return")], figures("300.00", 1, 1)),
     Case("a return after delivery is no RTO", [O(tracking="customer_return")], figures("1000.00", 1, 0)),
-    Case("cancelled COD RTO counts in rtoCount", [O(cancelled=True, tracking="rto_tag")], figures("0.00", 0, 1)),
-    Case("prepaid RTO not counted", [O(cod=False, tracking="rto_tag"), O(cod=False)], figures("1000.00", 1, 0)),
+    Case(
+        "cancelled COD RTO counts in rtoCount", [O(cancelled=True, tracking="rto_tag")], figures("0.00", 0, 1)
+    ),
+    Case(
+        "prepaid RTO not counted", [O(cod=False, tracking="rto_tag"), O(cod=False)], figures("1000.00", 1, 0)
+    ),
     Case("test COD RTO not counted", [O(test=True, tracking="rto_tag")], figures("0.00", 0, 0)),
-    Case("test COD RTO counted with includeTestOrders", [O(test=True, tracking="rto_tag")], figures("0.00", 0, 1), True),
+    Case(
+        "test COD RTO counted with includeTestOrders",
+        [O(test=True, tracking="rto_tag")],
+        figures("0.00", 0, 1),
+        True,
+    ),
     Case("current_total_price over total_price", [O("1000.00", current="800.00")], figures("800.00", 1, 0)),
     Case("money: whole amounts get two decimals", [O("1000"), O("0.5")], figures("1000.50", 2, 0)),
     Case("9999.99 → bronze", [O("9999.99")], figures("9999.99", 1, 0, "bronze")),
     Case("10000.00 → silver (inclusive)", [O("10000.00")], figures("10000.00", 1, 0, "silver")),
-    Case("two orders reach silver exactly", [O("4000.01"), O("5999.99")], figures("10000.00", 2, 0, "silver")),
+    Case(
+        "two orders reach silver exactly", [O("4000.01"), O("5999.99")], figures("10000.00", 2, 0, "silver")
+    ),
     Case("24999.99 → silver", [O("24999.99")], figures("24999.99", 1, 0, "silver")),
     Case("25000.00 → gold", [O("25000.00")], figures("25000.00", 1, 0, "gold")),
     Case("49999.99 → gold", [O("49999.99")], figures("49999.99", 1, 0, "gold")),
@@ -227,7 +258,9 @@ CASES = [
 
 class TestFiguresThroughThePipeline:
     @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-    async def test_figures(self, sessionmaker: Sessionmaker, settings: Settings, client: Client, case: Case) -> None:
+    async def test_figures(
+        self, sessionmaker: Sessionmaker, settings: Settings, client: Client, case: Case
+    ) -> None:
         if case.include_test:
             await helpers.set_shop_settings(sessionmaker, {"includeTestOrders": True})
         customer_id = next_id()
@@ -256,8 +289,18 @@ class TestStatsApi:
             headers=headers,
         )
         assert response.status_code == 200, response.text
-        assert response.json()["tierThresholds"] == {"platinum": "300.00", "gold": "200.00", "silver": "100.00"}
-        expected = {"99.99": "bronze", "100.00": "silver", "199.99": "silver", "200.00": "gold", "300.00": "platinum"}
+        assert response.json()["tierThresholds"] == {
+            "platinum": "300.00",
+            "gold": "200.00",
+            "silver": "100.00",
+        }
+        expected = {
+            "99.99": "bronze",
+            "100.00": "silver",
+            "199.99": "silver",
+            "200.00": "gold",
+            "300.00": "platinum",
+        }
         ids: dict[str, int] = {}
         for total in expected:
             ids[total] = next_id()
@@ -271,7 +314,9 @@ class TestStatsApi:
         unknown = [next_id(), next_id()]
         answer = await api_stats(client, headers, [str(i) for i in unknown])
         assert answer == {str(i): figures("0.00", 0, 0, "bronze") for i in unknown}
-        assert await read_stats(sessionmaker, unknown) == {i: figures("0.00", 0, 0, "bronze") for i in unknown}
+        assert await read_stats(sessionmaker, unknown) == {
+            i: figures("0.00", 0, 0, "bronze") for i in unknown
+        }
 
     async def test_an_empty_list(self, sessionmaker: Sessionmaker, client: Client) -> None:
         headers = await helpers.api_headers(sessionmaker)
@@ -283,7 +328,11 @@ class TestStatsApi:
             await run_orders(sessionmaker, settings, cid, [O(total)])
         headers = await helpers.api_headers(sessionmaker)
         answer = await api_stats(client, headers, [str(a), b, f"gid://shopify/Customer/{c}"])
-        assert {k: v["ltv"] for k, v in answer.items()} == {str(a): "100.00", str(b): "200.00", str(c): "300.00"}
+        assert {k: v["ltv"] for k, v in answer.items()} == {
+            str(a): "100.00",
+            str(b): "200.00",
+            str(c): "300.00",
+        }
 
     async def test_the_same_customer_in_several_forms_is_one_entry(
         self, sessionmaker: Sessionmaker, settings: Settings, client: Client
@@ -294,7 +343,9 @@ class TestStatsApi:
         answer = await api_stats(client, headers, [str(cid), cid, f"gid://shopify/Customer/{cid}"])
         assert answer == {str(cid): figures("123.45", 1, 0)}
 
-    async def test_ids_above_2_pow_53_are_exact(self, sessionmaker: Sessionmaker, settings: Settings, client: Client) -> None:
+    async def test_ids_above_2_pow_53_are_exact(
+        self, sessionmaker: Sessionmaker, settings: Settings, client: Client
+    ) -> None:
         cid = 2**62 + 7
         await run_orders(sessionmaker, settings, cid, [O("10.00")])
         headers = await helpers.api_headers(sessionmaker)
@@ -308,7 +359,9 @@ class TestStatsApi:
     @SCHEMA_400_BUG
     async def test_1001_ids_are_422(self, sessionmaker: Sessionmaker, client: Client) -> None:
         headers = await helpers.api_headers(sessionmaker)
-        response = await client.post(URL, json={"customerIds": [str(10_000 + i) for i in range(1001)]}, headers=headers)
+        response = await client.post(
+            URL, json={"customerIds": [str(10_000 + i) for i in range(1001)]}, headers=headers
+        )
         assert response.status_code == 422, response.text
         assert response.headers["content-type"].startswith("application/problem+json")
 
@@ -369,7 +422,11 @@ class TestRefunds:
         await helpers.apply(
             sessionmaker,
             settings,
-            [Delivery.of("refunds/create", refund_payload(refund_id, order_id, amount="300.00", created=at(30)))],
+            [
+                Delivery.of(
+                    "refunds/create", refund_payload(refund_id, order_id, amount="300.00", created=at(30))
+                )
+            ],
         )
         stored = await helpers.refunds(sessionmaker)
         assert set(stored) == {refund_id}
@@ -387,7 +444,9 @@ class TestRefunds:
         headers = await helpers.api_headers(sessionmaker)
         assert await api_stats(client, headers, [str(cid)]) == {str(cid): figures("700.00", 1, 0)}
 
-    async def test_a_refund_before_its_order_is_kept(self, sessionmaker: Sessionmaker, settings: Settings) -> None:
+    async def test_a_refund_before_its_order_is_kept(
+        self, sessionmaker: Sessionmaker, settings: Settings
+    ) -> None:
         cid, order_id, refund_id = next_id(), next_id(), next_id()
         await helpers.apply(
             sessionmaker,
@@ -400,7 +459,9 @@ class TestRefunds:
         assert set(await helpers.refunds(sessionmaker)) == {refund_id}
         assert await read_stats(sessionmaker, [cid]) == {cid: figures("400.00", 1, 0)}
 
-    async def test_a_duplicate_refund_is_stored_once(self, sessionmaker: Sessionmaker, settings: Settings) -> None:
+    async def test_a_duplicate_refund_is_stored_once(
+        self, sessionmaker: Sessionmaker, settings: Settings
+    ) -> None:
         cid, order_id, refund_id = next_id(), next_id(), next_id()
         payload = refund_payload(refund_id, order_id, amount="50.00")
         await helpers.apply(

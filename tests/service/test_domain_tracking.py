@@ -72,7 +72,9 @@ def ret(
     def moment(minutes: float | None) -> datetime | None:
         return None if minutes is None else at(minutes)
 
-    return ReturnFacts(next(_return_ids), moment(requested), moment(approved), moment(declined), moment(closed))
+    return ReturnFacts(
+        next(_return_ids), moment(requested), moment(approved), moment(declined), moment(closed)
+    )
 
 
 def facts(
@@ -185,17 +187,23 @@ FORWARD = table(
     ),
     Case(
         "multi: the most recently updated non-delivered one wins (second)",
-        facts(ful("in_transit", updated=10), ful("out_for_delivery", updated=20), ful("delivered", updated=30)),
+        facts(
+            ful("in_transit", updated=10), ful("out_for_delivery", updated=20), ful("delivered", updated=30)
+        ),
         "out_for_delivery",
     ),
     Case(
         "multi: the most recently updated non-delivered one wins (first)",
-        facts(ful("in_transit", updated=20), ful("out_for_delivery", updated=10), ful("delivered", updated=30)),
+        facts(
+            ful("in_transit", updated=20), ful("out_for_delivery", updated=10), ful("delivered", updated=30)
+        ),
         "in_transit",
     ),
     Case(
         "multi: an event makes a fulfillment the most recently updated",
-        facts(ful("confirmed", updated=10, events=[ev(50, "attempted_delivery")]), ful("in_transit", updated=20)),
+        facts(
+            ful("confirmed", updated=10, events=[ev(50, "attempted_delivery")]), ful("in_transit", updated=20)
+        ),
         "attempted_delivery",
     ),
     Case(
@@ -208,7 +216,9 @@ FORWARD = table(
         facts(ful("failure", updated=50, status="cancelled"), ful("in_transit", updated=10)),
         "in_transit",
     ),
-    Case("only a cancelled fulfillment: null", facts(ful("in_transit", updated=10, status="cancelled")), None),
+    Case(
+        "only a cancelled fulfillment: null", facts(ful("in_transit", updated=10, status="cancelled")), None
+    ),
 )
 
 
@@ -226,7 +236,9 @@ class TestForwardStatus:
         ("events", "expected"),
         [
             pytest.param(
-                [ev(10, "in_transit"), ev(20, "out_for_delivery"), ev(30, "delivered")], "delivered", id="ends delivered"
+                [ev(10, "in_transit"), ev(20, "out_for_delivery"), ev(30, "delivered")],
+                "delivered",
+                id="ends delivered",
             ),
             pytest.param(
                 [ev(10, "in_transit"), ev(20, "delivered"), ev(30, "out_for_delivery")],
@@ -253,14 +265,22 @@ class TestForwardStatus:
             assert derive(order).status == expected, permutation
 
     def test_delivered_at_is_the_latest_delivery(self) -> None:
-        order = facts(ful("delivered", updated=10), ful(None, events=[ev(40, "delivered")]), ful("delivered", updated=25))
+        order = facts(
+            ful("delivered", updated=10),
+            ful(None, events=[ev(40, "delivered")]),
+            ful("delivered", updated=25),
+        )
         assert derive(order) == TrackingResult(status="delivered", delivered_at=at(40), rto_source=None)
 
     def test_delivered_at_is_none_unless_delivered(self) -> None:
         assert derive(facts(ful("delivered", updated=10), ful("in_transit", updated=5))).delivered_at is None
 
     def test_fulfillment_order_does_not_matter(self) -> None:
-        parts = [ful("in_transit", updated=10), ful("out_for_delivery", updated=20), ful("delivered", updated=30)]
+        parts = [
+            ful("in_transit", updated=10),
+            ful("out_for_delivery", updated=20),
+            ful("delivered", updated=30),
+        ]
         results = {derive(facts(*p)) for p in itertools.permutations(parts)}
         assert results == {TrackingResult("out_for_delivery")}
 
@@ -269,13 +289,19 @@ class TestForwardStatus:
         [(5, None), (10, "in_transit"), (25, "out_for_delivery"), (35, "delivered")],
     )
     def test_forward_status_as_of_a_time(self, as_of: float, expected: str | None) -> None:
-        order = facts(ful("in_transit", updated=10, created=10, events=[ev(20, "out_for_delivery"), ev(30, "delivered")]))
+        order = facts(
+            ful(
+                "in_transit", updated=10, created=10, events=[ev(20, "out_for_delivery"), ev(30, "delivered")]
+            )
+        )
         assert forward_status(order, as_of=at(as_of))[0] == expected
 
     @pytest.mark.parametrize(
         ("order", "expected"),
         [
-            pytest.param(facts(manual="in_transit", manual_at=10), "in_transit", id="API status, no fulfillment"),
+            pytest.param(
+                facts(manual="in_transit", manual_at=10), "in_transit", id="API status, no fulfillment"
+            ),
             pytest.param(
                 facts(ful("in_transit", updated=10), manual="delivered", manual_at=20),
                 "delivered",
@@ -331,7 +357,11 @@ RTO = table(
         for state in ("rto_initiated", "rto_in_transit", "rto_delivered")
     ),
     Case("tag on an unshipped order", facts(tag="rto_initiated", tag_since=5), "rto_initiated"),
-    Case("return requested, fulfilled not delivered → rto_initiated", facts(SHIPPED, returns=[ret(20)]), "rto_initiated"),
+    Case(
+        "return requested, fulfilled not delivered → rto_initiated",
+        facts(SHIPPED, returns=[ret(20)]),
+        "rto_initiated",
+    ),
     Case("return approved (no request seen)", facts(SHIPPED, returns=[ret(approved=20)]), "rto_initiated"),
     Case(
         "return on a fulfillment that has no status yet",
@@ -355,7 +385,10 @@ RTO = table(
     ),
     Case(
         "after the return, delivered → rto_delivered",
-        facts(ful("in_transit", updated=10, events=[ev(30, "in_transit"), ev(40, "delivered")]), returns=[ret(20)]),
+        facts(
+            ful("in_transit", updated=10, events=[ev(30, "in_transit"), ev(40, "delivered")]),
+            returns=[ret(20)],
+        ),
         "rto_delivered",
     ),
     Case("returns/close → rto_delivered", facts(SHIPPED, returns=[ret(20, closed=50)]), "rto_delivered"),
@@ -371,15 +404,26 @@ RTO = table(
     ),
     Case(
         "events before the tag don't map",
-        facts(ful("in_transit", updated=10, events=[ev(15, "out_for_delivery")]), tag="rto_initiated", tag_since=20),
+        facts(
+            ful("in_transit", updated=10, events=[ev(15, "out_for_delivery")]),
+            tag="rto_initiated",
+            tag_since=20,
+        ),
         "rto_initiated",
     ),
     Case(
         "statuses that are no movement don't map",
-        facts(ful("in_transit", updated=10, events=[ev(30, "attempted_delivery"), ev(40, "failure")]), returns=[ret(20)]),
+        facts(
+            ful("in_transit", updated=10, events=[ev(30, "attempted_delivery"), ev(40, "failure")]),
+            returns=[ret(20)],
+        ),
         "rto_initiated",
     ),
-    Case("return on a delivered order: customer return", facts(ful("delivered", updated=10), returns=[ret(20)]), "delivered"),
+    Case(
+        "return on a delivered order: customer return",
+        facts(ful("delivered", updated=10), returns=[ret(20)]),
+        "delivered",
+    ),
     Case(
         "closed return on a delivered order: still delivered",
         facts(ful("delivered", updated=10), returns=[ret(20, closed=60)]),
@@ -398,12 +442,17 @@ RTO = table(
     ),
     Case(
         "forward only: in_transit event after rto_delivered (tag)",
-        facts(ful("in_transit", updated=10, events=[ev(40, "in_transit")]), tag="rto_delivered", tag_since=20),
+        facts(
+            ful("in_transit", updated=10, events=[ev(40, "in_transit")]), tag="rto_delivered", tag_since=20
+        ),
         "rto_delivered",
     ),
     Case(
         "forward only: in_transit event after rto_delivered (event)",
-        facts(ful("in_transit", updated=10, events=[ev(30, "delivered"), ev(40, "in_transit")]), returns=[ret(20)]),
+        facts(
+            ful("in_transit", updated=10, events=[ev(30, "delivered"), ev(40, "in_transit")]),
+            returns=[ret(20)],
+        ),
         "rto_delivered",
     ),
     Case(
@@ -413,10 +462,19 @@ RTO = table(
     ),
     Case(
         "forward only: tag rto_initiated after rto_in_transit movement",
-        facts(ful("in_transit", updated=10, events=[ev(30, "in_transit")]), returns=[ret(20)], tag="rto_initiated", tag_since=40),
+        facts(
+            ful("in_transit", updated=10, events=[ev(30, "in_transit")]),
+            returns=[ret(20)],
+            tag="rto_initiated",
+            tag_since=40,
+        ),
         "rto_in_transit",
     ),
-    Case("declined return that started it: forward status", facts(SHIPPED, returns=[ret(20, declined=25)]), "in_transit"),
+    Case(
+        "declined return that started it: forward status",
+        facts(SHIPPED, returns=[ret(20, declined=25)]),
+        "in_transit",
+    ),
     Case(
         "declined return: later movement is forward movement",
         facts(ful("in_transit", updated=10, events=[ev(30, "delivered")]), returns=[ret(20, declined=25)]),
@@ -428,12 +486,18 @@ RTO = table(
         "rto_initiated",
     ),
     Case("tag removed (no tag state any more): forward status", facts(SHIPPED), "in_transit"),
-    Case("tag removed while a return still triggers: stays RTO", facts(SHIPPED, returns=[ret(20)]), "rto_initiated"),
+    Case(
+        "tag removed while a return still triggers: stays RTO",
+        facts(SHIPPED, returns=[ret(20)]),
+        "rto_initiated",
+    ),
     Case("API sets rto_initiated", facts(SHIPPED, manual="rto_initiated", manual_at=30), "rto_initiated"),
     Case("API sets rto_delivered", facts(manual="rto_delivered", manual_at=30), "rto_delivered"),
     Case(
         "API RTO then a delivered event → rto_delivered",
-        facts(ful("in_transit", updated=10, events=[ev(40, "delivered")]), manual="rto_in_transit", manual_at=30),
+        facts(
+            ful("in_transit", updated=10, events=[ev(40, "delivered")]), manual="rto_in_transit", manual_at=30
+        ),
         "rto_delivered",
     ),
     Case(
@@ -475,10 +539,14 @@ class TestRto:
             pytest.param(facts(SHIPPED, returns=[ret(20)]), "return", id="return"),
             pytest.param(facts(SHIPPED, manual="rto_initiated", manual_at=20), "api", id="api"),
             pytest.param(
-                facts(SHIPPED, returns=[ret(30)], tag="rto_initiated", tag_since=20), "tag", id="earliest: tag"
+                facts(SHIPPED, returns=[ret(30)], tag="rto_initiated", tag_since=20),
+                "tag",
+                id="earliest: tag",
             ),
             pytest.param(
-                facts(SHIPPED, returns=[ret(20)], tag="rto_initiated", tag_since=30), "return", id="earliest: return"
+                facts(SHIPPED, returns=[ret(20)], tag="rto_initiated", tag_since=30),
+                "return",
+                id="earliest: return",
             ),
         ],
     )

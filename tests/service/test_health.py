@@ -143,3 +143,12 @@ class TestMetrics:
         text = (await client.get("/metrics")).text
 
         assert sample_value(text, "tierline_inbox_backlog", {}) == 2
+
+
+class TestOpenAPI:
+    async def test_schema_renders_and_documents_ready_503(self, client: Client) -> None:
+        response = await client.get("/schema/openapi.json")
+
+        assert response.status_code == 200, response.text
+        ready = response.json()["paths"]["/ready"]["get"]
+        assert {"200", "503"} <= set(ready["responses"])

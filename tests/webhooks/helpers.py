@@ -61,11 +61,10 @@ async def enqueue_many(
 ) -> list[int]:
     """Store deliveries in one transaction, in order; the inbox row id of each (a duplicate
     webhook id stores nothing and maps to the row that already carries it)."""
+    webhook_ids = [delivery.webhook_id or str(uuid.uuid4()) for delivery in deliveries]
     async with session_scope(sessionmaker) as session:
         shop_id = await get_or_create_shop_id(session, shop)
-        row_ids = []
-        for delivery in deliveries:
-            webhook_id = delivery.webhook_id or str(uuid.uuid4())
+        for delivery, webhook_id in zip(deliveries, webhook_ids, strict=True):
             await inbox.store_delivery(
                 session,
                 inbox.NewDelivery(
@@ -79,12 +78,13 @@ async def enqueue_many(
                     body=delivery.body,
                 ),
             )
-            row_id = await session.scalar(
-                sa.select(DELIVERIES.c.id).where(DELIVERIES.c.webhook_id == webhook_id)
+        stored = await session.execute(
+            sa.select(DELIVERIES.c.webhook_id, DELIVERIES.c.id).where(
+                DELIVERIES.c.webhook_id.in_(webhook_ids)
             )
-            assert row_id is not None
-            row_ids.append(int(row_id))
-    return row_ids
+        )
+        row_id_of = {webhook_id: int(row_id) for webhook_id, row_id in stored.all()}
+    return [row_id_of[webhook_id] for webhook_id in webhook_ids]
 
 
 async def enqueue(
@@ -207,7 +207,9 @@ async def customer_stats(sessionmaker: Sessionmaker, *, shop: str = SHOP) -> dic
     return {row["customer_id"]: row for row in await _rows(sessionmaker, stmt)}
 
 
-async def tier_changes(sessionmaker: Sessionmaker, *, shop: str = SHOP, customer_id: int | None = None) -> list[Row]:
+async def tier_changes(
+    sessionmaker: Sessionmaker, *, shop: str = SHOP, customer_id: int | None = None
+) -> list[Row]:
     """The tier-of-record history, oldest first."""
     stmt = sa.select(TIER_CHANGES).where(TIER_CHANGES.c.shop_id == _shop_id_of(shop))
     if customer_id is not None:

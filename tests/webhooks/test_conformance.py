@@ -157,7 +157,9 @@ class TestApplyCustomers:
     async def test_customer_delete_sample_removes_the_created_customer(
         self, sessionmaker: Sessionmaker, settings: Settings
     ) -> None:
-        rows = await apply_samples(sessionmaker, settings, "customers/create", "customers/delete", "customers/update")
+        rows = await apply_samples(
+            sessionmaker, settings, "customers/create", "customers/delete", "customers/update"
+        )
         assert_processed(rows)
         assert await helpers.customers(sessionmaker) == {}
         assert await helpers.tombstones(sessionmaker) == {("customer", sample("customers/delete")["id"])}
@@ -165,7 +167,9 @@ class TestApplyCustomers:
 
 class TestApplyOrders:
     @pytest.mark.parametrize("topic", ORDER_TOPICS)
-    async def test_order_sample_is_stored(self, sessionmaker: Sessionmaker, settings: Settings, topic: str) -> None:
+    async def test_order_sample_is_stored(
+        self, sessionmaker: Sessionmaker, settings: Settings, topic: str
+    ) -> None:
         assert_processed(await apply_samples(sessionmaker, settings, topic))
         raw = sample(topic)
         row = (await helpers.orders(sessionmaker))[raw["id"]]
@@ -206,7 +210,9 @@ class TestApplyOrders:
             "Smith",
         )
 
-    async def test_a_cod_variant_of_the_sample_is_cod(self, sessionmaker: Sessionmaker, settings: Settings) -> None:
+    async def test_a_cod_variant_of_the_sample_is_cod(
+        self, sessionmaker: Sessionmaker, settings: Settings
+    ) -> None:
         edit = {"payment_gateway_names": ["Cash on Delivery (COD)"]}
         assert_processed(await apply_samples(sessionmaker, settings, "orders/create", edit=edit))
         row = (await helpers.orders(sessionmaker))[sample("orders/create")["id"]]

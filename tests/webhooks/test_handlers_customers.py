@@ -15,7 +15,9 @@ pytestmark = pytest.mark.anyio
 
 
 class TestCustomerCreateAndUpdate:
-    async def test_fields_and_addresses_are_stored(self, sessionmaker: Sessionmaker, settings: Settings) -> None:
+    async def test_fields_and_addresses_are_stored(
+        self, sessionmaker: Sessionmaker, settings: Settings
+    ) -> None:
         customer_id = next_id()
         second = address(id=customer_id + 2, address1="4 Park Street", city="Kolkata", default=False)
         payload = customer_payload(
@@ -49,7 +51,9 @@ class TestCustomerCreateAndUpdate:
             (customer_id + 2, "Kolkata"),
         ]
 
-    async def test_a_newer_update_replaces_the_fields(self, sessionmaker: Sessionmaker, settings: Settings) -> None:
+    async def test_a_newer_update_replaces_the_fields(
+        self, sessionmaker: Sessionmaker, settings: Settings
+    ) -> None:
         customer_id = next_id()
         await helpers.apply(
             sessionmaker,
@@ -82,7 +86,9 @@ class TestCustomerCreateAndUpdate:
         customer_id = next_id()
         other = "customers-other.myshopify.com"
         await helpers.apply(
-            sessionmaker, settings, [Delivery.of("customers/create", customer_payload(customer_id, email="a@x.io"))]
+            sessionmaker,
+            settings,
+            [Delivery.of("customers/create", customer_payload(customer_id, email="a@x.io"))],
         )
         await helpers.apply(
             sessionmaker,
@@ -199,7 +205,9 @@ class TestCustomerDelete:
         assert await helpers.customers(sessionmaker) == {}
         assert await helpers.tombstones(sessionmaker) == {("customer", customer_id)}
 
-    async def test_a_repeated_delete_is_harmless(self, sessionmaker: Sessionmaker, settings: Settings) -> None:
+    async def test_a_repeated_delete_is_harmless(
+        self, sessionmaker: Sessionmaker, settings: Settings
+    ) -> None:
         customer_id = next_id()
         delete = Delivery.of("customers/delete", {"id": customer_id})
         await helpers.apply(sessionmaker, settings, [delete, delete])

@@ -85,7 +85,9 @@ class TestOrderFields:
             line_item(order_id + 1, price="349.50", quantity=2, sku="A-1", variant_title="Blue / S"),
             line_item(order_id + 2, price="0.00", quantity=1, product_id=None, variant_id=None, sku=None),
         ]
-        await helpers.apply(sessionmaker, settings, [Delivery.of("orders/create", order_payload(order_id, lines=lines))])
+        await helpers.apply(
+            sessionmaker, settings, [Delivery.of("orders/create", order_payload(order_id, lines=lines))]
+        )
 
         stored = (await helpers.order_lines(sessionmaker))[order_id]
         assert {
@@ -104,12 +106,16 @@ class TestOrderFields:
         self, sessionmaker: Sessionmaker, settings: Settings, flag: bool | None, expected: bool
     ) -> None:
         order_id = next_id()
-        await helpers.apply(sessionmaker, settings, [Delivery.of("orders/create", order_payload(order_id, test=flag))])
+        await helpers.apply(
+            sessionmaker, settings, [Delivery.of("orders/create", order_payload(order_id, test=flag))]
+        )
         assert (await helpers.orders(sessionmaker))[order_id]["test"] is expected
 
 
 class TestTotals:
-    async def test_total_amount_and_original_total(self, sessionmaker: Sessionmaker, settings: Settings) -> None:
+    async def test_total_amount_and_original_total(
+        self, sessionmaker: Sessionmaker, settings: Settings
+    ) -> None:
         # (total_price, current_total_price or a marker) -> (total_amount, original_total)
         absent = object()
         table: list[tuple[str, object, Decimal, Decimal]] = [
@@ -176,7 +182,9 @@ class TestPaymentMethod:
         methods = await self._methods(sessionmaker, settings, cases)
         assert list(zip(cases, methods, strict=True)) == self.GATEWAYS
 
-    async def test_missing_gateway_names_are_prepaid(self, sessionmaker: Sessionmaker, settings: Settings) -> None:
+    async def test_missing_gateway_names_are_prepaid(
+        self, sessionmaker: Sessionmaker, settings: Settings
+    ) -> None:
         order_id = next_id()
         payload = order_payload(order_id, payment_gateway_names=None)
         await helpers.apply(sessionmaker, settings, [Delivery.of("orders/create", payload)])
@@ -186,7 +194,13 @@ class TestPaymentMethod:
         self, sessionmaker: Sessionmaker, settings: Settings
     ) -> None:
         await helpers.set_shop_settings(sessionmaker, {"codGateways": ["Pay at door"]})
-        cases = [["Pay at door"], ["PAY AT DOOR"], ["stripe", "pay at door"], ["Cash on Delivery (COD)"], ["cod"]]
+        cases = [
+            ["Pay at door"],
+            ["PAY AT DOOR"],
+            ["stripe", "pay at door"],
+            ["Cash on Delivery (COD)"],
+            ["cod"],
+        ]
         methods = await self._methods(sessionmaker, settings, cases)
         assert methods == ["cod", "cod", "cod", "prepaid", "prepaid"]
 
@@ -228,7 +242,9 @@ class TestLineItemVersions:
         assert (await helpers.order_lines(sessionmaker))[order_id] == after_newer
         assert (await helpers.orders(sessionmaker))[order_id]["updated_at"] == at(10)
 
-    async def test_an_update_without_lines_empties_them(self, sessionmaker: Sessionmaker, settings: Settings) -> None:
+    async def test_an_update_without_lines_empties_them(
+        self, sessionmaker: Sessionmaker, settings: Settings
+    ) -> None:
         order_id = next_id()
         await helpers.apply(
             sessionmaker,
@@ -263,7 +279,9 @@ class TestOrderOrdering:
             sessionmaker,
             settings,
             [
-                Delivery.of("orders/create", order_payload(order_id, updated=at(5), financial_status="pending")),
+                Delivery.of(
+                    "orders/create", order_payload(order_id, updated=at(5), financial_status="pending")
+                ),
                 Delivery.of("orders/paid", order_payload(order_id, updated=at(5), financial_status="paid")),
             ],
         )
@@ -271,7 +289,9 @@ class TestOrderOrdering:
 
 
 class TestOrderDelete:
-    async def test_delete_removes_the_order_and_its_lines(self, sessionmaker: Sessionmaker, settings: Settings) -> None:
+    async def test_delete_removes_the_order_and_its_lines(
+        self, sessionmaker: Sessionmaker, settings: Settings
+    ) -> None:
         order_id, kept = next_id(), next_id()
         await helpers.apply(
             sessionmaker,
@@ -307,7 +327,9 @@ class TestEmbeddedCustomer:
     ) -> None:
         order_id, customer_id = next_id(), next_id()
         await helpers.apply(
-            sessionmaker, settings, [Delivery.of("orders/create", order_payload(order_id, customer_id=customer_id))]
+            sessionmaker,
+            settings,
+            [Delivery.of("orders/create", order_payload(order_id, customer_id=customer_id))],
         )
         row = (await helpers.customers(sessionmaker))[customer_id]
         assert (row["email"], row["first_name"], row["last_name"], row["state"]) == (
@@ -329,7 +351,9 @@ class TestEmbeddedCustomer:
             customer_payload(customer_id, updated=at(0), email="real@example.com", first_name="Real"),
         )
         order = Delivery.of("orders/create", order_payload(order_id, customer_id=customer_id, updated=at(60)))
-        await helpers.apply(sessionmaker, settings, [customer, order] if customer_first else [order, customer])
+        await helpers.apply(
+            sessionmaker, settings, [customer, order] if customer_first else [order, customer]
+        )
 
         row = (await helpers.customers(sessionmaker))[customer_id]
         assert (row["email"], row["first_name"], row["updated_at"]) == ("real@example.com", "Real", at(0))
@@ -361,7 +385,9 @@ class TestEmbeddedCustomer:
             settings,
             [
                 Delivery.of("customers/delete", {"id": customer_id}),
-                Delivery.of("orders/create", order_payload(order_id, customer_id=customer_id, updated=at(60))),
+                Delivery.of(
+                    "orders/create", order_payload(order_id, customer_id=customer_id, updated=at(60))
+                ),
             ],
         )
         assert await helpers.customers(sessionmaker) == {}

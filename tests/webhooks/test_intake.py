@@ -396,6 +396,17 @@ class TestBodySize:
         assert_problem(response, 413)
         assert await count_rows(sessionmaker) == 0
 
+    async def test_size_is_checked_before_the_signature(
+        self, database_url: str, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> None:
+        headers, body = signed_webhook("customers/create", None, raw=b"x" * 4096, secret="wrong")
+
+        async with client_for(make_settings(database_url, TIERLINE_MAX_BODY=2048)) as client:
+            response = await client.post(URL, content=body, headers=headers)
+
+        assert_problem(response, 413)
+        assert await count_rows(sessionmaker) == 0
+
     async def test_body_at_the_limit_is_accepted(
         self, database_url: str, sessionmaker: async_sessionmaker[AsyncSession]
     ) -> None:

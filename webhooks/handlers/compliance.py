@@ -13,7 +13,9 @@ router = TopicRouter()
 async def on_data_request(ctx: DeliveryContext, payload: CustomersDataRequestPayload) -> None:
     customer_id = payload.customer.id
     data = (
-        await compliance.export_customer(ctx.session, ctx.shop_id, customer_id, order_ids=payload.orders_requested)
+        await compliance.export_customer(
+            ctx.session, ctx.shop_id, customer_id, order_ids=payload.orders_requested
+        )
         if customer_id is not None
         else {"customer": None, "orders": [], "figures": None, "tierHistory": []}
     )
@@ -53,5 +55,6 @@ async def on_customer_redact(ctx: DeliveryContext, payload: CustomersRedactPaylo
 
 @router.register("shop/redact", model=ShopRedactPayload)
 async def on_shop_redact(ctx: DeliveryContext, payload: ShopRedactPayload) -> None:
+    # Nothing of the shop is kept, not even a compliance request row: the processed shop/redact
+    # delivery itself (which carries no personal data) is the record that the erasure happened.
     await compliance.erase_shop(ctx.session, ctx.shop_id, keep_delivery_id=ctx.delivery_id)
-    await compliance.record_request(ctx.session, ctx.shop_id, topic=ctx.topic, webhook_id=ctx.webhook_id)

@@ -52,6 +52,7 @@ def upgrade() -> None:
     with op.batch_alter_table('customer_stats', schema=None) as batch_op:
         batch_op.create_index('ix_customer_stats_shop_last_order', ['shop_id', 'last_order_at', 'customer_id'], unique=False)
         batch_op.create_index('ix_customer_stats_shop_ltv', ['shop_id', 'ltv', 'customer_id'], unique=False)
+        batch_op.create_index('ix_customer_stats_shop_order_count', ['shop_id', 'order_count', 'customer_id'], unique=False)
 
     op.create_table('fulfillment_events',
     sa.Column('shop_id', sa.BigInteger(), nullable=False),
@@ -195,6 +196,8 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['shop_id'], ['shops.id'], name=op.f('fk_customers_shop_id_shops'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('shop_id', 'id', name=op.f('pk_customers'))
     )
+    # The customers list's name sort key (service.models.CUSTOMER_NAME_KEY_SQL), an expression index.
+    op.create_index('ix_customers_shop_name', 'customers', ['shop_id', sa.text("nullif(ltrim(rtrim(lower((coalesce(first_name, '') || ' ') || coalesce(last_name, '')))), '')"), 'id'], unique=False)
     op.create_table('orders',
     sa.Column('shop_id', sa.BigInteger(), nullable=False),
     sa.Column('id', sa.BigInteger(), autoincrement=False, nullable=False),
@@ -222,6 +225,8 @@ def upgrade() -> None:
     sa.Column('rto_tag_absent_at', service.types.UTCDateTime(timezone=True), nullable=True),
     sa.Column('manual_status', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
     sa.Column('manual_status_at', service.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('manual_rto_status', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('manual_rto_at', service.types.UTCDateTime(timezone=True), nullable=True),
     sa.Column('test', sa.Boolean(), nullable=False),
     sa.Column('shipping_address', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=True),
     sa.Column('billing_address', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=True),
@@ -229,8 +234,9 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('shop_id', 'id', name=op.f('pk_orders'))
     )
     with op.batch_alter_table('orders', schema=None) as batch_op:
-        batch_op.create_index('ix_orders_shop_created', ['shop_id', 'created_at'], unique=False)
-        batch_op.create_index('ix_orders_shop_customer', ['shop_id', 'customer_id'], unique=False)
+        batch_op.create_index('ix_orders_shop_created', ['shop_id', 'created_at', 'id'], unique=False)
+        batch_op.create_index('ix_orders_shop_customer', ['shop_id', 'customer_id', 'created_at', 'id'], unique=False)
+        batch_op.create_index('ix_orders_shop_tracking', ['shop_id', 'tracking_status', 'created_at', 'id'], unique=False)
 
     op.create_table('webhook_deliveries',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -265,10 +271,12 @@ def downgrade() -> None:
 
     op.drop_table('webhook_deliveries')
     with op.batch_alter_table('orders', schema=None) as batch_op:
+        batch_op.drop_index('ix_orders_shop_tracking')
         batch_op.drop_index('ix_orders_shop_customer')
         batch_op.drop_index('ix_orders_shop_created')
 
     op.drop_table('orders')
+    op.drop_index('ix_customers_shop_name', table_name='customers')
     op.drop_table('customers')
     with op.batch_alter_table('api_keys', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_api_keys_shop_id'))
@@ -298,6 +306,7 @@ def downgrade() -> None:
 
     op.drop_table('fulfillment_events')
     with op.batch_alter_table('customer_stats', schema=None) as batch_op:
+        batch_op.drop_index('ix_customer_stats_shop_order_count')
         batch_op.drop_index('ix_customer_stats_shop_ltv')
         batch_op.drop_index('ix_customer_stats_shop_last_order')
 

@@ -1,0 +1,1 @@
+"""Benchmarks for tierline (see bench/README.md). Not part of the installed package."""

@@ -1,0 +1,419 @@
+"""Issue 5: the order grid's read API on the seeded database.
+
+    .venv/bin/python bench/api_bench.py [--seconds 8] [--concurrency 1,8]
+
+1. ``tierline serve`` as a subprocess in the production configuration (random non-placeholder
+   secrets, TIERLINE_WORKER=off) against the seeded database (``bench/seed.py``), on 127.0.0.1:18xxx;
+   an API key from ``service.domain.api_keys.create_api_key``.
+2. ``wrk`` with ``bench/wrk_api.lua``: ``POST /api/orders/enrich`` with 250 random order ids per
+   body (bodies built in Lua) and ``GET /api/customers?tier=gold&limit=50``, at each concurrency:
+   p50/p99 latency, requests/s, non-200 answers.
+3. The SQL under each endpoint measured directly with psycopg in the same run:
+   * "endpoint SQL": every statement one request sends (API-key lookup, settings, the queries),
+     captured from an in-process request through SQLAlchemy's ``before_cursor_execute`` event and
+     replayed in one transaction;
+   * "hand SQL": one hand-written query returning the same figures (a floor).
+4. The ratios HTTP / SQL. Goal of issue 5: enrich p50 < 15 ms.
+
+If an endpoint answers 404/405 (not written yet), its HTTP and captured-SQL rows are skipped and
+the hand-written SQL is still measured. Asserts no timing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import psycopg
+
+from bench.common import (
+    BENCH_SHOP,
+    RESULTS,
+    CpuMeter,
+    CpuUsage,
+    Latency,
+    PySpyAttach,
+    Secrets,
+    Server,
+    WrkResult,
+    background_note,
+    bench_url,
+    database_name,
+    ensure_wrk,
+    exit_cleanly_on_sigterm,
+    free_port,
+    http_json,
+    libpq_url,
+    log,
+    machine_summary,
+    markdown_table,
+    ms,
+    postgres_version,
+    production_env,
+    ratio,
+    run_wrk,
+    settings_for,
+)
+
+SCRIPT = Path(__file__).resolve().parent / "wrk_api.lua"
+CUSTOMERS_PATH = "/api/customers?tier=gold&limit=50"
+ENRICH_PATH = "/api/orders/enrich"
+IDS_PER_BODY = 250
+WARMUP = 20
+
+Statement = tuple[str, Any]
+
+HAND_ENRICH = """
+SELECT o.id, o.name, o.customer_id, o.email, o.phone, o.created_at, o.updated_at, o.processed_at,
+       o.cancelled_at, o.financial_status, o.fulfillment_status, o.currency, o.total_amount,
+       o.original_total, o.payment_method, o.tracking_status, o.delivered_at, o.tags, o.test,
+       s.ltv, s.order_count, s.rto_count
+FROM orders o
+LEFT JOIN customer_stats s ON s.shop_id = o.shop_id AND s.customer_id = o.customer_id
+WHERE o.shop_id = %(shop)s AND o.id = ANY(%(ids)s)
+"""
+
+HAND_CUSTOMERS = """
+SELECT s.customer_id, c.email,
+       coalesce(c.phone, (SELECT coalesce(o.phone, o.shipping_address->>'phone', o.billing_address->>'phone')
+                          FROM orders o WHERE o.shop_id = s.shop_id AND o.customer_id = s.customer_id
+                          ORDER BY o.created_at DESC LIMIT 1)) AS phone,
+       c.first_name, c.last_name, s.ltv, s.order_count, s.rto_count, s.last_order_at
+FROM customer_stats s
+LEFT JOIN customers c ON c.shop_id = s.shop_id AND c.id = s.customer_id
+WHERE s.shop_id = %(shop)s AND s.ltv >= %(low)s AND s.ltv < %(high)s
+ORDER BY s.ltv DESC, s.customer_id DESC
+LIMIT 51
+"""
+
+
+async def make_api_key(url: str) -> str:
+    from service.db import make_engine, make_sessionmaker, session_scope
+    from service.domain.api_keys import create_api_key
+
+    engine = make_engine(settings_for(url))
+    try:
+        async with session_scope(make_sessionmaker(engine)) as session:
+            return await create_api_key(session, BENCH_SHOP)
+    finally:
+        await engine.dispose()
+
+
+def capture_statements(
+    url: str, secret: Secrets, api_key: str, requests: Sequence[tuple[str, str, object]]
+) -> list[tuple[int, list[Statement]]]:
+    """Run requests through an in-process app; return each one's status and SQL statements."""
+    from litestar.testing import TestClient
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    from service.app import create_app
+    from service.config import Settings
+
+    settings = Settings.model_validate(
+        {
+            "DATABASE_URL": url,
+            "TIERLINE_ENV": "production",
+            "SHOPIFY_API_KEY": secret.api_key,
+            "SHOPIFY_API_SECRET": secret.api_secret,
+            "TIERLINE_ENCRYPTION_KEY": secret.encryption_key,
+            "TIERLINE_WORKER": "off",
+        }
+    )
+    current: list[list[Statement]] = [[]]
+
+    def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, _many: bool) -> None:
+        current[0].append((statement, parameters))
+
+    captured: list[tuple[int, list[Statement]]] = []
+    event.listen(Engine, "before_cursor_execute", record)
+    try:
+        with TestClient(app=create_app(settings, run_worker=False)) as client:
+            for method, path, body in requests:
+                current[0] = []
+                response = client.request(
+                    method, path, json=body, headers={"Authorization": f"Bearer {api_key}"}
+                )
+                captured.append((response.status_code, list(current[0])))
+    finally:
+        event.remove(Engine, "before_cursor_execute", record)
+    return captured
+
+
+def replay(conn: psycopg.Connection, statements: Sequence[Statement]) -> float:
+    """Execute a request's statements in one transaction (rolled back after timing)."""
+    started = time.perf_counter()
+    for statement, parameters in statements:
+        cursor = conn.execute(statement, parameters)
+        if cursor.description is not None:
+            cursor.fetchall()
+    elapsed = time.perf_counter() - started
+    conn.rollback()
+    return elapsed
+
+
+def time_replays(url: str, requests: Sequence[Sequence[Statement]], calls: int) -> Latency:
+    timings: list[float] = []
+    with psycopg.connect(libpq_url(url)) as conn:
+        for n in range(WARMUP + calls):
+            elapsed = replay(conn, requests[n % len(requests)])
+            if n >= WARMUP:
+                timings.append(elapsed)
+    return Latency.of(timings)
+
+
+def time_hand(url: str, query: str, params: Sequence[dict[str, Any]], calls: int) -> Latency:
+    timings: list[float] = []
+    with psycopg.connect(libpq_url(url)) as conn:
+        for n in range(WARMUP + calls):
+            started = time.perf_counter()
+            conn.execute(query, params[n % len(params)]).fetchall()
+            elapsed = time.perf_counter() - started
+            conn.rollback()
+            if n >= WARMUP:
+                timings.append(elapsed)
+    return Latency.of(timings)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=int, default=8, help="wrk duration per endpoint and concurrency")
+    parser.add_argument("--concurrency", default="1,8")
+    parser.add_argument("--calls", type=int, default=200, help="direct SQL calls per measure")
+    parser.add_argument("--port", type=int, default=18451)
+    parser.add_argument(
+        "--wait-quiet", type=float, default=0.0, help="wait up to this many seconds for an idle machine"
+    )
+    parser.add_argument("--seed", type=int, default=5)
+    parser.add_argument("--profile", action="store_true", help="also sample the server with py-spy")
+    args = parser.parse_args()
+    exit_cleanly_on_sigterm()
+    levels = [int(c) for c in args.concurrency.split(",") if c.strip()]
+    ensure_wrk()
+    url = bench_url()
+    rng = random.Random(args.seed)
+    with psycopg.connect(libpq_url(url)) as conn:
+        row = conn.execute("SELECT id FROM shops WHERE domain = %s", (BENCH_SHOP,)).fetchone()
+        if row is None:
+            raise SystemExit(f"{database_name(url)} is not seeded: run bench/seed.py first")
+        shop_id = int(row[0])
+        order_ids = [int(r[0]) for r in conn.execute("SELECT id FROM orders WHERE shop_id = %s", (shop_id,))]
+        conn.execute("DELETE FROM api_keys WHERE shop_id = %s", (shop_id,))
+        conn.commit()
+    log(f"machine: {machine_summary()}; PostgreSQL {postgres_version(url)}")
+    log(f"API bench on {database_name(url)}: {len(order_ids):,} orders")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    ids_file = RESULTS / "api_order_ids.txt"
+    ids_file.write_text("\n".join(str(i) for i in rng.sample(order_ids, min(50_000, len(order_ids)))) + "\n")
+
+    from service.domain.settings import ShopSettings, get_shop_settings
+    from service.domain.tiers import ltv_bounds
+
+    async def shop_settings() -> ShopSettings:
+        from service.db import make_engine, make_sessionmaker
+
+        engine = make_engine(settings_for(url))
+        try:
+            async with make_sessionmaker(engine)() as session:
+                return await get_shop_settings(session, shop_id)
+        finally:
+            await engine.dispose()
+
+    thresholds = asyncio.run(shop_settings()).tier_thresholds
+    low, high = ltv_bounds("gold", thresholds)
+    secret = Secrets.random()
+    api_key = asyncio.run(make_api_key(url))
+    env = production_env(url, secret)
+    bodies = [{"orderIds": [str(i) for i in rng.sample(order_ids, IDS_PER_BODY)]} for _ in range(20)]
+
+    http: dict[tuple[str, int], WrkResult] = {}
+    http_cpu: dict[tuple[str, int], CpuUsage] = {}
+    available: dict[str, bool] = {}
+    port = free_port(args.port)
+    server = Server(env, port, RESULTS / "api_server.log")
+    with server:
+        log(f"tierline serve (production, worker off) pid {server.pid} on {server.base}")
+        status, answer = http_json(
+            "POST", server.base + ENRICH_PATH, body=bodies[0], headers={"Authorization": f"Bearer {api_key}"}
+        )
+        items = len(answer.get("items", [])) if isinstance(answer, dict) else 0
+        available["enrich"] = status == 200
+        log(f"  POST {ENRICH_PATH} (250 ids): HTTP {status}, {items} items")
+        status, answer = http_json(
+            "GET", server.base + CUSTOMERS_PATH, headers={"Authorization": f"Bearer {api_key}"}
+        )
+        items = len(answer.get("items", [])) if isinstance(answer, dict) else 0
+        available["customers"] = status == 200
+        log(f"  GET {CUSTOMERS_PATH}: HTTP {status}, {items} items")
+        if not all(available.values()):
+            log(
+                f"  endpoints not available yet: {[k for k, v in available.items() if not v]} "
+                "(HTTP rows skipped)"
+            )
+        log("  " + background_note(args.wait_quiet))
+        runs = {
+            "enrich": ["enrich", api_key, str(ids_file), str(IDS_PER_BODY), "50"],
+            "customers": ["get", api_key, CUSTOMERS_PATH],
+        }
+        for name, script_args in runs.items():
+            if not available[name]:
+                continue
+            run_wrk(server.base, SCRIPT, connections=2, duration_s=2, script_args=script_args)
+            for c in levels:
+                with CpuMeter(url, [server.pid]) as meter:
+                    result = run_wrk(
+                        server.base, SCRIPT, connections=c, duration_s=args.seconds, script_args=script_args
+                    )
+                http[(name, c)] = result
+                http_cpu[(name, c)] = meter.stop()
+                log(
+                    f"  {name} c={c}: {result.requests:,} requests, {result.rate:,.1f}/s, "
+                    f"p50 {ms(result.p50)} ms, "
+                    f"p99 {ms(result.p99)} ms, non-200 {result.non200}, socket errors {result.socket_errors}"
+                )
+        server_rss = server.vmhwm_kb()
+        if args.profile:
+            for name, script_args in runs.items():
+                if not available[name]:
+                    continue
+                attach = PySpyAttach(server.pid, args.seconds, RESULTS / f"api_{name}_pyspy.txt")
+                if not attach.available:
+                    log("  py-spy not installed (.venv/bin/pip install py-spy): no server profile")
+                    break
+                run_wrk(server.base, SCRIPT, connections=1, duration_s=args.seconds, script_args=script_args)
+                report = attach.finish()
+                if report:
+                    (RESULTS / f"api_{name}_profile.md").write_text(report + "\n")
+                    log(f"  server profile during {name} at c=1 (not part of the figures):\n{report}")
+
+    log("SQL under the endpoints, through psycopg:")
+    endpoint_sql: dict[str, Latency] = {}
+    statements_per_request: dict[str, int] = {}
+    requests: dict[str, list[tuple[str, str, object]]] = {
+        "enrich": [("POST", ENRICH_PATH, body) for body in bodies],
+        "customers": [("GET", CUSTOMERS_PATH, None)],
+    }
+    for name, wanted in requests.items():
+        if not available[name]:
+            continue
+        captured = capture_statements(url, secret, api_key, wanted)
+        ok = [statements for status, statements in captured if status == 200]
+        if not ok:
+            log(f"  {name}: the in-process request did not answer 200; captured SQL skipped")
+            continue
+        statements_per_request[name] = len(ok[0])
+        (RESULTS / f"api_{name}_statements.sql").write_text(
+            "\n\n".join(f"-- params: {json.dumps(p, default=str)[:300]}\n{s};" for s, p in ok[0])
+        )
+        endpoint_sql[name] = time_replays(url, ok, args.calls)
+        log(f"  {name} endpoint SQL ({len(ok[0])} statements per request): {endpoint_sql[name].describe()}")
+    hand_sql = {
+        "enrich": time_hand(
+            url,
+            HAND_ENRICH,
+            [{"shop": shop_id, "ids": [int(i) for i in b["orderIds"]]} for b in bodies],
+            args.calls,
+        ),
+        "customers": time_hand(
+            url, HAND_CUSTOMERS, [{"shop": shop_id, "low": low, "high": high}], args.calls
+        ),
+    }
+    for name, latency in hand_sql.items():
+        log(f"  {name} hand-written SQL (1 statement): {latency.describe()}")
+
+    labels = {"enrich": f"POST {ENRICH_PATH} (250 ids)", "customers": f"GET {CUSTOMERS_PATH}"}
+    http_rows: list[list[object]] = []
+    for name in ("enrich", "customers"):
+        for c in levels:
+            measured = http.get((name, c))
+            if measured is None:
+                http_rows.append([labels[name], c, "not available", "", "", "", "", "", ""])
+                continue
+            usage = http_cpu[(name, c)]
+            server_cpu, pg_cpu = usage.per(max(1, measured.requests))
+            http_rows.append(
+                [
+                    labels[name],
+                    c,
+                    ms(measured.p50),
+                    ms(measured.p99),
+                    f"{measured.rate:,.1f}",
+                    f"{measured.requests:,} / {measured.non200}",
+                    ms(server_cpu),
+                    ms(pg_cpu),
+                    f"{usage.process_wait / usage.wall:.0%}",
+                ]
+            )
+    sql_rows: list[list[object]] = []
+    for name in ("enrich", "customers"):
+        one = http.get((name, levels[0]))
+        captured_latency = endpoint_sql.get(name)
+        hand = hand_sql[name]
+        sql_rows.append(
+            [
+                labels[name],
+                f"{ms(captured_latency.p50)} / {ms(captured_latency.p99)} "
+                f"({statements_per_request[name]} stmts)"
+                if captured_latency
+                else "n/a",
+                f"{ms(hand.p50)} / {ms(hand.p99)}",
+                ratio(one.p50, captured_latency.p50) if one and captured_latency else "n/a",
+                ratio(one.p50, hand.p50) if one else "n/a",
+            ]
+        )
+    log("")
+    log(f"### Read API over HTTP (wrk, {args.seconds} s per run)")
+    log("")
+    log(
+        markdown_table(
+            [
+                "endpoint",
+                "conns",
+                "p50 ms",
+                "p99 ms",
+                "requests/s",
+                "requests / non-200",
+                "server CPU ms/req",
+                "PostgreSQL CPU ms/req",
+                "server waited for CPU",
+            ],
+            http_rows,
+        )
+    )
+    log("")
+    log(f"### SQL under each endpoint (psycopg, {args.calls} calls) and ratios at c={levels[0]}")
+    log("")
+    log(
+        markdown_table(
+            [
+                "endpoint",
+                "endpoint SQL p50 / p99 ms",
+                "hand SQL p50 / p99 ms",
+                "HTTP p50 / endpoint SQL p50",
+                "HTTP p50 / hand SQL p50",
+            ],
+            sql_rows,
+        )
+    )
+    log("")
+    enrich_one = http.get(("enrich", levels[0]))
+    if enrich_one is not None:
+        verdict = "meets" if enrich_one.p50 < 0.015 else "misses"
+        log(f"enrich p50 at c={levels[0]}: {ms(enrich_one.p50)} ms ({verdict} the goal of < 15 ms)")
+    log(f"server peak RSS (VmHWM): {server_rss / 1024:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,209 @@
+"""``/api/customers``: the customer list, a customer's page and their addresses (SPEC §5).
+
+Path ids are ``123`` or ``gid://shopify/Customer/123``; the gid form reaches the handlers through
+a second route (``gid:/shopify/Customer/{id}``), since its slashes are path separators even when
+sent percent-encoded.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from litestar import Controller, get
+from litestar.di import NamedDependency
+from litestar.params import FromPath, FromQuery, QueryParameter
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.api.ids import path_id
+from service.api.orders import order_read
+from service.domain import customer_views
+from service.domain.api_keys import AuthenticatedShop
+from service.domain.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from service.domain.settings import get_shop_settings
+from service.errors import NotFoundError
+from service.schemas import (
+    AddressRead,
+    AffinityRead,
+    CustomerMetricsRead,
+    CustomerRead,
+    CustomerSummaryRead,
+    OptionValueAffinityRead,
+    Page,
+    ProductAffinityRead,
+    TierHistoryRead,
+    VariantAffinityRead,
+    VendorAffinityRead,
+    money,
+)
+from service.types import utc_now
+
+CustomerSort = Literal["ltv", "orderCount", "lastOrderAt", "name"]
+GID_PREFIX = "/gid:/shopify/Customer"
+
+
+def summary_read(customer: customer_views.CustomerSummary) -> CustomerSummaryRead:
+    figures = customer.figures
+    return CustomerSummaryRead(
+        id=str(customer.id),
+        email=customer.email,
+        phone=customer.phone,
+        first_name=customer.first_name,
+        last_name=customer.last_name,
+        tier=figures.tier,
+        ltv=money(figures.ltv),
+        order_count=figures.order_count,
+        rto_count=figures.rto_count,
+        last_order_at=customer.last_order_at,
+    )
+
+
+def _metrics_read(metrics: customer_views.Metrics) -> CustomerMetricsRead:
+    return CustomerMetricsRead(
+        aov=money(metrics.aov),
+        total_orders=metrics.total_orders,
+        cancelled_orders=metrics.cancelled_orders,
+        cod_orders=metrics.cod_orders,
+        prepaid_orders=metrics.prepaid_orders,
+        cod_share=metrics.cod_share,
+        rto_rate=metrics.rto_rate,
+        return_count=metrics.return_count,
+        refunded_amount=money(metrics.refunded_amount),
+        first_order_at=metrics.first_order_at,
+        last_order_at=metrics.last_order_at,
+        days_since_last_order=metrics.days_since_last_order,
+        avg_days_between_orders=metrics.avg_days_between_orders,
+    )
+
+
+def _affinity_read(affinity: customer_views.Affinity) -> AffinityRead:
+    return AffinityRead(
+        top_products=[
+            ProductAffinityRead(
+                product_id=str(p.product_id),
+                title=p.title,
+                quantity=p.quantity,
+                orders=p.orders,
+                spend=money(p.spend),
+            )
+            for p in affinity.top_products
+        ],
+        top_variants=[
+            VariantAffinityRead(
+                variant_id=str(v.variant_id),
+                product_id=str(v.product_id) if v.product_id is not None else None,
+                title=v.title,
+                variant_title=v.variant_title,
+                quantity=v.quantity,
+                orders=v.orders,
+                spend=money(v.spend),
+            )
+            for v in affinity.top_variants
+        ],
+        top_option_values=[
+            OptionValueAffinityRead(value=o.value, quantity=o.quantity, orders=o.orders, spend=money(o.spend))
+            for o in affinity.top_option_values
+        ],
+        top_vendors=[
+            VendorAffinityRead(vendor=v.value, quantity=v.quantity, orders=v.orders, spend=money(v.spend))
+            for v in affinity.top_vendors
+        ],
+    )
+
+
+def _history_read(entry: customer_views.TierHistoryEntry) -> TierHistoryRead:
+    return TierHistoryRead.model_validate(
+        {
+            "from": entry.from_tier,
+            "to": entry.to_tier,
+            "ltv": money(entry.ltv),
+            "reason": entry.reason,
+            "orderId": str(entry.order_id) if entry.order_id is not None else None,
+            "at": entry.at,
+        }
+    )
+
+
+def _address_read(address: customer_views.Address) -> AddressRead:
+    return AddressRead(
+        **address.fields,
+        times_used=address.times_used,
+        last_used_at=address.last_used_at,
+        is_default=address.is_default,
+    )
+
+
+class CustomerController(Controller):
+    path = "/api/customers"
+    tags = ["customers"]
+
+    @get(
+        "/",
+        summary="Customers with their LTV, tier and COD RTO count",
+        description=(
+            "Filter by `tier` (one or comma-separated) and `search` (case-insensitive substring of "
+            "name, email or phone). Sort by `ltv` (default), `orderCount`, `lastOrderAt` (each "
+            "descending, customers without orders last) or `name` (ascending, unnamed last); ties "
+            "by id. Keyset-paginated: `nextCursor` is bound to the sort and filters."
+        ),
+    )
+    async def list_customers(
+        self,
+        db_session: NamedDependency[AsyncSession],
+        shop: NamedDependency[AuthenticatedShop],
+        tier: Annotated[
+            str | None, QueryParameter(max_length=100, description="e.g. gold or gold,platinum")
+        ] = None,
+        search: Annotated[str | None, QueryParameter(max_length=customer_views.MAX_SEARCH_LENGTH)] = None,
+        sort: FromQuery[CustomerSort] = "ltv",
+        limit: Annotated[int, QueryParameter(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+        cursor: Annotated[str | None, QueryParameter(max_length=2000)] = None,
+    ) -> Page[CustomerSummaryRead]:
+        tiers = customer_views.parse_tiers(tier)
+        settings = await get_shop_settings(db_session, shop.id)
+        items, next_cursor = await customer_views.list_customers(
+            db_session, shop.id, settings, tiers=tiers, search=search, sort=sort, limit=limit, cursor=cursor
+        )
+        return Page[CustomerSummaryRead](items=[summary_read(c) for c in items], next_cursor=next_cursor)
+
+    @get(
+        ["/{customer_id:str}", GID_PREFIX + "/{customer_id:str}"],
+        summary="A customer: figures, tier history, metrics, affinity, recent orders",
+    )
+    async def get_customer(
+        self,
+        db_session: NamedDependency[AsyncSession],
+        shop: NamedDependency[AuthenticatedShop],
+        customer_id: FromPath[str],
+    ) -> CustomerRead:
+        numeric = path_id(customer_id, "Customer")
+        settings = await get_shop_settings(db_session, shop.id)
+        profile = await customer_views.customer_profile(db_session, shop.id, numeric, settings, now=utc_now())
+        if profile is None:
+            raise NotFoundError("no such customer")
+        summary = summary_read(profile.summary)
+        return CustomerRead(
+            **summary.model_dump(),
+            tier_of_record=profile.tier_of_record,
+            tier_history=[_history_read(h) for h in profile.tier_history],
+            metrics=_metrics_read(profile.metrics),
+            affinity=_affinity_read(profile.affinity),
+            recent_orders=[order_read(o) for o in profile.recent_orders],
+            address_count=profile.address_count,
+        )
+
+    @get(
+        ["/{customer_id:str}/addresses", GID_PREFIX + "/{customer_id:str}/addresses"],
+        summary="A customer's distinct addresses, most recently used first (for autofill)",
+    )
+    async def get_addresses(
+        self,
+        db_session: NamedDependency[AsyncSession],
+        shop: NamedDependency[AuthenticatedShop],
+        customer_id: FromPath[str],
+    ) -> Page[AddressRead]:
+        numeric = path_id(customer_id, "Customer")
+        settings = await get_shop_settings(db_session, shop.id)
+        addresses = await customer_views.customer_addresses(db_session, shop.id, numeric, settings)
+        if addresses is None:
+            raise NotFoundError("no such customer")
+        return Page[AddressRead](items=[_address_read(a) for a in addresses], next_cursor=None)
