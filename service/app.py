@@ -66,7 +66,11 @@ def create_app(
         worker: InboxWorker | None = None
         if inline_worker:
             worker = InboxWorker(
-                sessionmaker, build_router(), settings, on_settled=record_settled, write_gate=runtime.write_gate
+                sessionmaker,
+                build_router(),
+                settings,
+                on_settled=record_settled,
+                write_gate=runtime.write_gate,
             )
             runtime.notify_worker = worker.notify
             worker_task = asyncio.create_task(worker.run(), name="tierline-inbox-worker")

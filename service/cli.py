@@ -75,7 +75,13 @@ def serve(
     if settings.is_production:
         logger.info(
             "serve.listening",
-            extra={"host": host, "port": port, "database": database, "worker": settings.worker, "env": settings.env},
+            extra={
+                "host": host,
+                "port": port,
+                "database": database,
+                "worker": settings.worker,
+                "env": settings.env,
+            },
         )
     else:
         typer.echo(
@@ -351,9 +357,7 @@ async def _check(settings: Settings, shop: str | None) -> int:
             for shop_id, domain in targets:
                 shop_settings = await get_shop_settings(session, shop_id)
                 progress = Progress(f"{domain}: checking customers")
-                differences = await stats.check(
-                    session, shop_id, shop_settings, progress=lambda done: progress.update(done, 0)
-                )
+                differences = await stats.check(session, shop_id, shop_settings, progress=progress.count)
                 progress.done()
                 for diff in differences:
                     typer.echo(
@@ -381,6 +385,9 @@ class Progress:
         self._last = now
         shown = f"{done}/{total}" if total else str(done)
         typer.echo(f"\r{self.label}: {shown}", err=True, nl=False)
+
+    def count(self, done: int) -> None:
+        self.update(done, 0)
 
     def done(self) -> None:
         if self._last:

@@ -96,3 +96,8 @@ def typed_param(dialect_name: str, name: str, type_: Any) -> Any:
     parameter there (it would be text), so it gets an explicit ``CAST``; SQLite needs none."""
     param = sa.bindparam(name, type_=type_)
     return sa.cast(param, type_) if dialect_name == "postgresql" else param
+
+
+def dialect_of(session: AsyncSession) -> str:
+    """``postgresql`` or ``sqlite``: the dialect a session's statements are built for."""
+    return session.get_bind().dialect.name

@@ -291,7 +291,9 @@ class CustomerStats(SQLModel, table=True):
     )
 
     shop_id: int = Field(sa_type=sa.BigInteger, primary_key=True)
-    customer_id: int = Field(sa_type=sa.BigInteger, primary_key=True, sa_column_kwargs={"autoincrement": False})
+    customer_id: int = Field(
+        sa_type=sa.BigInteger, primary_key=True, sa_column_kwargs={"autoincrement": False}
+    )
     ltv: Decimal = Field(default=Decimal(0), sa_type=Money)
     order_count: int = Field(default=0)
     rto_count: int = Field(default=0)

@@ -77,7 +77,8 @@ class CustomerStatsRead(Schema):
 
 class StatsRequest(Schema):
     customer_ids: list[StrictStr | StrictInt] = Field(
-        max_length=1000, description="Up to 1000 ids: numbers, numeric strings or gid://shopify/Customer/ ids."
+        max_length=1000,
+        description="Up to 1000 ids: numbers, numeric strings or gid://shopify/Customer/ ids.",
     )
 
 

@@ -241,7 +241,9 @@ def fulfillment_event_payload(
     return base
 
 
-def return_payload(return_id: int, order_id: int, *, status: str = "requested", **overrides: Any) -> dict[str, Any]:
+def return_payload(
+    return_id: int, order_id: int, *, status: str = "requested", **overrides: Any
+) -> dict[str, Any]:
     """``returns/request|approve|decline|close`` (no timestamp of its own: see Triggered-At)."""
     base: dict[str, Any] = {
         "id": return_id,
@@ -282,10 +284,21 @@ def refund_payload(
         "order_adjustments": [],
         "refund_shipping_lines": [],
         "refund_line_items": [
-            {"id": refund_id + 1, "quantity": quantity, "line_item_id": order_id * 10 + 1, "restock_type": "return"}
+            {
+                "id": refund_id + 1,
+                "quantity": quantity,
+                "line_item_id": order_id * 10 + 1,
+                "restock_type": "return",
+            }
         ],
         "transactions": [
-            {"id": refund_id + 2, "kind": "refund", "status": "success", "amount": amount, "gateway": "manual"}
+            {
+                "id": refund_id + 2,
+                "kind": "refund",
+                "status": "success",
+                "amount": amount,
+                "gateway": "manual",
+            }
         ],
     }
     base.update(overrides)

@@ -36,7 +36,7 @@ def order_read(order: EnrichedOrder) -> OrderRead:
         currency=order.currency,
         total_amount=money(order.total_amount),
         original_total=money(order.original_total),
-        payment_method=order.payment_method,  # type: ignore[arg-type]
+        payment_method=order.payment_method,
         tracking_status=order.tracking_status,
         delivered_at=order.delivered_at,
         tags=[t.strip() for t in order.tags.split(",") if t.strip()],
@@ -44,7 +44,7 @@ def order_read(order: EnrichedOrder) -> OrderRead:
         customer_ltv=money(figures.ltv) if figures else None,
         customer_order_count=figures.order_count if figures else None,
         customer_rto_count=figures.rto_count if figures else None,
-        customer_tier=figures.tier if figures else None,  # type: ignore[arg-type]
+        customer_tier=figures.tier if figures else None,
     )
 
 
@@ -67,7 +67,9 @@ class OrderController(Controller):
         shop: NamedDependency[AuthenticatedShop],
         customer_id: Annotated[str | None, QueryParameter(name="customerId", max_length=64)] = None,
         tracking_status: Annotated[str | None, QueryParameter(name="trackingStatus", max_length=64)] = None,
-        payment_method: Annotated[Literal["cod", "prepaid"] | None, QueryParameter(name="paymentMethod")] = None,
+        payment_method: Annotated[
+            Literal["cod", "prepaid"] | None, QueryParameter(name="paymentMethod")
+        ] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
         cursor: Annotated[str | None, QueryParameter(max_length=2000)] = None,
     ) -> Page[OrderRead]:
@@ -111,7 +113,9 @@ class OrderController(Controller):
     @put(
         ["/{order_id:str}/tracking-status", "/gid:/shopify/Order/{order_id:str}/tracking-status"],
         summary="Set an order's tracking status (carrier integrations, e.g. RTO)",
-        description="A status of SPEC §4.2 (422 otherwise). RTO only moves forward. Answers the enriched order.",
+        description=(
+            "A status of SPEC §4.2 (422 otherwise). RTO only moves forward. Answers the enriched order."
+        ),
         status_code=200,
     )
     async def set_tracking_status(

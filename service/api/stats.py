@@ -26,7 +26,7 @@ def stats_read(figures: stats.Stats) -> CustomerStatsRead:
         ltv=money(figures.ltv),
         order_count=figures.order_count,
         rto_count=figures.rto_count,
-        tier=figures.tier,  # type: ignore[arg-type]
+        tier=figures.tier,
     )
 
 
@@ -59,7 +59,9 @@ async def recalculate(
         total=result.total,
         updated=result.updated,
         upgrades=[
-            TierChangeItem(customer_id=str(m.customer_id), to=m.to_tier, ltv=money(m.ltv), **{"from": m.from_tier})  # type: ignore[arg-type]
+            TierChangeItem(
+                customer_id=str(m.customer_id), to=m.to_tier, ltv=money(m.ltv), **{"from": m.from_tier}
+            )
             for m in result.changes
         ],
     )

@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.db import dialect_insert, typed_param
+from service.db import dialect_insert, dialect_of, typed_param
 from service.domain import stats, tombstones
 from service.domain.records import CustomerSnapshot
 from service.models import Customer
@@ -93,7 +93,7 @@ async def upsert_customer(
         "version_rank": rank,
         "version_at": version_at if version_at is not None else snap.updated_at,
     }
-    written = (await session.execute(_upsert_statement(session.bind.dialect.name), values)).first() is not None
+    written = (await session.execute(_upsert_statement(dialect_of(session)), values)).first() is not None
     if written:
         await stats.ensure_rows(session, shop_id, [snap.id])
     return written

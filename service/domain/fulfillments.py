@@ -5,14 +5,22 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.db import dialect_insert, insert_ignore
+from service.db import dialect_insert, dialect_of, insert_ignore
 from service.domain.records import FulfillmentEventSnapshot, FulfillmentSnapshot
 from service.models import Fulfillment, FulfillmentEvent
 
 fulfillments = Fulfillment.__table__  # type: ignore[attr-defined]
 fulfillment_events = FulfillmentEvent.__table__  # type: ignore[attr-defined]
 
-_COLUMNS = ("order_id", "status", "shipment_status", "tracking_company", "tracking_number", "created_at", "updated_at")
+_COLUMNS = (
+    "order_id",
+    "status",
+    "shipment_status",
+    "tracking_company",
+    "tracking_number",
+    "created_at",
+    "updated_at",
+)
 
 
 async def upsert_fulfillment(session: AsyncSession, shop_id: int, snap: FulfillmentSnapshot) -> bool:
@@ -28,11 +36,13 @@ async def upsert_fulfillment(session: AsyncSession, shop_id: int, snap: Fulfillm
         "created_at": snap.created_at,
         "updated_at": snap.updated_at,
     }
-    stmt = dialect_insert(session.bind.dialect.name, fulfillments).values(**values)
+    stmt = dialect_insert(dialect_of(session), fulfillments).values(**values)
     stmt = stmt.on_conflict_do_update(
         index_elements=["shop_id", "id"],
         set_={k: stmt.excluded[k] for k in _COLUMNS},
-        where=sa.or_(fulfillments.c.updated_at.is_(None), stmt.excluded.updated_at >= fulfillments.c.updated_at),
+        where=sa.or_(
+            fulfillments.c.updated_at.is_(None), stmt.excluded.updated_at >= fulfillments.c.updated_at
+        ),
     ).returning(fulfillments.c.id)
     return (await session.execute(stmt)).first() is not None
 
@@ -40,7 +50,7 @@ async def upsert_fulfillment(session: AsyncSession, shop_id: int, snap: Fulfillm
 async def add_event(session: AsyncSession, shop_id: int, snap: FulfillmentEventSnapshot) -> bool:
     """Store a carrier event once (events are immutable). True when new."""
     stmt = (
-        insert_ignore(session.bind.dialect.name, fulfillment_events, ["shop_id", "id"])
+        insert_ignore(dialect_of(session), fulfillment_events, ["shop_id", "id"])
         .values(
             shop_id=shop_id,
             id=snap.id,

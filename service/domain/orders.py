@@ -1,4 +1,4 @@
-"""Order records and what follows from them (SPEC §3, §4.1–§4.3).
+"""Order records and what follows from them (SPEC §3, §4.1 to §4.3).
 
 ``apply_order`` is the one path for an order snapshot (webhook or backfill): the embedded
 customer stub, the guarded upsert, line items, embedded fulfillments; then ``refresh_orders``
@@ -17,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.db import dialect_insert, typed_param
+from service.db import dialect_insert, dialect_of, typed_param
 from service.domain import fulfillments, stats, tiers, tombstones, tracking
 from service.domain.customers import RANK_STUB, upsert_customer
 from service.domain.records import OrderSnapshot
@@ -81,7 +81,9 @@ def _tag_run(
     return since, absent
 
 
-async def apply_order(session: AsyncSession, shop_id: int, snap: OrderSnapshot, settings: ShopSettings) -> bool:
+async def apply_order(
+    session: AsyncSession, shop_id: int, snap: OrderSnapshot, settings: ShopSettings
+) -> bool:
     """Apply an order snapshot; True when the order row was written.
 
     The embedded customer is applied first as a stub, even when the order is stale or deleted,
@@ -135,7 +137,9 @@ def _upsert_statement(dialect: str) -> Any:
     """The guarded order upsert (tombstone, then ``updated_at``), built once per dialect."""
     params = [typed_param(dialect, c, orders.c[c].type) for c in _UPSERT_COLUMNS]
     buried = tombstones.exists_clause(sa.bindparam("shop_id"), tombstones.ORDER, sa.bindparam("id"))
-    stmt = dialect_insert(dialect, orders).from_select(list(_UPSERT_COLUMNS), sa.select(*params).where(~buried))
+    stmt = dialect_insert(dialect, orders).from_select(
+        list(_UPSERT_COLUMNS), sa.select(*params).where(~buried)
+    )
     return stmt.on_conflict_do_update(
         index_elements=["shop_id", "id"],
         set_={k: stmt.excluded[k] for k in _PAYLOAD_COLUMNS},
@@ -177,7 +181,7 @@ async def _upsert(
         "rto_tag_since": since,
         "rto_tag_absent_at": absent,
     }
-    row = (await session.execute(_upsert_statement(session.bind.dialect.name), values)).first()
+    row = (await session.execute(_upsert_statement(dialect_of(session)), values)).first()
     return tracking.TrackedOrder.of(row) if row is not None else None
 
 
@@ -259,7 +263,12 @@ async def refresh_orders(
         reason = "manual" if manual else trigger_reason(change)
         if reason is not None and change.customer_id is not None:
             await tiers.record(
-                session, shop_id, change.customer_id, settings.tier_thresholds, reason=reason, order_id=change.order_id
+                session,
+                shop_id,
+                change.customer_id,
+                settings.tier_thresholds,
+                reason=reason,
+                order_id=change.order_id,
             )
     return changes
 

@@ -60,7 +60,10 @@ async def update_settings(
 
 async def rederive_payment_methods(session: AsyncSession, shop_id: int, settings: ShopSettings) -> None:
     """``payment_method`` of every order of the shop from its stored gateway names, in SQL."""
-    matches = [orders.c.gateway_key.contains(f"|{name}|", autoescape=True) for name in sorted(settings.cod_gateway_set)]
+    matches = [
+        orders.c.gateway_key.contains(f"|{name}|", autoescape=True)
+        for name in sorted(settings.cod_gateway_set)
+    ]
     cod = sa.or_(*matches) if matches else sa.false()
     await session.execute(
         sa.update(orders)
@@ -88,4 +91,6 @@ async def recalculate_tiers(
 ) -> tiers.Recalculation:
     """``tierline recalc-tiers`` / ``POST /api/tiers/recalculate``."""
     settings = await get_shop_settings(session, shop_id)
-    return await tiers.recalculate(session, shop_id, settings.tier_thresholds, reason="batch", progress=progress)
+    return await tiers.recalculate(
+        session, shop_id, settings.tier_thresholds, reason="batch", progress=progress
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.db import insert_ignore
+from service.db import dialect_of, insert_ignore
 from service.domain.records import RefundSnapshot
 from service.models import Refund
 
@@ -15,7 +15,7 @@ refunds = Refund.__table__  # type: ignore[attr-defined]
 async def add_refund(session: AsyncSession, shop_id: int, snap: RefundSnapshot) -> bool:
     """Store a refund once (refunds are immutable). True when new."""
     stmt = (
-        insert_ignore(session.bind.dialect.name, refunds, ["shop_id", "id"])
+        insert_ignore(dialect_of(session), refunds, ["shop_id", "id"])
         .values(
             shop_id=shop_id,
             id=snap.id,

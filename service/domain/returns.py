@@ -9,7 +9,7 @@ from typing import Literal
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.db import dialect_insert
+from service.db import dialect_insert, dialect_of
 from service.models import Return
 
 returns = Return.__table__  # type: ignore[attr-defined]
@@ -29,7 +29,7 @@ async def record_step(
 ) -> int | None:
     """Record that a return reached ``step`` at ``at``. Returns the return's order id, if known."""
     column = f"{step}_at"
-    stmt = dialect_insert(session.bind.dialect.name, returns).values(
+    stmt = dialect_insert(dialect_of(session), returns).values(
         shop_id=shop_id, id=return_id, order_id=order_id, name=name, **{column: at}
     )
     stored = returns.c[column]

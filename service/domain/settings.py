@@ -108,7 +108,9 @@ def validate_update(data: Any) -> tuple[dict[str, Any], list[dict[str, str]]]:
     if "tierThresholds" in data:
         raw = data["tierThresholds"]
         if not isinstance(raw, dict) or set(raw) != set(TIER_KEYS):
-            errors.append({"field": "tierThresholds", "message": "must be an object with platinum, gold and silver"})
+            errors.append(
+                {"field": "tierThresholds", "message": "must be an object with platinum, gold and silver"}
+            )
         else:
             values: dict[str, Decimal] = {}
             for tier in TIER_KEYS:
@@ -118,7 +120,9 @@ def validate_update(data: Any) -> tuple[dict[str, Any], list[dict[str, str]]]:
                 elif amount <= 0:
                     errors.append({"field": f"tierThresholds.{tier}", "message": "must be positive"})
                 elif amount >= Decimal("1e14") or amount != amount.quantize(Decimal("0.01")):
-                    errors.append({"field": f"tierThresholds.{tier}", "message": "must have at most two decimals"})
+                    errors.append(
+                        {"field": f"tierThresholds.{tier}", "message": "must have at most two decimals"}
+                    )
                 else:
                     values[tier] = amount
             if len(values) == 3:
@@ -135,19 +139,26 @@ def validate_update(data: Any) -> tuple[dict[str, Any], list[dict[str, str]]]:
             or not all(isinstance(g, str) and g.strip() and len(g) <= MAX_NAME_LENGTH for g in raw)
         ):
             errors.append(
-                {"field": "codGateways", "message": f"must be a list of at most {MAX_GATEWAYS} non-empty names"}
+                {
+                    "field": "codGateways",
+                    "message": f"must be a list of at most {MAX_GATEWAYS} non-empty names",
+                }
             )
         else:
             clean["codGateways"] = list(dict.fromkeys(g.strip() for g in raw))
     if "rtoTags" in data:
         raw = data["rtoTags"]
         if not isinstance(raw, dict) or len(raw) > MAX_RTO_TAGS:
-            errors.append({"field": "rtoTags", "message": f"must be an object of at most {MAX_RTO_TAGS} tags"})
+            errors.append(
+                {"field": "rtoTags", "message": f"must be an object of at most {MAX_RTO_TAGS} tags"}
+            )
         else:
             tags: dict[str, str] = {}
             for tag, state in raw.items():
                 if not tag.strip() or len(tag) > MAX_NAME_LENGTH or "," in tag:
-                    errors.append({"field": f"rtoTags.{tag}", "message": "a tag must be non-empty, without commas"})
+                    errors.append(
+                        {"field": f"rtoTags.{tag}", "message": "a tag must be non-empty, without commas"}
+                    )
                 elif state not in RTO_STATES:
                     errors.append(
                         {"field": f"rtoTags.{tag}", "message": "must be one of " + ", ".join(RTO_STATES)}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.db import insert_ignore
+from service.db import dialect_of, insert_ignore
 from service.models import Shop
 from service.types import utc_now
 
@@ -17,7 +17,7 @@ async def get_or_create_shop_id(session: AsyncSession, domain: str) -> int:
     found = await session.scalar(sa.select(shops.c.id).where(shops.c.domain == domain))
     if found is not None:
         return int(found)
-    dialect = session.bind.dialect.name
+    dialect = dialect_of(session)
     await session.execute(
         insert_ignore(dialect, shops, ["domain"]).values(
             domain=domain, settings={}, sync_state={}, created_at=utc_now()

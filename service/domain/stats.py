@@ -17,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.db import dialect_insert, insert_ignore
+from service.db import dialect_insert, dialect_of, insert_ignore
 from service.domain.settings import ShopSettings
 from service.domain.tiers import customer_id_ranges, tier_for
 from service.domain.tracking import RTO_STATES
@@ -94,7 +94,7 @@ async def ensure_rows(session: AsyncSession, shop_id: int, customer_ids: Iterabl
     ids = sorted(set(customer_ids))
     if ids:
         await session.execute(
-            insert_ignore(session.bind.dialect.name, customer_stats, ["shop_id", "customer_id"]),
+            insert_ignore(dialect_of(session), customer_stats, ["shop_id", "customer_id"]),
             [{"shop_id": shop_id, "customer_id": cid, "ltv": ZERO} for cid in ids],
         )
 
@@ -109,7 +109,10 @@ def _refresh_statement(dialect: str, include_test_orders: bool) -> Any:
             orders.c.customer_id,
             *aggregate_columns(settings),
         )
-        .where(orders.c.shop_id == sa.bindparam("shop_id"), orders.c.customer_id.in_(sa.bindparam("ids", expanding=True)))
+        .where(
+            orders.c.shop_id == sa.bindparam("shop_id"),
+            orders.c.customer_id.in_(sa.bindparam("ids", expanding=True)),
+        )
         .group_by(orders.c.customer_id)
     )
     return _upsert_from_orders(dialect, select)
@@ -131,7 +134,7 @@ async def refresh(
     ids = sorted({cid for cid in customer_ids if cid is not None})
     if not ids:
         return
-    statement = _refresh_statement(session.bind.dialect.name, settings.include_test_orders)
+    statement = _refresh_statement(dialect_of(session), settings.include_test_orders)
     await session.execute(statement, {"shop_id": shop_id, "ids": ids})
     if may_have_no_orders:
         await _zero_without_orders(session, shop_id, customer_stats.c.customer_id.in_(ids))
@@ -164,7 +167,7 @@ async def refresh_shop(
         .distinct()
     )
     await session.execute(
-        insert_ignore(session.bind.dialect.name, customer_stats, ["shop_id", "customer_id"]).from_select(
+        insert_ignore(dialect_of(session), customer_stats, ["shop_id", "customer_id"]).from_select(
             ["shop_id", "customer_id", "ltv"], missing
         )
     )
@@ -172,13 +175,17 @@ async def refresh_shop(
     async for low, high, count in customer_id_ranges(session, shop_id):
         in_range = sa.and_(orders.c.customer_id >= low, orders.c.customer_id <= high)
         select = (
-            sa.select(sa.literal(shop_id).label("shop_id"), orders.c.customer_id, *aggregate_columns(settings))
+            sa.select(
+                sa.literal(shop_id).label("shop_id"), orders.c.customer_id, *aggregate_columns(settings)
+            )
             .where(orders.c.shop_id == shop_id, in_range)
             .group_by(orders.c.customer_id)
         )
-        await session.execute(_upsert_from_orders(session.bind.dialect.name, select))
+        await session.execute(_upsert_from_orders(dialect_of(session), select))
         await _zero_without_orders(
-            session, shop_id, sa.and_(customer_stats.c.customer_id >= low, customer_stats.c.customer_id <= high)
+            session,
+            shop_id,
+            sa.and_(customer_stats.c.customer_id >= low, customer_stats.c.customer_id <= high),
         )
         done += count
         if progress is not None:
@@ -202,10 +209,15 @@ async def read(
                 customer_stats.c.ltv,
                 customer_stats.c.order_count,
                 customer_stats.c.rto_count,
-            ).where(customer_stats.c.shop_id == shop_id, customer_stats.c.customer_id.in_(ids[start : start + 1000]))
+            ).where(
+                customer_stats.c.shop_id == shop_id,
+                customer_stats.c.customer_id.in_(ids[start : start + 1000]),
+            )
         )
         for cid, ltv, order_count, rto_count in rows:
-            found[int(cid)] = Stats(ltv, int(order_count), int(rto_count), tier_for(ltv, settings.tier_thresholds))
+            found[int(cid)] = Stats(
+                ltv, int(order_count), int(rto_count), tier_for(ltv, settings.tier_thresholds)
+            )
     zero = Stats(ZERO, 0, 0, tier_for(ZERO, settings.tier_thresholds))
     return {cid: found.get(cid, zero) for cid in ids}
 
@@ -271,7 +283,10 @@ async def check(
         for cid, ltv, order_count, rto_count, last in stored:
             want = expected.get(int(cid), (ZERO, 0, 0, None))
             for name, have, should in zip(
-                ("ltv", "orderCount", "rtoCount", "lastOrderAt"), (ltv, order_count, rto_count, last), want, strict=True
+                ("ltv", "orderCount", "rtoCount", "lastOrderAt"),
+                (ltv, order_count, rto_count, last),
+                want,
+                strict=True,
             ):
                 if have != should:
                     differences.append(Difference(shop_id, int(cid), name, have, should))

@@ -102,7 +102,9 @@ async def record(
     return TierMove(customer_id, current, live, ltv)
 
 
-async def customer_id_ranges(session: AsyncSession, shop_id: int, chunk: int = CHUNK) -> AsyncIterator[tuple[int, int, int]]:
+async def customer_id_ranges(
+    session: AsyncSession, shop_id: int, chunk: int = CHUNK
+) -> AsyncIterator[tuple[int, int, int]]:
     """Keyset pages over a shop's stats rows: yields (first id, last id, rows) per page."""
     after: int | None = None
     while True:
@@ -171,7 +173,12 @@ async def recalculate(
                     sa.literal(now, tier_changes.c.at.type),
                 ).where(moving),
             )
-            .returning(tier_changes.c.customer_id, tier_changes.c.from_tier, tier_changes.c.to_tier, tier_changes.c.ltv)
+            .returning(
+                tier_changes.c.customer_id,
+                tier_changes.c.from_tier,
+                tier_changes.c.to_tier,
+                tier_changes.c.ltv,
+            )
         )
         moved = (await session.execute(history)).all()
         if moved:

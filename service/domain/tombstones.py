@@ -7,7 +7,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.db import insert_ignore
+from service.db import dialect_of, insert_ignore
 from service.models import Tombstone
 from service.types import utc_now
 
@@ -43,7 +43,7 @@ async def is_deleted(session: AsyncSession, shop_id: int, resource: str, resourc
 
 async def bury(session: AsyncSession, shop_id: int, resource: str, resource_id: int) -> None:
     await session.execute(
-        insert_ignore(session.bind.dialect.name, tombstones, ["shop_id", "resource", "resource_id"]).values(
+        insert_ignore(dialect_of(session), tombstones, ["shop_id", "resource", "resource_id"]).values(
             shop_id=shop_id, resource=resource, resource_id=resource_id, deleted_at=utc_now()
         )
     )

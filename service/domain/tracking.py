@@ -198,7 +198,7 @@ def forward_status(facts: OrderFacts, as_of: datetime | None = None) -> tuple[st
 
 
 def derive(facts: OrderFacts) -> TrackingResult:
-    """Rules 1–4: the order's tracking status, its delivery time and what started an RTO."""
+    """Rules 1 to 4: the order's tracking status, its delivery time and what started an RTO."""
     status, delivered_at = forward_status(facts)
     triggers: list[tuple[datetime | None, str, str]] = []  # (start, state, source)
     if facts.tag_state is not None:
@@ -213,7 +213,7 @@ def derive(facts: OrderFacts) -> TrackingResult:
             continue  # not shipped yet, or a customer return after delivery
         triggers.append((start, "rto_delivered" if ret.closed_at is not None else "rto_initiated", "return"))
     if facts.manual_rto_status in RTO_RANK:
-        triggers.append((facts.manual_rto_at, facts.manual_rto_status, "api"))  # type: ignore[arg-type]
+        triggers.append((facts.manual_rto_at, facts.manual_rto_status, "api"))
     if not triggers:
         return TrackingResult(status=status, delivered_at=delivered_at)
 
@@ -221,16 +221,18 @@ def derive(facts: OrderFacts) -> TrackingResult:
     start_at = min(t[0] for t in dated) if dated else None  # type: ignore[type-var]
     first = min(triggers, key=lambda t: (t[0] is None, t[0] or start_at, t[2]))
     states = [t[1] for t in triggers]
-    movements: Iterable[Observation] = (
-        o for f in facts.fulfillments if f.live for o in f.observations()
-    )
+    movements: Iterable[Observation] = (o for f in facts.fulfillments if f.live for o in f.observations())
     for obs in movements:
         mapped = _RTO_MOVEMENT.get(obs.status)
         if mapped and obs.at is not None and (start_at is None or obs.at > start_at):
             states.append(mapped)
-    if facts.manual_status in _RTO_MOVEMENT and facts.manual_at is not None:
-        if start_at is None or facts.manual_at > start_at:
-            states.append(_RTO_MOVEMENT[facts.manual_status])  # type: ignore[index]
+    manual_at = facts.manual_at
+    if (
+        facts.manual_status in _RTO_MOVEMENT
+        and manual_at is not None
+        and (start_at is None or manual_at > start_at)
+    ):
+        states.append(_RTO_MOVEMENT[facts.manual_status])
     return TrackingResult(status=max(states, key=RTO_RANK.__getitem__), rto_source=first[2])
 
 
@@ -336,7 +338,11 @@ async def refresh(
             await session.execute(
                 sa.update(orders)
                 .where(orders.c.shop_id == shop_id, orders.c.id == row.id)
-                .values(tracking_status=result.status, delivered_at=result.delivered_at, rto_source=result.rto_source)
+                .values(
+                    tracking_status=result.status,
+                    delivered_at=result.delivered_at,
+                    rto_source=result.rto_source,
+                )
             )
         changes.append(StatusChange(row.id, row.customer_id, row.tracking_status, result.status))
     return changes
@@ -356,9 +362,9 @@ async def _load_facts(
         return {}  # the common case for a new order: one query instead of three
     events: dict[int, list[Observation]] = {}
     for fid, status, happened_at in await session.execute(
-        sa.select(fulfillment_events.c.fulfillment_id, fulfillment_events.c.status, fulfillment_events.c.happened_at).where(
-            fulfillment_events.c.shop_id == shop_id, fulfillment_events.c.order_id.in_(order_ids)
-        )
+        sa.select(
+            fulfillment_events.c.fulfillment_id, fulfillment_events.c.status, fulfillment_events.c.happened_at
+        ).where(fulfillment_events.c.shop_id == shop_id, fulfillment_events.c.order_id.in_(order_ids))
     ):
         events.setdefault(int(fid), []).append(Observation(happened_at, status, 1))
     by_order: dict[int, list[FulfillmentFacts]] = {}

@@ -68,7 +68,7 @@ async def counts(sessionmaker: async_sessionmaker[AsyncSession]) -> dict[str, in
 
 
 def drain(database_url: str, cwd: Path) -> int:
-    done = subprocess.run(  # noqa: S603 - our own command
+    done = subprocess.run(
         [*TIERLINE, "worker", "--drain"],
         env=worker_env(database_url),
         cwd=cwd,
@@ -92,7 +92,7 @@ class TestKilledWorker:
         rng = random.Random(7)
         kills = 0
         for _ in range(3):
-            proc = subprocess.Popen(  # noqa: S603 - our own command
+            proc = subprocess.Popen(
                 [*TIERLINE, "worker"],
                 env=worker_env(database_url),
                 cwd=tmp_path,
@@ -122,7 +122,7 @@ class TestStoppedWorker:
     ) -> None:
         deliveries, _ = order_deliveries(400)
         await enqueue_many(sessionmaker, deliveries)
-        proc = subprocess.Popen(  # noqa: S603 - our own command
+        proc = subprocess.Popen(
             [*TIERLINE, "worker"],
             env=worker_env(database_url),
             cwd=tmp_path,
@@ -144,7 +144,7 @@ class TestStoppedWorker:
         assert after["retried"] == 0
 
     async def test_idle_worker_exits_within_ten_seconds(self, database_url: str, tmp_path: Path) -> None:
-        proc = subprocess.Popen(  # noqa: S603 - our own command
+        proc = subprocess.Popen(
             [*TIERLINE, "worker"],
             env=worker_env(database_url),
             cwd=tmp_path,
@@ -167,7 +167,7 @@ class TestSeveralWorkers:
         deliveries, lines = order_deliveries(5000)
         await enqueue_many(sessionmaker, deliveries)
         procs = [
-            subprocess.Popen(  # noqa: S603 - our own command
+            subprocess.Popen(
                 [*TIERLINE, "worker", "--drain"],
                 env=worker_env(database_url),
                 cwd=tmp_path,
