@@ -22,6 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from service.config import Settings
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
+#: Execution option marking a transaction read-only (SQLite then begins it deferred).
+READONLY_OPTION = "tierline_readonly"
 
 
 def ensure_sqlite_directory(url: str) -> None:
@@ -47,7 +49,10 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # Writers take the write lock up front; read-only work (execution option
+        # ``tierline_readonly``) begins deferred and never waits for a writer under WAL.
+        readonly = connection.get_execution_options().get(READONLY_OPTION, False)
+        connection.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
 
 def make_engine(settings: Settings, **overrides: Any) -> AsyncEngine:
@@ -73,9 +78,16 @@ def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 
 
 @asynccontextmanager
-async def session_scope(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
-    """One transaction: commit on success, roll back on any exception."""
+async def session_scope(
+    sessionmaker: async_sessionmaker[AsyncSession], *, readonly: bool = False
+) -> AsyncIterator[AsyncSession]:
+    """One transaction: commit on success, roll back on any exception.
+
+    ``readonly``: the transaction only reads (on SQLite it then does not take the write lock).
+    """
     async with sessionmaker() as session, session.begin():
+        if readonly:
+            await session.connection(execution_options={READONLY_OPTION: True})
         yield session
 
 

@@ -10,6 +10,7 @@ from litestar.datastructures import State
 from litestar.di import NamedDependency
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service.db import session_scope
 from service.domain.api_keys import AuthenticatedShop, shop_for_api_key, shop_for_session_token
 from service.errors import UnauthorizedError
 from service.runtime import Runtime
@@ -21,9 +22,14 @@ def provide_runtime(state: State) -> Runtime:
     return runtime
 
 
-async def provide_session(runtime: NamedDependency[Runtime]) -> AsyncIterator[AsyncSession]:
-    """One transaction per request, committed before the response is sent (or rolled back)."""
-    async with runtime.sessionmaker() as session, session.begin():
+async def provide_session(
+    request: Request[Any, Any, Any], runtime: NamedDependency[Runtime]
+) -> AsyncIterator[AsyncSession]:
+    """One transaction per request, committed before the response is sent (or rolled back).
+
+    ``GET`` requests read (on SQLite their transaction does not wait for the writer).
+    """
+    async with session_scope(runtime.sessionmaker, readonly=request.method in ("GET", "HEAD")) as session:
         yield session
 
 

@@ -16,7 +16,12 @@ shops = Shop.__table__  # type: ignore[attr-defined]
 
 
 async def store_token(session: AsyncSession, shop_id: int, token: AccessToken, cipher: TokenCipher) -> None:
-    """Keep a new offline token (and refresh token) and mark the shop installed."""
+    """Keep a new offline token (and refresh token) and mark the shop installed.
+
+    ``installed_at`` is the start of the current installation: a new token for a shop that is
+    already installed (the embedded app exchanging a session token on each load) keeps it.
+    """
+    still_installed = sa.and_(shops.c.installed_at.is_not(None), shops.c.uninstalled_at.is_(None))
     await session.execute(
         sa.update(shops)
         .where(shops.c.id == shop_id)
@@ -26,7 +31,7 @@ async def store_token(session: AsyncSession, shop_id: int, token: AccessToken, c
             token_expires_at=token.expires_at,
             refresh_token_expires_at=token.refresh_token_expires_at,
             scopes=token.scope,
-            installed_at=utc_now(),
+            installed_at=sa.case((still_installed, shops.c.installed_at), else_=utc_now()),
             uninstalled_at=None,
         )
     )
