@@ -37,7 +37,10 @@ def health() -> HealthRead:
 )
 async def ready(runtime: NamedDependency[Runtime]) -> Response[ReadyRead]:
     try:
-        async with asyncio.timeout(READY_TIMEOUT_SECONDS), session_scope(runtime.sessionmaker, readonly=True) as session:
+        async with (
+            asyncio.timeout(READY_TIMEOUT_SECONDS),
+            session_scope(runtime.sessionmaker, readonly=True) as session,
+        ):
             await session.execute(sa.text("SELECT 1"))
             pending, oldest = await inbox.backlog(session)
     except (TimeoutError, sa.exc.SQLAlchemyError, OSError) as exc:
