@@ -232,17 +232,20 @@ def wait_for_quiet(max_wait: float, threshold: float = 0.25) -> float:
     Other processes on the machine (test suites, builds) distort every figure here; the scripts
     print the background load they started with. Returns the last busy share measured.
     """
-    deadline = time.monotonic() + max_wait
+    started = time.monotonic()
     quiet = 0
+    said = -1e9
     busy = cpu_busy(1.0)
     while True:
         quiet = quiet + 1 if busy < threshold else 0
-        if quiet >= 3 or time.monotonic() >= deadline:
+        now = time.monotonic()
+        if quiet >= 3 or now - started >= max_wait:
             break
-        if quiet == 0:
+        if quiet == 0 and now - said >= 30:
+            said = now
             log(
                 f"  machine busy ({busy:.0%} of all CPUs in use by other processes); "
-                "waiting for it to calm down ..."
+                f"waiting up to {max_wait - (now - started):.0f} s more for it to calm down ..."
             )
         busy = cpu_busy(1.0)
     return busy

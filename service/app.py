@@ -30,6 +30,7 @@ from service.db import make_engine, make_sessionmaker
 from service.errors import exception_handlers
 from service.metrics import record_settled
 from service.runtime import Runtime
+from service.ui.pages import PageController, app_root, static_files_router, template_config
 from webhooks.handlers import build_router
 from webhooks.intake import receive_webhook
 from webhooks.worker import InboxWorker
@@ -100,6 +101,9 @@ def create_app(
             ReportController,
             customer_stats,
             recalculate,
+            app_root,
+            PageController,
+            static_files_router(),
         ],
         dependencies={
             "runtime": Provide(provide_runtime, sync_to_thread=False),
@@ -108,6 +112,7 @@ def create_app(
         },
         lifespan=[lifespan],
         exception_handlers=exception_handlers,
+        template_config=template_config(),
         request_max_body_size=settings.max_body,
         plugins=[PydanticPlugin(prefer_alias=True)],
         openapi_config=OpenAPIConfig(

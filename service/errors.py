@@ -93,10 +93,21 @@ def _validation_errors(extra: Any) -> list[dict[str, str]]:
     return errors
 
 
-def _http_exception_handler(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
+def _wire_name(request: Request[Any, Any, Any], key: str) -> str:
+    """The name a client sent (``customerId``) for a handler parameter Litestar reports by its
+    Python name (``customer_id``)."""
+    try:
+        parameter = request.route_handler.parsed_fn_signature.parameters.get(key)
+    except (AttributeError, KeyError):
+        return key
+    name = getattr(getattr(parameter, "kwarg_definition", None), "name", None)
+    return name if isinstance(name, str) and name else key
+
+
+def _http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
     status = exc.status_code
     if isinstance(exc, ValidationException):
-        errors = _validation_errors(exc.extra)
+        errors = [{**e, "field": _wire_name(request, e["field"])} for e in _validation_errors(exc.extra)]
         # Litestar answers 400 for query, path and body values that fail validation; SPEC §5 wants
         # 422 for invalid values and values beyond limits. A malformed request (a body that is
         # not JSON, a malformed cursor) stays 400: those are not ValidationExceptions.

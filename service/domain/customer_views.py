@@ -105,8 +105,9 @@ def parse_tiers(value: str | None) -> tuple[str, ...]:
 
 
 def normalize_search(value: str | None) -> str | None:
-    """Trimmed, inner whitespace collapsed; None when blank."""
-    term = " ".join((value or "").split())
+    """Trimmed, inner whitespace collapsed, NUL characters dropped (PostgreSQL cannot compare
+    them, and no stored text holds one); None when blank."""
+    term = " ".join((value or "").replace("\x00", "").split())
     return term or None
 
 
@@ -213,7 +214,7 @@ def _decode_position(sort: str, position: list[Any]) -> tuple[Any, int]:
             moment = None if key is None else datetime.fromisoformat(key)
             if moment is None or moment.tzinfo is not None:
                 return moment, last_id
-        elif sort == "name" and (key is None or isinstance(key, str)):
+        elif sort == "name" and (key is None or (isinstance(key, str) and "\x00" not in key)):
             return key, last_id
     except (ValueError, InvalidOperation):
         pass

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from decimal import Decimal
 from typing import Any
 
@@ -355,3 +355,92 @@ async def overview(session: AsyncSession, shop_id: int, settings: ShopSettings, 
         cod_rto_rate=ratio(int(totals.cod_rto), int(totals.cod)),
         customers_at_risk=at_risk,
     )
+
+
+async def tier_counts(session: AsyncSession, shop_id: int, settings: ShopSettings) -> dict[str, int]:
+    """Customers (with a record) per live tier, every tier present (the merchant pages' chips)."""
+    tier = tier_sql(customer_stats.c.ltv, settings.tier_thresholds)
+    rows = (
+        await session.execute(
+            sa.select(tier.label("tier"), sa.func.count().label("customers"))
+            .select_from(
+                customer_stats.join(
+                    customers,
+                    sa.and_(
+                        customers.c.shop_id == customer_stats.c.shop_id,
+                        customers.c.id == customer_stats.c.customer_id,
+                    ),
+                )
+            )
+            .where(customer_stats.c.shop_id == shop_id)
+            .group_by(tier)
+        )
+    ).all()
+    counts = dict.fromkeys(TIERS, 0)
+    for row in rows:
+        counts[row.tier] = int(row.customers)
+    return counts
+
+
+@dataclass(frozen=True, slots=True)
+class MonthTotal:
+    """LTV added in one calendar month of the shop's time zone: eligible orders created then."""
+
+    month: date
+    ltv: Decimal
+    orders: int
+
+
+def month_starts(now: datetime, zone: tzinfo, months: int) -> list[datetime]:
+    """The first instants (in ``zone``) of the last ``months`` months and of the next one, oldest
+    first: ``months + 1`` boundaries of ``[start, end)`` buckets."""
+    local = now.astimezone(zone)
+    year, month = local.year, local.month
+    starts: list[datetime] = []
+    for back in range(months - 1, -2, -1):
+        index = year * 12 + (month - 1) - back
+        starts.append(datetime(index // 12, index % 12 + 1, 1, tzinfo=zone))
+    return starts
+
+
+async def monthly_ltv(
+    session: AsyncSession,
+    shop_id: int,
+    settings: ShopSettings,
+    *,
+    now: datetime,
+    zone: tzinfo,
+    months: int = 12,
+) -> list[MonthTotal]:
+    """LTV by month of order creation (eligible orders, SPEC §4.3), the last ``months`` months
+    of the shop's calendar, oldest first; one statement with a bucket per month."""
+    bounds = [start.astimezone(UTC) for start in month_starts(now, zone, months)]
+    columns: list[Any] = []
+    for index in range(months):
+        inside = sa.and_(orders.c.created_at >= bounds[index], orders.c.created_at < bounds[index + 1])
+        columns.append(
+            sa.func.coalesce(
+                sa.func.sum(sa.case((inside, orders.c.total_amount), else_=sa.literal(ZERO, Money()))),
+                sa.literal(ZERO, Money()),
+            ).label(f"ltv_{index}")
+        )
+        columns.append(sa.func.coalesce(sa.func.sum(sa.case((inside, 1), else_=0)), 0).label(f"n_{index}"))
+    row = (
+        await session.execute(
+            sa.select(*columns).where(
+                orders.c.shop_id == shop_id,
+                stats.eligible(settings),
+                orders.c.created_at >= bounds[0],
+                orders.c.created_at < bounds[-1],
+            )
+        )
+    ).one()
+    starts = month_starts(now, zone, months)
+    return [
+        MonthTotal(
+            month=starts[index].date(),
+            ltv=row._mapping[f"ltv_{index}"],
+            orders=int(row._mapping[f"n_{index}"]),
+        )
+        for index in range(months)
+    ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -37,3 +39,34 @@ async def find_shop_id(session: AsyncSession, domain: str) -> int | None:
 async def all_shops(session: AsyncSession) -> list[tuple[int, str]]:
     rows = await session.execute(sa.select(shops.c.id, shops.c.domain).order_by(shops.c.id))
     return [(int(r.id), str(r.domain)) for r in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class ShopProfile:
+    """What the merchant pages need to know about a shop: who it is and how to show figures."""
+
+    id: int
+    domain: str
+    currency: str | None
+    iana_timezone: str | None
+    uninstalled: bool
+
+
+async def find_shop(session: AsyncSession, domain: str) -> ShopProfile | None:
+    """The shop with this domain (read only: a shop not seen yet is None, not created)."""
+    row = (
+        await session.execute(
+            sa.select(
+                shops.c.id, shops.c.domain, shops.c.currency, shops.c.iana_timezone, shops.c.uninstalled_at
+            ).where(shops.c.domain == domain)
+        )
+    ).first()
+    if row is None:
+        return None
+    return ShopProfile(
+        id=int(row.id),
+        domain=str(row.domain),
+        currency=row.currency,
+        iana_timezone=row.iana_timezone,
+        uninstalled=row.uninstalled_at is not None,
+    )

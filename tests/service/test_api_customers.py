@@ -456,6 +456,8 @@ class TestSearch:
             ("\\", []),
             ("'; DROP TABLE customers; --", []),
             ("' OR '1'='1", []),
+            ("pri\x00ya", ["priya"]),
+            ("\x00", ["priya", "rahul", "anita"]),
             ("nobody", []),
         ],
     )
@@ -549,6 +551,7 @@ class TestHostileParameters:
                 _cursor("customers", {**LTV_FILTERS, "sort": "lastOrderAt"}, ["2026-01-01T00:00:00", 5]),
             ),
             ("name", _cursor("customers", {**LTV_FILTERS, "sort": "name"}, [7, 5])),
+            ("name", _cursor("customers", {**LTV_FILTERS, "sort": "name"}, ["a\x00b", 5])),
         ],
     )
     async def test_malformed_cursor_is_400(
@@ -605,6 +608,13 @@ class TestHostileParameters:
             rest = await get_json(client, key, URL, sort=sort, limit=7, cursor=body["nextCursor"])
             assert len(rest["items"]) == 1
             assert rest["nextCursor"] is None
+
+    async def test_empty_cursor_is_the_first_page(
+        self, client: Client, sessionmaker: Sessionmaker, ties: dict[str, Any]
+    ) -> None:
+        key = await new_api_key(sessionmaker)
+        first = await get_json(client, key, URL, limit=3)
+        assert await get_json(client, key, URL, limit=3, cursor="") == first
 
     async def test_limit_250_is_allowed(self, client: Client, sessionmaker: Sessionmaker) -> None:
         key = await new_api_key(sessionmaker)

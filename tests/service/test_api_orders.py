@@ -464,9 +464,31 @@ class TestProblemDetails:
         assert "secret" not in response.text
         assert problem["title"] == "Internal Server Error"
 
-    async def test_validation_errors_name_the_field(self, client: Client, sessionmaker: Sessionmaker) -> None:
+    @pytest.mark.parametrize(
+        ("url", "fields"),
+        [
+            ("/api/customers?limit=999", ["limit"]),
+            ("/api/customers?limit=0&sort=x", ["sort", "limit"]),
+            ("/api/orders?paymentMethod=card", ["paymentMethod"]),
+            ("/api/orders?customerId=" + "1" * 65, ["customerId"]),
+            ("/api/orders?trackingStatus=" + "x" * 65, ["trackingStatus"]),
+            ("/api/reports/top-customers?from=" + "x" * 65, ["from"]),
+        ],
+    )
+    async def test_validation_errors_name_the_field_as_sent(
+        self, client: Client, sessionmaker: Sessionmaker, url: str, fields: list[str]
+    ) -> None:
         key = await new_api_key(sessionmaker)
-        response = await client.get("/api/customers", params={"limit": "999"}, headers=bearer(key))
+        response = await client.get(url, headers=bearer(key))
         problem = assert_problem(response, 422)
         assert response.headers["content-type"].startswith(PROBLEM_JSON)
-        assert [e["field"] for e in problem["errors"]] == ["limit"]
+        assert sorted(e["field"] for e in problem["errors"]) == sorted(fields)
+        assert all(e["message"] for e in problem["errors"])
+
+    async def test_body_errors_name_the_field(self, client: Client, sessionmaker: Sessionmaker) -> None:
+        key = await new_api_key(sessionmaker)
+        response = await client.post(ENRICH, json={"orderIds": list(range(1, 1002))}, headers=bearer(key))
+        problem = assert_problem(response, 422)
+        assert [e["field"] for e in problem["errors"]] == ["orderIds"]
+        response = await client.post(ENRICH, json={"orderIds": [5, "abc"]}, headers=bearer(key))
+        assert [e["field"] for e in assert_problem(response, 422)["errors"]] == ["orderIds[1]"]

@@ -168,15 +168,6 @@ class TestCheck:
             await stats.refresh_shop(session, shop_id, await get_shop_settings(session, shop_id))
         assert await run_check(sessionmaker) == []
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason=(
-            "BUG: service/domain/stats.py check iterates customer_stats rows only (customer_id_ranges), so a "
-            "customer whose orders count but whose customer_stats row is missing is never reported, although "
-            "the API (stats.read) then serves zeros and bronze for that customer (SPEC §4.3: check proves the "
-            "counters equal to a recomputation; §2: reports any difference from what the API serves)"
-        ),
-    )
     async def test_a_missing_stats_row_is_reported(
         self, sessionmaker: Sessionmaker, settings: Settings
     ) -> None:

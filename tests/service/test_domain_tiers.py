@@ -40,26 +40,6 @@ DEFAULT_SETTINGS = {
     "includeTestOrders": False,
 }
 
-API_RTO_BUG = pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: service/domain/orders.py set_tracking_status overwrites orders.manual_status with each PUT, "
-        "so an RTO state set earlier through the API is forgotten: PUT rto_delivered then rto_initiated "
-        "answers rto_initiated, PUT rto_initiated then in_transit answers in_transit (SPEC §4.2/§5: the RTO "
-        "sequence only moves forward; movement after RTO maps into it)"
-    ),
-)
-
-
-GID_PATH_BUG = pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: service/api/orders.py declares '/{order_id:str}/tracking-status'; a gid path id "
-        "('gid://shopify/Order/1', raw or percent-encoded) contains '/', so the route never matches and "
-        "the answer is a routing 404 (SPEC §5: path ids accept 123 or gid://shopify/<Kind>/123)"
-    ),
-)
-
 
 def order(
     order_id: int,
@@ -334,25 +314,19 @@ class TestSetTrackingStatus:
     @pytest.mark.parametrize(
         ("first", "then", "expected"),
         [
-            pytest.param(
-                "rto_initiated", "delivered", "rto_delivered", id="rto then delivered", marks=API_RTO_BUG
-            ),
+            pytest.param("rto_initiated", "delivered", "rto_delivered", id="rto then delivered"),
             pytest.param(
                 "rto_delivered",
                 "rto_initiated",
                 "rto_delivered",
                 id="rto_delivered then rto_initiated",
-                marks=API_RTO_BUG,
             ),
-            pytest.param(
-                "rto_initiated", "in_transit", "rto_in_transit", id="rto then in_transit", marks=API_RTO_BUG
-            ),
+            pytest.param("rto_initiated", "in_transit", "rto_in_transit", id="rto then in_transit"),
             pytest.param(
                 "rto_in_transit",
                 "rto_initiated",
                 "rto_in_transit",
                 id="rto_in_transit then rto_initiated",
-                marks=API_RTO_BUG,
             ),
         ],
     )
@@ -411,8 +385,8 @@ class TestSetTrackingStatus:
         "form",
         [
             "{}",
-            pytest.param("gid://shopify/Order/{}", marks=GID_PATH_BUG, id="gid"),
-            pytest.param("gid%3A%2F%2Fshopify%2FOrder%2F{}", marks=GID_PATH_BUG, id="gid percent-encoded"),
+            pytest.param("gid://shopify/Order/{}", id="gid"),
+            pytest.param("gid%3A%2F%2Fshopify%2FOrder%2F{}", id="gid percent-encoded"),
         ],
     )
     async def test_path_id_forms(
@@ -490,25 +464,21 @@ class TestRecalculate:
         )
         assert response.status_code == 200, response.text
 
-        def live(ltv: Decimal) -> str:
-            return (
-                "platinum"
-                if ltv >= 20000
-                else "gold"
-                if ltv >= 15000
-                else "silver"
-                if ltv >= 5000
-                else "bronze"
-            )
+        lowered = {"platinum": Decimal(20000), "gold": Decimal(15000), "silver": Decimal(5000)}
+
+        def new_tier(ltv: Decimal) -> str:
+            return next((t for t in ("platinum", "gold", "silver") if ltv >= lowered[t]), "bronze")
 
         stored = await helpers.customer_stats(sessionmaker)
         assert {cid: stored[cid]["tier_of_record"] for cid in customers} == {
-            cid: live(ltv) for cid, ltv in customers.items()
+            cid: new_tier(ltv) for cid, ltv in customers.items()
         }
         moved = [c for c in await helpers.tier_changes(sessionmaker) if c["reason"] == "thresholds"]
         before = {cid: "silver" if ltv >= 10000 else "bronze" for cid, ltv in customers.items()}
         assert {c["customer_id"]: (c["from_tier"], c["to_tier"]) for c in moved} == {
-            cid: (before[cid], live(ltv)) for cid, ltv in customers.items() if live(ltv) != before[cid]
+            cid: (before[cid], new_tier(ltv))
+            for cid, ltv in customers.items()
+            if new_tier(ltv) != before[cid]
         }
 
     async def test_an_empty_shop(self, sessionmaker: Sessionmaker, client: Client) -> None:
@@ -643,14 +613,6 @@ class TestSettingsChangesRederive:
         )
         assert (await helpers.orders(sessionmaker))[new]["payment_method"] == "prepaid"
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason=(
-            "BUG: service/domain/rederive.py rederive_payment_methods matches '|name|' against gateway_key, "
-            "where settings.gateway_key replaced '|' in gateway names by '/', but the COD names are not: a COD "
-            "gateway named 'Pay|Later' is cod when the order arrives and prepaid after any codGateways change"
-        ),
-    )
     async def test_a_gateway_name_with_a_pipe_is_rederived_like_on_arrival(
         self, sessionmaker: Sessionmaker, settings: Settings, client: Client
     ) -> None:

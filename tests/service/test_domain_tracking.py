@@ -84,6 +84,8 @@ def facts(
     tag_since: float | None = None,
     manual: str | None = None,
     manual_at: float | None = None,
+    manual_rto: str | None = None,
+    manual_rto_at: float | None = None,
 ) -> OrderFacts:
     return OrderFacts(
         fulfillments=tuple(fulfillments),
@@ -92,6 +94,8 @@ def facts(
         tag_since=None if tag_since is None else at(tag_since),
         manual_status=manual,
         manual_at=None if manual_at is None else at(manual_at),
+        manual_rto_status=manual_rto,
+        manual_rto_at=None if manual_rto_at is None else at(manual_rto_at),
     )
 
 
@@ -491,14 +495,35 @@ RTO = table(
         facts(SHIPPED, returns=[ret(20)]),
         "rto_initiated",
     ),
-    Case("API sets rto_initiated", facts(SHIPPED, manual="rto_initiated", manual_at=30), "rto_initiated"),
-    Case("API sets rto_delivered", facts(manual="rto_delivered", manual_at=30), "rto_delivered"),
+    Case(
+        "API sets rto_initiated",
+        facts(SHIPPED, manual_rto="rto_initiated", manual_rto_at=30),
+        "rto_initiated",
+    ),
+    Case("API sets rto_delivered", facts(manual_rto="rto_delivered", manual_rto_at=30), "rto_delivered"),
     Case(
         "API RTO then a delivered event → rto_delivered",
         facts(
-            ful("in_transit", updated=10, events=[ev(40, "delivered")]), manual="rto_in_transit", manual_at=30
+            ful("in_transit", updated=10, events=[ev(40, "delivered")]),
+            manual_rto="rto_in_transit",
+            manual_rto_at=30,
         ),
         "rto_delivered",
+    ),
+    Case(
+        "API RTO, then an API forward status → mapped into RTO",
+        facts(SHIPPED, manual_rto="rto_initiated", manual_rto_at=20, manual="in_transit", manual_at=30),
+        "rto_in_transit",
+    ),
+    Case(
+        "API RTO, then an API delivered → rto_delivered",
+        facts(SHIPPED, manual_rto="rto_in_transit", manual_rto_at=20, manual="delivered", manual_at=30),
+        "rto_delivered",
+    ),
+    Case(
+        "an API forward status before the API RTO does not map",
+        facts(SHIPPED, manual_rto="rto_initiated", manual_rto_at=20, manual="out_for_delivery", manual_at=15),
+        "rto_initiated",
     ),
     Case(
         "API forward in_transit after a tag → rto_in_transit",
@@ -537,7 +562,7 @@ class TestRto:
         [
             pytest.param(facts(SHIPPED, tag="rto_initiated", tag_since=20), "tag", id="tag"),
             pytest.param(facts(SHIPPED, returns=[ret(20)]), "return", id="return"),
-            pytest.param(facts(SHIPPED, manual="rto_initiated", manual_at=20), "api", id="api"),
+            pytest.param(facts(SHIPPED, manual_rto="rto_initiated", manual_rto_at=20), "api", id="api"),
             pytest.param(
                 facts(SHIPPED, returns=[ret(30)], tag="rto_initiated", tag_since=20),
                 "tag",

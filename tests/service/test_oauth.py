@@ -394,6 +394,28 @@ class TestTokenExchange:
         assert TokenCipher(ENCRYPTION_KEY).decrypt(row.access_token_enc) == "shpat_new_1"
         assert row.uninstalled_at is None
 
+    async def test_a_new_token_for_an_installed_shop_keeps_its_install_time(
+        self,
+        oauth_client: AsyncTestClient[Litestar],
+        shopify: FakeShopify,
+        sessionmaker: Sessionmaker,
+        oauth_settings: Settings,
+    ) -> None:
+        headers = {"Authorization": f"Bearer {session_token()}"}
+        assert (await oauth_client.post("/auth/token", headers=headers)).status_code == 200
+        installed_at = (await shop_row(sessionmaker)).installed_at
+        assert (await oauth_client.post("/auth/token", headers=headers)).status_code == 200
+        row = await shop_row(sessionmaker)
+        assert row.installed_at == installed_at
+        assert TokenCipher(ENCRYPTION_KEY).decrypt(row.access_token_enc) == "shpat_new_2"
+
+        await helpers.enqueue(sessionmaker, "app/uninstalled", {"id": 1, "domain": SHOP})
+        await helpers.drain(sessionmaker, oauth_settings)
+        assert (await oauth_client.post("/auth/token", headers=headers)).status_code == 200
+        reinstalled = await shop_row(sessionmaker)
+        assert reinstalled.uninstalled_at is None
+        assert reinstalled.installed_at > installed_at
+
     @pytest.mark.parametrize(
         "token",
         [

@@ -451,22 +451,24 @@ def describe(shop: Shop) -> None:
     for p in shop.orders:
         note(
             f"order {p.n}: customer {p.customer_id - CUSTOMER_BASE} total {p.total} refunded {p.refunded} "
-            f"cancelled={p.cancelled} test={p.test} {p.gateway} {p.scenario}/{p.moving}/{p.tag} deleted={p.deleted}"
+            f"cancelled={p.cancelled} test={p.test} {p.gateway} {p.scenario}/{p.moving}/{p.tag} "
+            f"deleted={p.deleted}"
         )
 
 
-HYPOTHESIS = {
-    "deadline": None,
-    "suppress_health_check": [
+#: Shared by both property tests (examples share the test's event loop and sessionmaker).
+BASE_SETTINGS = settings(
+    deadline=None,
+    suppress_health_check=[
         HealthCheck.function_scoped_fixture,
         HealthCheck.too_slow,
         HealthCheck.data_too_large,
     ],
-}
+)
 
 
 class TestFiguresAgainstTheReference:
-    @settings(max_examples=20, **HYPOTHESIS)
+    @settings(BASE_SETTINGS, max_examples=20)
     @given(shop=shops())
     @example(shop=COVERING)
     async def test_stats_read_matches_the_reference(
@@ -491,7 +493,7 @@ class TestPermutationInvariance:
     leaving RTO), and which triggers fire, and what LTV each saw, depends on arrival order.
     """
 
-    @settings(max_examples=10, **HYPOTHESIS)
+    @settings(BASE_SETTINGS, max_examples=10)
     @given(case=permuted_shops())
     @example(case=(COVERING, COVERING.events, [*reversed(COVERING.events), *COVERING.events[::3]]))
     async def test_two_permutations_give_the_same_state(

@@ -1,0 +1,1 @@
+"""Merchant pages: server-rendered HTML under ``/app``, embeddable in Shopify admin (docs/ui.md)."""

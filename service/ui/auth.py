@@ -1,0 +1,156 @@
+"""Who a merchant page is rendered for, and the headers that keep it inside the shop's admin.
+
+* Embedded (Shopify admin): the admin loads the app URL with ``?shop=…&host=…&id_token=…``; the
+  ``id_token`` is an App Bridge session token, verified like the JSON API's bearer tokens. The
+  page loads App Bridge, and its scripts call the JSON API with ``shopify.idToken()``.
+* Development (``TIERLINE_ENV=development`` only): a request without ``id_token`` is for the
+  development shop (``TIERLINE_DEV_SHOP``). The page carries a session token for that shop minted
+  here, signed with the app secret and valid for 15 minutes, which its scripts send to the JSON
+  API as any other session token. Production never reaches this branch, and
+  :func:`dev_session_token` refuses to run there.
+
+Details and reasons: docs/ui.md.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+import jwt
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.config import Settings
+from service.domain.shops import ShopProfile, find_shop
+from service.errors import UnauthorizedError
+from shopify_client import InvalidSessionTokenError, decode_session_token, is_valid_shop_domain
+
+ADMIN_ORIGIN = "https://admin.shopify.com"
+APP_BRIDGE_SRC = "https://cdn.shopify.com/shopifycloud/app-bridge.js"
+DEV_TOKEN_SECONDS = 15 * 60
+#: A shop not seen yet has no rows: queries for id 0 find none, so its pages are empty.
+UNSEEN_SHOP_ID = 0
+_HOST = re.compile(r"^[A-Za-z0-9+/=_-]{1,512}$")
+
+
+class PageUnauthorizedError(UnauthorizedError):
+    """A page request without a valid session token (HTML 401).
+
+    ``shop`` and ``host`` are set when the request named a shop from inside the admin without a
+    token (a reload, a link opened in place): the 401 page then gets a fresh token from App Bridge
+    and loads again with it (a "bounce" page).
+    """
+
+    def __init__(self, detail: str, *, shop: str | None = None, host: str | None = None) -> None:
+        super().__init__(detail)
+        self.shop = shop
+        self.host = host
+
+
+@dataclass(frozen=True, slots=True)
+class PageContext:
+    shop: ShopProfile
+    embedded: bool
+    #: Shopify's ``host`` parameter (embedded only): kept on links so App Bridge can start.
+    host: str | None
+    api_key: str
+    #: Development only: the session token the page's scripts send to the JSON API.
+    dev_token: str | None
+
+    def url(self, path: str, **params: Any) -> str:
+        """A link to another page, with the embedded context (``shop``, ``host``) kept."""
+        query = {key: value for key, value in params.items() if value not in (None, "")}
+        if self.embedded:
+            query["shop"] = self.shop.domain
+            if self.host:
+                query["host"] = self.host
+        return f"{path}?{urlencode(query)}" if query else path
+
+
+def content_security_policy(shop: str | None) -> str:
+    """Framed only by the shop's admin; scripts only from this app and App Bridge."""
+    ancestors = f"https://{shop} {ADMIN_ORIGIN}" if shop else "'none'"
+    return (
+        f"frame-ancestors {ancestors}; script-src 'self' {APP_BRIDGE_SRC}; "
+        "object-src 'none'; base-uri 'none'; form-action 'self'"
+    )
+
+
+def page_headers(shop: str | None) -> dict[str, str]:
+    """Headers of every HTML response (no ``X-Frame-Options``: the CSP decides framing)."""
+    return {
+        "Content-Security-Policy": content_security_policy(shop),
+        "Cache-Control": "no-store",
+        "Referrer-Policy": "strict-origin-when-cross-origin",
+        "X-Content-Type-Options": "nosniff",
+    }
+
+
+def dev_session_token(settings: Settings, *, now: float | None = None) -> str:
+    """A session token for the development shop, as App Bridge would issue it (development only)."""
+    if settings.is_production:
+        raise RuntimeError("development session tokens are never issued in production")
+    issued = int(time.time() if now is None else now)
+    shop = settings.dev_shop
+    claims = {
+        "iss": f"https://{shop}/admin",
+        "dest": f"https://{shop}",
+        "aud": settings.shopify_api_key,
+        "sub": "development",
+        "exp": issued + DEV_TOKEN_SECONDS,
+        "nbf": issued - 5,
+        "iat": issued,
+        "jti": str(uuid.uuid4()),
+        "sid": "tierline-development",
+    }
+    return jwt.encode(claims, settings.shopify_api_secret, algorithm="HS256")
+
+
+def _host(value: str | None) -> str | None:
+    return value if value and _HOST.match(value) else None
+
+
+def _shop_param(value: str | None) -> str | None:
+    shop = (value or "").strip().lower()
+    return shop if shop and is_valid_shop_domain(shop) else None
+
+
+async def authenticate_page(
+    session: AsyncSession, settings: Settings, query: Mapping[str, str]
+) -> PageContext:
+    """The shop a page is for, from ``id_token`` (or, in development only, the development shop)."""
+    token = query.get("id_token")
+    host = _host(query.get("host"))
+    if token:
+        try:
+            claims = decode_session_token(
+                token, api_key=settings.shopify_api_key, secrets=settings.webhook_secrets
+            )
+        except InvalidSessionTokenError as exc:
+            # A stale token (a reload after a minute) gets a fresh one through the bounce page.
+            raise PageUnauthorizedError(
+                f"invalid session token: {exc}", shop=_shop_param(query.get("shop")), host=host
+            ) from exc
+        named = _shop_param(query.get("shop"))
+        if named is not None and named != claims.shop:
+            raise PageUnauthorizedError("the shop parameter does not match the session token")
+        domain, embedded, dev_token = claims.shop, True, None
+    elif settings.is_production:
+        raise PageUnauthorizedError(
+            "open tierline from your Shopify admin", shop=_shop_param(query.get("shop")), host=host
+        )
+    else:
+        domain, embedded, dev_token, host = settings.dev_shop, False, dev_session_token(settings), None
+    shop = await find_shop(session, domain)
+    if shop is None:
+        shop = ShopProfile(UNSEEN_SHOP_ID, domain, None, None, uninstalled=False)
+    if shop.uninstalled:
+        raise PageUnauthorizedError("tierline is not installed on this shop")
+    return PageContext(
+        shop=shop, embedded=embedded, host=host, api_key=settings.shopify_api_key, dev_token=dev_token
+    )

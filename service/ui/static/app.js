@@ -1,0 +1,281 @@
+// tierline merchant pages: the few actions that change data, through the JSON API (docs/ui.md).
+// Embedded in Shopify admin, every call carries a fresh App Bridge session token
+// (shopify.idToken()); in development, the token the page was rendered with.
+"use strict";
+
+(function () {
+  const TIERS = ["platinum", "gold", "silver", "bronze"];
+  const TIER_NAMES = { platinum: "Platinum", gold: "Gold", silver: "Silver", bronze: "Bronze" };
+
+  function meta(name) {
+    const element = document.querySelector(`meta[name="${name}"]`);
+    return element ? element.getAttribute("content") : null;
+  }
+
+  function embedded() {
+    return Boolean(window.shopify && typeof window.shopify.idToken === "function");
+  }
+
+  async function sessionToken() {
+    if (embedded()) return window.shopify.idToken();
+    const dev = meta("tierline-dev-token");
+    if (dev) return dev;
+    throw new Error("no session: open tierline from your Shopify admin");
+  }
+
+  async function api(method, path, body) {
+    const headers = { Accept: "application/json", Authorization: `Bearer ${await sessionToken()}` };
+    const init = { method, headers };
+    if (body !== undefined) {
+      headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(body);
+    }
+    const response = await fetch(path, init);
+    let data = {};
+    try {
+      data = await response.json();
+    } catch (_) {
+      data = {};
+    }
+    if (response.status === 401) {
+      data.detail = "Your session has expired: reload the page.";
+    }
+    return { ok: response.ok, status: response.status, data };
+  }
+
+  function setBusy(progress, button, busy) {
+    if (progress) progress.hidden = !busy;
+    if (button) button.disabled = busy;
+  }
+
+  // --- embedded navigation: links and GET forms carry a fresh id_token ------------------------
+
+  function withToken(url, token) {
+    const target = new URL(url, window.location.href);
+    target.searchParams.set("id_token", token);
+    return target.toString();
+  }
+
+  function keepSession() {
+    if (!embedded()) return;
+    document.addEventListener("click", async (event) => {
+      const link = event.target.closest("a[href^='/app']");
+      if (!link || event.defaultPrevented || event.button !== 0 || event.metaKey || event.ctrlKey) return;
+      event.preventDefault();
+      window.location.assign(withToken(link.getAttribute("href"), await window.shopify.idToken()));
+    });
+    document.addEventListener("submit", async (event) => {
+      const form = event.target;
+      if (form.getAttribute("method") !== "get") return;
+      event.preventDefault();
+      const target = new URL(form.getAttribute("action"), window.location.href);
+      for (const [key, value] of new FormData(form)) {
+        if (value !== "") target.searchParams.append(key, value);
+      }
+      window.location.assign(withToken(target.toString(), await window.shopify.idToken()));
+    });
+  }
+
+  // A page loaded in the admin without a valid token: get one and load it again (once).
+  function bounce() {
+    const marker = document.getElementById("bounce");
+    if (!marker || !embedded()) return;
+    const last = Number(window.sessionStorage.getItem("tierline-bounce") || 0);
+    if (Date.now() - last < 10000) {
+      marker.textContent = "Signing in did not work. Reopen tierline from the Apps section of your admin.";
+      return;
+    }
+    window.sessionStorage.setItem("tierline-bounce", String(Date.now()));
+    window.shopify.idToken().then((token) => window.location.replace(withToken(window.location.href, token)));
+  }
+
+  // --- settings -------------------------------------------------------------------------------
+
+  function clearErrors(form) {
+    for (const slot of form.querySelectorAll("[data-error-for]")) {
+      slot.hidden = true;
+      slot.textContent = "";
+    }
+    for (const input of form.querySelectorAll("[aria-invalid]")) input.removeAttribute("aria-invalid");
+  }
+
+  function showError(form, field, message) {
+    const parts = field.split(".");
+    const candidates = [field, parts[0], ""];
+    let slot = null;
+    for (const name of candidates) {
+      slot = form.querySelector(`[data-error-for="${CSS.escape(name)}"]`);
+      if (slot) break;
+    }
+    if (!slot) return null;
+    const detail = slot.getAttribute("data-error-for") === field ? message : `${field}: ${message}`;
+    slot.textContent = slot.textContent ? `${slot.textContent} ${detail}` : detail;
+    slot.hidden = false;
+    const input = form.querySelector(`[data-field="${CSS.escape(slot.getAttribute("data-error-for"))}"]`);
+    if (input) input.setAttribute("aria-invalid", "true");
+    return input;
+  }
+
+  function readSettings(form) {
+    const errors = [];
+    const thresholds = {};
+    for (const tier of ["platinum", "gold", "silver"]) {
+      thresholds[tier] = form.elements[tier].value.trim().replace(/,/g, "");
+    }
+    const gateways = form.elements.codGateways.value
+      .split("\n")
+      .map((line) => line.trim())
+      .filter(Boolean);
+    const tags = {};
+    for (const line of form.elements.rtoTags.value.split("\n")) {
+      if (!line.trim()) continue;
+      const [tag, state, extra] = line.split("=").map((part) => part.trim());
+      if (!tag || !state || extra !== undefined) {
+        errors.push({ field: "rtoTags", message: `“${line.trim()}” is not “tag = state”.` });
+      } else {
+        tags[tag] = state;
+      }
+    }
+    const settings = {
+      tierThresholds: thresholds,
+      codGateways: gateways,
+      rtoTags: tags,
+      includeTestOrders: form.elements.includeTestOrders.checked,
+    };
+    return { settings, errors };
+  }
+
+  function tierCounts() {
+    const counts = {};
+    for (const row of document.querySelectorAll("#tier-counts tr[data-tier]")) {
+      counts[row.dataset.tier] = Number(row.querySelector("[data-count]").dataset.count);
+    }
+    return counts;
+  }
+
+  function showTierCounts(counts) {
+    for (const row of document.querySelectorAll("#tier-counts tr[data-tier]")) {
+      const cell = row.querySelector("[data-count]");
+      cell.dataset.count = String(counts[row.dataset.tier]);
+      cell.textContent = Number(counts[row.dataset.tier]).toLocaleString("en");
+    }
+  }
+
+  function settingsForm() {
+    const form = document.getElementById("settings-form");
+    if (!form) return;
+    const progress = document.getElementById("save-progress");
+    const message = document.getElementById("save-message");
+    const button = document.getElementById("save-settings");
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      clearErrors(form);
+      const { settings: body, errors } = readSettings(form);
+      if (errors.length) {
+        for (const error of errors) showError(form, error.field, error.message);
+        message.textContent = "Not saved: fix the fields marked above.";
+        return;
+      }
+      const before = tierCounts();
+      setBusy(progress, button, true);
+      message.textContent = "Saving settings and recalculating tiers…";
+      try {
+        const saved = await api("PUT", "/api/settings", body);
+        if (!saved.ok) {
+          let first = null;
+          for (const error of saved.data.errors || []) {
+            first = showError(form, error.field, error.message) || first;
+          }
+          message.textContent = saved.data.errors
+            ? "Not saved: fix the fields marked above."
+            : `Not saved: ${saved.data.detail || saved.status}`;
+          if (first) first.focus();
+          return;
+        }
+        for (const tier of ["platinum", "gold", "silver"]) {
+          form.elements[tier].value = saved.data.tierThresholds[tier];
+        }
+        const overview = await api("GET", "/api/reports/overview");
+        if (!overview.ok) {
+          message.textContent = "Saved. Tiers were recalculated.";
+          return;
+        }
+        const after = overview.data.tiers;
+        const moves = TIERS.filter((tier) => after[tier] !== before[tier]).map(
+          (tier) => `${TIER_NAMES[tier]} ${before[tier]} → ${after[tier]}`,
+        );
+        showTierCounts(after);
+        message.textContent =
+          `Saved. Tiers recalculated for ${overview.data.customerCount} customers: ` +
+          (moves.length ? `${moves.join(", ")}.` : "no tier changed.");
+      } catch (error) {
+        message.textContent = `Not saved: ${error.message}`;
+      } finally {
+        setBusy(progress, button, false);
+      }
+    });
+
+    const recalc = document.getElementById("recalculate");
+    const recalcProgress = document.getElementById("recalc-progress");
+    const recalcMessage = document.getElementById("recalc-message");
+    recalc.addEventListener("click", async () => {
+      setBusy(recalcProgress, recalc, true);
+      recalcMessage.textContent = "Recalculating tiers of record…";
+      try {
+        const result = await api("POST", "/api/tiers/recalculate");
+        if (!result.ok) {
+          recalcMessage.textContent = `Failed: ${result.data.detail || result.status}`;
+          return;
+        }
+        const changes = result.data.upgrades
+          .slice(0, 5)
+          .map((m) => `customer ${m.customerId}: ${m.from || "none"} → ${m.to}`);
+        recalcMessage.textContent =
+          `Done: ${result.data.updated} of ${result.data.total} customers changed tier of record` +
+          (changes.length ? ` (${changes.join("; ")}).` : ".");
+      } catch (error) {
+        recalcMessage.textContent = `Failed: ${error.message}`;
+      } finally {
+        setBusy(recalcProgress, recalc, false);
+      }
+    });
+  }
+
+  // --- deliveries -----------------------------------------------------------------------------
+
+  function replayButtons() {
+    const status = document.getElementById("replay-status");
+    for (const button of document.querySelectorAll("button[data-replay]")) {
+      button.addEventListener("click", async () => {
+        const id = button.dataset.replay;
+        const row = button.closest("tr");
+        button.disabled = true;
+        row.querySelector("[data-role=status]").textContent = "replaying…";
+        try {
+          const result = await api("POST", `/api/deliveries/${encodeURIComponent(id)}/replay`);
+          if (!result.ok) {
+            row.querySelector("[data-role=status]").textContent = "replay failed";
+            status.textContent = `Delivery ${id} was not replayed: ${result.data.detail || result.status}`;
+            button.disabled = false;
+            return;
+          }
+          row.querySelector("[data-role=status]").textContent = result.data.status;
+          row.querySelector("[data-role=attempts]").textContent = String(result.data.attempts);
+          row.querySelector("[data-role=error]").textContent = "—";
+          status.textContent = `Delivery ${id} is back in the queue (${result.data.status}).`;
+        } catch (error) {
+          row.querySelector("[data-role=status]").textContent = "replay failed";
+          status.textContent = `Delivery ${id} was not replayed: ${error.message}`;
+          button.disabled = false;
+        }
+      });
+    }
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    bounce();
+    keepSession();
+    settingsForm();
+    replayButtons();
+  });
+})();

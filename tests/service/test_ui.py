@@ -1,0 +1,481 @@
+"""The merchant pages under ``/app`` over HTTP, on SQLite and PostgreSQL (docs/ui.md).
+
+Data comes through the real pipeline (inbox + worker). Pages are rendered in development for the
+test shop (``TIERLINE_DEV_SHOP``), or in production with App Bridge session tokens.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from html.parser import HTMLParser
+from typing import Any
+
+import jwt
+import pytest
+import sqlalchemy as sa
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+
+from service.app import create_app
+from service.config import Settings
+from service.db import session_scope
+from service.ui.auth import dev_session_token
+from tests.conftest import make_settings
+from tests.factories import API_KEY, API_SECRET, OTHER_SHOP, SHOP, customer_payload, next_id, order_payload
+from tests.service.api_helpers import days_ago, delivered_fulfillment, now, send
+from tests.webhooks import helpers
+from tests.webhooks.helpers import Delivery, Sessionmaker
+
+pytestmark = [
+    pytest.mark.anyio,
+    pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning"),
+]
+
+Client = AsyncTestClient[Litestar]
+PAGES = ("/app", "/app/overview", "/app/settings", "/app/deliveries")
+PREPAID = ["bogus"]
+COD = ["Cash on Delivery (COD)"]
+XSS = "<script>alert(1)</script>"
+CSP_DEV = f"frame-ancestors https://{SHOP} https://admin.shopify.com"
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    """Development settings whose development shop is the test shop."""
+    return make_settings(database_url, TIERLINE_DEV_SHOP=SHOP)
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+class _Tables(HTMLParser):
+    """Cell texts of each table's body rows, by table id."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: dict[str, list[list[str]]] = {}
+        self._table: str | None = None
+        self._in_body = False
+        self._row: list[str] | None = None
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "table":
+            self._table = dict(attrs).get("id") or f"table-{len(self.tables)}"
+            self.tables[self._table] = []
+        elif tag == "tbody":
+            self._in_body = True
+        elif tag == "tr" and self._in_body:
+            self._row = []
+        elif tag in ("td", "th") and self._row is not None:
+            self._cell = []
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("td", "th") and self._row is not None and self._cell is not None:
+            self._row.append(" ".join("".join(self._cell).split()))
+            self._cell = None
+        elif tag == "tr" and self._row is not None and self._table is not None:
+            self.tables[self._table].append(self._row)
+            self._row = None
+        elif tag == "tbody":
+            self._in_body = False
+        elif tag == "table":
+            self._table = None
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def table(page: str, table_id: str) -> list[list[str]]:
+    parser = _Tables()
+    parser.feed(page)
+    return parser.tables[table_id]
+
+
+def link(page: str, text: str) -> str:
+    """The (unescaped) href of the first link with this text."""
+    found = re.search(r'<a[^>]*href="([^"]*)"[^>]*>' + re.escape(text) + "</a>", page)
+    assert found, f"no link {text!r}"
+    return html.unescape(found.group(1))
+
+
+def session_token(shop: str = SHOP, *, secret: str = API_SECRET, expires_in: int = 60) -> str:
+    issued = int(time.time())
+    claims = {
+        "iss": f"https://{shop}/admin",
+        "dest": f"https://{shop}",
+        "aud": API_KEY,
+        "sub": "42",
+        "exp": issued + expires_in,
+        "nbf": issued - 5,
+        "iat": issued - 5,
+        "jti": str(uuid.uuid4()),
+        "sid": "session-1",
+    }
+    return jwt.encode(claims, secret, algorithm="HS256")
+
+
+async def get_page(client: Client, url: str, status: int = 200, **params: Any) -> str:
+    response = await client.get(url, params=params or None)
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("text/html")
+    return response.text
+
+
+async def set_shop(sessionmaker: Sessionmaker, **values: Any) -> None:
+    async with session_scope(sessionmaker) as session:
+        await session.execute(sa.update(helpers.SHOPS).where(helpers.SHOPS.c.domain == SHOP).values(**values))
+
+
+def customer(cid: int, first: str, last: str) -> Delivery:
+    payload = customer_payload(cid, first_name=first, last_name=last, email=f"c{cid}@example.com", phone=None)
+    return Delivery.of("customers/create", payload)
+
+
+def order(oid: int, cid: int, total: str, created: datetime, **overrides: Any) -> Delivery:
+    overrides.setdefault("gateways", PREPAID)
+    return Delivery.of(
+        "orders/create", order_payload(oid, customer_id=cid, total=total, created=created, **overrides)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Seed:
+    ids: dict[str, int]
+    orders: list[tuple[datetime, Decimal]]
+    evening: datetime
+    failed: int
+    dead: int
+
+
+@pytest.fixture
+async def seed(sessionmaker: Sessionmaker, settings: Settings) -> Seed:
+    """Four customers, one per tier (default thresholds), a COD RTO, a delivered order, and a
+    failed and a dead delivery."""
+    base = now()
+    ids = {name: next_id() for name in ("priya", "arjun", "ravi", "xss")}
+    evening = (base - timedelta(days=10)).replace(hour=20, minute=0, second=0, microsecond=0)
+    t_priya, t_ravi, t_rto, t_xss = (
+        days_ago(40, base),
+        days_ago(5, base),
+        days_ago(3, base),
+        days_ago(2, base),
+    )
+    delivered = next_id()
+    await send(
+        sessionmaker,
+        settings,
+        [
+            customer(ids["priya"], "Priya", "Sharma"),
+            customer(ids["arjun"], "Arjun", "Mehta"),
+            customer(ids["ravi"], "Ravi", "Kumar"),
+            customer(ids["xss"], XSS, "Evil"),
+            order(
+                delivered,
+                ids["priya"],
+                "60000.00",
+                t_priya,
+                fulfillment_status="fulfilled",
+                fulfillments=[delivered_fulfillment(delivered, t_priya)],
+            ),
+            order(next_id(), ids["arjun"], "30000.00", evening),
+            order(next_id(), ids["ravi"], "12000.00", t_ravi, gateways=COD),
+            order(next_id(), ids["ravi"], "800.00", t_rto, gateways=COD, tags="rto"),
+            order(next_id(), ids["xss"], "999.00", t_xss),
+        ],
+    )
+    failed = await helpers.enqueue(sessionmaker, "orders/create", body=b"{not json")
+    await helpers.drain(sessionmaker, settings)
+    dead = await helpers.enqueue(sessionmaker, "orders/updated", {"id": 1})
+    await helpers.update_delivery(
+        sessionmaker, dead, status="dead", attempts=8, last_error="gave up after 8 tries"
+    )
+    assert (await helpers.delivery(sessionmaker, failed))["status"] == "failed"
+    orders = [
+        (t_priya, Decimal("60000.00")),
+        (evening, Decimal("30000.00")),
+        (t_ravi, Decimal("12000.00")),
+        (t_xss, Decimal("999.00")),
+    ]
+    return Seed(ids=ids, orders=orders, evening=evening, failed=failed, dead=dead)
+
+
+# --- customers ---------------------------------------------------------------------------------
+
+
+class TestCustomers:
+    async def test_figures_tiers_and_rto(self, client: Client, seed: Seed) -> None:
+        page = await get_page(client, "/app")
+        rows = table(page, "customers")
+        assert [(r[0], r[3], r[4], r[5], r[6]) for r in rows] == [
+            ("Priya Sharma", "Platinum", "₹60,000.00", "1", "0"),
+            ("Arjun Mehta", "Gold", "₹30,000.00", "1", "0"),
+            ("Ravi Kumar", "Silver", "₹12,000.00", "1", "1"),
+            (f"{XSS} Evil", "Bronze", "₹999.00", "1", "0"),
+        ]
+        chips = re.findall(r'class="chip[^"]*"[^>]*>([A-Za-z]+) <span class="count">(\d+)</span>', page)
+        assert chips == [("All", "4"), ("Platinum", "1"), ("Gold", "1"), ("Silver", "1"), ("Bronze", "1")]
+
+    async def test_tier_filter_search_and_sort(self, client: Client, seed: Seed) -> None:
+        silver = await get_page(client, "/app", tier="silver")
+        assert [r[0] for r in table(silver, "customers")] == ["Ravi Kumar"]
+        assert re.search(r'data-tier="silver" href="[^"]*" aria-current="true"', silver)
+        found = await get_page(client, "/app", search="  mehta ")
+        assert [r[0] for r in table(found, "customers")] == ["Arjun Mehta"]
+        by_name = await get_page(client, "/app", sort="name")
+        names = [r[0] for r in table(by_name, "customers")]
+        assert names.index("Arjun Mehta") < names.index("Priya Sharma") < names.index("Ravi Kumar")
+        nothing = await get_page(client, "/app", search="nobody-like-this")
+        assert table(nothing, "customers") == [["No customers match these filters."]]
+
+    async def test_pagination_follows_next_links(self, client: Client, seed: Seed) -> None:
+        first = await get_page(client, "/app", limit=3)
+        assert [r[0] for r in table(first, "customers")] == ["Priya Sharma", "Arjun Mehta", "Ravi Kumar"]
+        second = await get_page(client, link(first, "Next page"))
+        assert [r[0] for r in table(second, "customers")] == [f"{XSS} Evil"]
+        assert "Next page" not in second
+        assert link(second, "First page") == "/app?sort=ltv&limit=3"
+
+    async def test_currency_and_time_zone_of_the_shop(
+        self, client: Client, sessionmaker: Sessionmaker, seed: Seed
+    ) -> None:
+        await set_shop(sessionmaker, currency="USD", iana_timezone="Asia/Kolkata")
+        page = await get_page(client, "/app", tier="gold")
+        (row,) = table(page, "customers")
+        local = seed.evening + timedelta(hours=5, minutes=30)  # 20:00 UTC is 01:30 next day in India
+        assert row[4] == "$30,000.00"
+        assert row[7] == f"{local.day} {local:%b %Y}, 01:30 IST"
+
+    async def test_unknown_currency_code_and_time_zone(
+        self, client: Client, sessionmaker: Sessionmaker, seed: Seed
+    ) -> None:
+        await set_shop(sessionmaker, currency="XYZ", iana_timezone="Not/AZone")
+        page = await get_page(client, "/app", tier="gold")
+        (row,) = table(page, "customers")
+        assert row[4] == "30,000.00 XYZ"
+        assert row[7].endswith("20:00 UTC")
+
+    async def test_bad_query_is_an_html_error(self, client: Client, seed: Seed) -> None:
+        page = await get_page(client, "/app", 422, tier="diamond")
+        assert "unknown tier" in page
+        page = await get_page(client, "/app", 400, cursor="not-a-cursor")
+        assert "cursor" in page
+
+
+# --- one customer --------------------------------------------------------------------------------
+
+
+class TestCustomer:
+    async def test_stats_tier_of_record_affinity_orders_addresses(self, client: Client, seed: Seed) -> None:
+        page = await get_page(client, f"/app/customers/{seed.ids['priya']}")
+        assert re.search(r'<dd id="stat-ltv">₹60,000.00</dd>', page)
+        assert re.search(r'<dd id="stat-orders">1</dd>', page)
+        assert 'Tier of record: <span class="tier tier-platinum">Platinum</span>' in page
+        history = table(page, "table-0")
+        assert [(r[1], r[2], r[3], r[4]) for r in history] == [("—", "Platinum", "₹60,000.00", "delivered")]
+        assert ["Cotton Kurta", "1", "1", "₹60,000.00"] in table(page, "table-1")
+        (recent,) = table(page, "recent-orders")
+        assert recent[2:5] == ["₹60,000.00", "Prepaid", "delivered"]
+        assert "12 MG Road" in page
+        assert "Bengaluru, Karnataka, 560001" in page
+
+    async def test_rto_customer(self, client: Client, seed: Seed) -> None:
+        page = await get_page(client, f"/app/customers/{seed.ids['ravi']}")
+        assert '<dd id="stat-rto">1</dd>' in page
+        statuses = [r[4] for r in table(page, "recent-orders")]
+        assert statuses == ["rto initiated", "not shipped"]
+
+    async def test_unknown_customer_is_404(self, client: Client, seed: Seed) -> None:
+        page = await get_page(client, "/app/customers/123", 404)
+        assert "no such customer" in page
+        await get_page(client, "/app/customers/abc", 404)
+
+
+# --- overview, settings, deliveries --------------------------------------------------------------
+
+
+class TestOverview:
+    async def test_figures_charts_and_top_customers(self, client: Client, seed: Seed) -> None:
+        page = await get_page(client, "/app/overview")
+        assert "<dt>Customers</dt><dd>4</dd>" in page
+        assert "Customers by tier: Platinum 1, Gold 1, Silver 1, Bronze 1" in page
+        assert page.count('<rect class="bar-month"') == 12
+        expected: dict[str, Decimal] = {}
+        for created, amount in seed.orders:
+            key = f"{created.astimezone(UTC):%B %Y}"
+            expected[key] = expected.get(key, Decimal(0)) + amount
+        months = {r[0]: r[1] for r in table(page, "months") if r[1] != "₹0.00"}
+        assert months == {k: f"₹{v:,.2f}" for k, v in expected.items()}
+        top = table(page, "top-customers")
+        assert [(r[1], r[3]) for r in top] == [
+            ("Priya Sharma", "₹60,000.00"),
+            ("Arjun Mehta", "₹30,000.00"),
+            ("Ravi Kumar", "₹12,000.00"),
+            (f"{XSS} Evil", "₹999.00"),
+        ]
+        recent = await get_page(client, "/app/overview", period="30d")
+        assert table(recent, "top-customers")[0][1] == "Arjun Mehta"
+
+
+class TestSettings:
+    async def test_form_shows_current_values(
+        self, client: Client, sessionmaker: Sessionmaker, seed: Seed
+    ) -> None:
+        await helpers.set_shop_settings(
+            sessionmaker, {"tierThresholds": {"platinum": "900.00", "gold": "500.00", "silver": "100.00"}}
+        )
+        page = await get_page(client, "/app/settings")
+        assert 'id="threshold-gold" name="gold" data-field="tierThresholds.gold"' in page
+        assert 'value="500.00"' in page
+        assert "Cash on Delivery (COD)\ncash_on_delivery\ncod</textarea>" in page
+        assert "rto-in-transit = rto_in_transit" in page
+        assert [r[:2] for r in table(page, "tier-counts")] == [
+            ["Platinum", "4"],
+            ["Gold", "0"],
+            ["Silver", "0"],
+            ["Bronze", "0"],
+        ]
+        for field in ("threshold-platinum", "cod-gateways", "rto-tags", "include-test"):
+            assert f'<label for="{field}">' in page
+
+
+class TestDeliveries:
+    async def test_failed_and_dead_with_reason_and_replay(self, client: Client, seed: Seed) -> None:
+        page = await get_page(client, "/app/deliveries")
+        (failed,) = table(page, "deliveries-failed")
+        assert failed[1:4] == ["orders/create", "failed", "0"]
+        assert failed[4]
+        (dead,) = table(page, "deliveries-dead")
+        assert dead[1:5] == ["orders/updated", "dead", "8", "gave up after 8 tries"]
+        assert f'data-replay="{seed.failed}"' in page
+        assert f'data-replay="{seed.dead}"' in page
+
+
+# --- security ------------------------------------------------------------------------------------
+
+
+class TestEscapingAndHeaders:
+    async def test_html_in_names_renders_as_text(self, client: Client, seed: Seed) -> None:
+        for url in ("/app", f"/app/customers/{seed.ids['xss']}", "/app/overview"):
+            page = await get_page(client, url)
+            assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+            assert "<script>alert" not in page
+
+    async def test_csp_and_no_inline_script(self, client: Client, seed: Seed) -> None:
+        for url in (*PAGES, f"/app/customers/{seed.ids['priya']}", "/app/customers/1"):
+            response = await client.get(url)
+            assert response.headers["content-security-policy"].startswith(CSP_DEV + ";"), url
+            assert (
+                "script-src 'self' https://cdn.shopify.com/shopifycloud/app-bridge.js"
+                in (response.headers["content-security-policy"])
+            )
+            assert response.headers["cache-control"] == "no-store"
+            assert "x-frame-options" not in response.headers
+            assert not re.search(r"\son[a-z]+\s*=", response.text), url
+            assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", response.text), url
+            assert '<html lang="en">' in response.text
+            assert '<main id="main"' in response.text
+
+    async def test_dev_page_token_works_with_the_json_api(self, client: Client, seed: Seed) -> None:
+        page = await get_page(client, "/app/settings")
+        token = re.search(r'<meta name="tierline-dev-token" content="([^"]+)">', page)
+        assert token is not None
+        assert 'app-bridge.js"></script>' not in page  # outside the admin: no App Bridge
+        headers = {"Authorization": f"Bearer {token.group(1)}"}
+        assert (await client.get("/api/settings", headers=headers)).status_code == 200
+        bad = await client.put(
+            "/api/settings",
+            headers=headers,
+            json={"tierThresholds": {"platinum": "1", "gold": "2", "silver": "x"}},
+        )
+        assert bad.status_code == 422
+        assert {e["field"] for e in bad.json()["errors"]} == {"tierThresholds.silver"}
+
+    async def test_static_files_and_root_redirect(self, client: Client) -> None:
+        script = await client.get("/app/static/app.js")
+        assert script.status_code == 200
+        assert "javascript" in script.headers["content-type"]
+        assert (await client.get("/app/static/app.css")).status_code == 200
+        root = await client.get("/", params={"shop": SHOP, "host": "abc"}, follow_redirects=False)
+        assert root.status_code == 302
+        assert root.headers["location"] == f"/app?shop={SHOP}&host=abc"
+
+
+# --- production: session tokens only --------------------------------------------------------------
+
+
+@pytest.fixture
+async def production(database_url: str) -> AsyncIterator[Client]:
+    settings = make_settings(database_url, TIERLINE_ENV="production", TIERLINE_DEV_SHOP=SHOP)
+    async with AsyncTestClient(app=create_app(settings), base_url="https://tierline.example") as client:
+        yield client
+
+
+class TestProduction:
+    async def test_no_token_is_401_without_a_dev_fallback(self, production: Client) -> None:
+        for url in (*PAGES, "/app/customers/1"):
+            response = await production.get(url)
+            assert response.status_code == 401, url
+            assert "tierline-dev-token" not in response.text
+            assert response.headers["content-security-policy"].startswith("frame-ancestors 'none';")
+
+    async def test_invalid_tokens_are_401(self, production: Client) -> None:
+        expired = session_token(expires_in=-60)
+        for token in ("garbage", session_token(secret="another-secret-0123456789abcdef"), expired):
+            response = await production.get("/app", params={"id_token": token})
+            assert response.status_code == 401
+            assert "tierline-dev-token" not in response.text
+
+    async def test_valid_token_renders_the_embedded_page(
+        self, production: Client, sessionmaker: Sessionmaker, settings: Settings, seed: Seed
+    ) -> None:
+        response = await production.get(
+            "/app", params={"id_token": session_token(), "shop": SHOP, "host": "aG9zdA"}
+        )
+        assert response.status_code == 200, response.text
+        page = response.text
+        assert response.headers["content-security-policy"].startswith(CSP_DEV + ";")
+        assert f'<meta name="shopify-api-key" content="{API_KEY}">' in page
+        assert '<script src="https://cdn.shopify.com/shopifycloud/app-bridge.js"></script>' in page
+        assert "tierline-dev-token" not in page
+        assert table(page, "customers")[0][0] == "Priya Sharma"
+        # Links keep the embedded context (App Bridge adds a fresh id_token on navigation).
+        assert link(page, "Settings") == f"/app/settings?shop={SHOP}&host=aG9zdA"
+
+    async def test_missing_token_inside_the_admin_gets_the_bounce_page(self, production: Client) -> None:
+        response = await production.get("/app/settings", params={"shop": SHOP, "host": "aG9zdA"})
+        assert response.status_code == 401
+        assert 'id="bounce"' in response.text
+        assert "app-bridge.js" in response.text
+        assert response.headers["content-security-policy"].startswith(CSP_DEV + ";")
+
+    async def test_token_of_another_shop_than_named_is_401(self, production: Client) -> None:
+        response = await production.get("/app", params={"id_token": session_token(OTHER_SHOP), "shop": SHOP})
+        assert response.status_code == 401
+
+    async def test_uninstalled_shop_is_401(
+        self, production: Client, sessionmaker: Sessionmaker, seed: Seed
+    ) -> None:
+        await set_shop(sessionmaker, uninstalled_at=datetime.now(UTC))
+        response = await production.get("/app", params={"id_token": session_token()})
+        assert response.status_code == 401
+
+    async def test_dev_tokens_are_never_minted_in_production(self, database_url: str) -> None:
+        settings = make_settings(database_url, TIERLINE_ENV="production")
+        with pytest.raises(RuntimeError, match="never issued in production"):
+            dev_session_token(settings)
+
+
+async def test_unseen_shop_renders_empty_pages(client: Client) -> None:
+    for url in PAGES:
+        await get_page(client, url)
+    page = await get_page(client, "/app")
+    assert table(page, "customers") == [["No customers yet: they appear as Shopify sends orders."]]
