@@ -7,6 +7,7 @@ A bounded hypothesis run fuzzes the payload models with arbitrary JSON.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
@@ -163,7 +164,5 @@ class TestPayloadFuzz:
         for topic in ("orders/create", "customers/update", "refunds/create", "returns/request"):
             route = build_router().get(topic)
             assert route is not None
-            try:
+            with contextlib.suppress(ValidationError):
                 route.parse(body)
-            except ValidationError:
-                pass

@@ -107,7 +107,9 @@ async def proxy(database_url: str) -> AsyncIterator[Proxy]:
 async def test_503_while_down_nothing_acknowledged_lost(
     database_url: str, proxy: Proxy, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
-    proxied = make_url(database_url).set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    proxied = (
+        make_url(database_url).set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    )
     settings = make_settings(proxied, TIERLINE_INTAKE_TIMEOUT="1.5")
     app = create_app(settings)
     acknowledged: list[int] = []
