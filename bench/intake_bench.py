@@ -475,7 +475,8 @@ def main() -> None:
     log(
         f"  worker: {settled:,} deliveries settled in {drain_seconds:.2f} s: {per_second:,.0f} deliveries/s "
         f"({net:,.0f}/s without start-up); statuses {after}; "
-        f"peak RSS {worker_hwm / 1024:.0f} MiB (VmHWM), {drained.maxrss_kb / 1024:.0f} MiB (ru_maxrss)"
+        f"peak RSS {worker_hwm / 1024:.0f} MiB (VmHWM; ru_maxrss {drained.maxrss_kb / 1024:.0f} MiB "
+        "also counts the pre-exec copy of this process)"
     )
     if applied != settled:
         log(f"  WARNING: {settled - applied} deliveries were not processed (see the statuses above)")

@@ -48,7 +48,7 @@ def _group(digits: str, indian: bool) -> str:
         return digits
     head, tail = digits[:-3], digits[-3:]
     size = 2 if indian else 3
-    parts = []
+    parts: list[str] = []
     while head:
         parts.insert(0, head[-size:])
         head = head[:-size]
@@ -83,14 +83,14 @@ class Display:
     def local(self, moment: datetime) -> datetime:
         return moment.astimezone(self.zone)
 
-    def datetime(self, moment: datetime | None) -> str:
+    def when(self, moment: datetime | None) -> str:
         """``1 Mar 2026, 17:30 IST`` in the shop's time zone."""
         if moment is None:
             return "—"
         local = self.local(moment)
         return f"{local.day} {local:%b %Y, %H:%M} {local.tzname() or self.zone_name}"
 
-    def date(self, moment: datetime | date | None) -> str:
+    def day(self, moment: datetime | date | None) -> str:
         """``1 Mar 2026`` (a datetime is first moved to the shop's time zone)."""
         if moment is None:
             return "—"

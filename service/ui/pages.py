@@ -17,7 +17,7 @@ from litestar import Controller, Request, Router, get
 from litestar.datastructures import CacheControlHeader
 from litestar.di import NamedDependency, Provide
 from litestar.exceptions import HTTPException
-from litestar.params import FromPath, QueryParameter
+from litestar.params import FromPath, FromQuery, QueryParameter
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Redirect, Template
 from litestar.static_files import create_static_files_router
@@ -122,11 +122,11 @@ def affinity_tables(affinity: customer_views.Affinity) -> list[tuple[str, Affini
 
 
 def render(
-    name: str, page: PageContext, *, title: str, section: str, status_code: int = 200, **context: Any
+    template: str, page: PageContext, *, title: str, section: str, status_code: int = 200, **context: Any
 ) -> Template:
     fmt = Display.for_shop(page.shop.currency, page.shop.iana_timezone)
     return Template(
-        template_name=name,
+        template_name=template,
         context={
             "page": page,
             "fmt": fmt,
@@ -200,7 +200,7 @@ class PageController(Controller):
         page: NamedDependency[PageContext],
         tier: Annotated[str | None, QueryParameter(max_length=100)] = None,
         search: Annotated[str | None, QueryParameter(max_length=customer_views.MAX_SEARCH_LENGTH)] = None,
-        sort: CustomerSort = "ltv",
+        sort: FromQuery[CustomerSort] = "ltv",
         limit: Annotated[int, QueryParameter(ge=1, le=MAX_LIMIT)] = PAGE_SIZE,
         cursor: Annotated[str | None, QueryParameter(max_length=2000)] = None,
     ) -> Template:
@@ -267,7 +267,7 @@ class PageController(Controller):
         self,
         db_session: NamedDependency[AsyncSession],
         page: NamedDependency[PageContext],
-        period: Period = "all",
+        period: FromQuery[Period] = "all",
     ) -> Template:
         now = utc_now()
         settings = await get_shop_settings(db_session, page.shop.id)

@@ -54,7 +54,7 @@ class TestIds:
     @pytest.mark.parametrize(
         ("value", "expected"),
         [
-            ("gid://shopify/Order/820982911946154508", 820982911946154508),
+            ("gid://shopify/Order/7390182734650012345", 7390182734650012345),
             ("gid://shopify/MailingAddress/42?model_name=CustomerAddress", 42),
             ("123", 123),
             (123, 123),

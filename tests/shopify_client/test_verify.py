@@ -31,7 +31,7 @@ SECRET = "current-app-secret-0123456789abcdef"
 PREVIOUS_SECRET = "previous-app-secret-0123456789abcdef"
 API_KEY = "client-id-123"
 SHOP = "acme-test.myshopify.com"
-BODY = b'{"id":820982911946154508,"email":"jon@example.com"}'
+BODY = b'{"id":7390182734650012345,"email":"ravi@example.com"}'
 TIMESTAMP = 1_767_225_600
 
 # Shopify's documented OAuth example (secret "hush"), from the "Verify the installation request"
