@@ -25,7 +25,7 @@ run: $(STAMP)
 ## The whole suite: lint, types, import contracts, tests on SQLite and PostgreSQL.
 test: $(STAMP) lint typecheck
 	@$(BIN)/lint-imports --no-cache
-	@$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q
+	@$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -q
 
 lint: $(STAMP)
 	@$(BIN)/ruff check .

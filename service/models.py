@@ -173,10 +173,9 @@ class Order(SQLModel, table=True):
     #: What started the current RTO: ``tag``, ``return`` or ``api`` (None outside RTO).
     rto_source: str | None = Field(default=None)
     tags: str = Field(default="", sa_type=sa.Text)
-    #: Earliest ``updated_at`` of the current run of snapshots carrying an RTO tag.
-    rto_tag_since: datetime | None = _utc()
-    #: Latest ``updated_at`` of a snapshot seen without an RTO tag.
-    rto_tag_absent_at: datetime | None = _utc()
+    #: ``[[updated_at, tags], ...]`` of every snapshot seen (newest 64), applied or stale: when an
+    #: RTO tag first appeared is derived from this set, whatever order the snapshots arrived in.
+    rto_tag_log: list[list[str]] | None = Field(default=None, sa_type=JSONType)
     #: Latest forward status set through ``PUT /api/orders/{id}/tracking-status``, and when.
     manual_status: str | None = Field(default=None)
     manual_status_at: datetime | None = _utc()

@@ -6,7 +6,7 @@ from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Annotated, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from service.types import TWO_PLACES
@@ -75,8 +75,19 @@ class CustomerStatsRead(Schema):
     tier: Tier
 
 
+def _not_bool(value: object) -> object:
+    # A validator, not StrictInt: Litestar validates bodies with ``strict=False``, which overrides
+    # field-level strictness, and ``true`` would become the id 1.
+    if isinstance(value, bool):
+        raise ValueError("an id must be a number or a string, not a boolean")
+    return value
+
+
+IdInput = Annotated[int | str, BeforeValidator(_not_bool)]
+
+
 class StatsRequest(Schema):
-    customer_ids: list[StrictStr | StrictInt] = Field(
+    customer_ids: list[IdInput] = Field(
         max_length=1000,
         description="Up to 1000 ids: numbers, numeric strings or gid://shopify/Customer/ ids.",
     )
@@ -166,15 +177,6 @@ class ComplianceRequestRead(Schema):
 Rate = Annotated[float, Field(ge=0, le=1, description="A ratio between 0 and 1, rounded to 4 places.")]
 
 
-def _not_bool(value: object) -> object:
-    # A validator, not StrictInt: Litestar validates bodies with ``strict=False``, which overrides
-    # field-level strictness, and ``true`` would become the id 1.
-    if isinstance(value, bool):
-        raise ValueError("an id must be a number or a string, not a boolean")
-    return value
-
-
-IdInput = Annotated[int | str, BeforeValidator(_not_bool)]
 TierReason = Literal["delivered", "rto", "manual", "batch", "thresholds"]
 
 

@@ -214,7 +214,7 @@ async def export_customer(
         if customer
         else None,
         "orders": [
-            _plain(row._mapping, skip={"shop_id", "rto_tag_since", "rto_tag_absent_at", "gateway_key"})
+            _plain(row._mapping, skip={"shop_id", "rto_tag_log", "gateway_key"})
             | {"lineItems": lines_by_order.get(int(row.id), [])}
             for row in order_rows
         ],

@@ -105,3 +105,4 @@ async def delete_customer(session: AsyncSession, shop_id: int, customer_id: int)
     await session.execute(
         sa.delete(customers).where(customers.c.shop_id == shop_id, customers.c.id == customer_id)
     )
+    await stats.forget_if_orderless(session, shop_id, customer_id)

@@ -251,7 +251,12 @@ async def list_deliveries(
     if cursor:
         position = decode_cursor(cursor, "deliveries", filters)
         last_id = position[0]
-        if len(position) != 1 or not isinstance(last_id, int) or isinstance(last_id, bool):
+        if (
+            len(position) != 1
+            or not isinstance(last_id, int)
+            or isinstance(last_id, bool)
+            or not 0 <= last_id <= 2**63 - 1
+        ):
             raise BadRequestError("malformed cursor")
         stmt = stmt.where(deliveries.c.id < last_id)
     rows = (await session.execute(stmt.order_by(deliveries.c.id.desc()).limit(limit + 1))).all()

@@ -27,6 +27,8 @@ from service.models import Order, OrderLine
 from service.types import utc_now
 
 orders = Order.__table__  # type: ignore[attr-defined]
+#: Snapshots remembered per order for RTO tag timing (SPEC §4.2).
+TAG_LOG_LIMIT = 64
 order_lines = OrderLine.__table__  # type: ignore[attr-defined]
 
 #: Columns an upsert overwrites. Derived state (tracking, RTO bookkeeping) is not here.
@@ -51,34 +53,24 @@ _PAYLOAD_COLUMNS = (
     "test",
     "shipping_address",
     "billing_address",
-    "rto_tag_since",
-    "rto_tag_absent_at",
+    "rto_tag_log",
 )
 
 
 @dataclass(frozen=True, slots=True)
 class _Stored:
     customer_id: int | None
-    rto_tag_since: datetime | None
-    rto_tag_absent_at: datetime | None
+    rto_tag_log: list[list[str]] | None
 
 
-def _tag_run(
-    stored: _Stored | None, tagged: bool, at: datetime | None
-) -> tuple[datetime | None, datetime | None]:
-    """Fold one snapshot's RTO tag into (since, absent_at), whatever order snapshots arrive in."""
-    since = stored.rto_tag_since if stored else None
-    absent = stored.rto_tag_absent_at if stored else None
+def _log_tags(log: list[list[str]] | None, tags: str, at: datetime | None) -> list[list[str]] | None:
+    """Add one snapshot's tags to the order's tag log: one entry per ``updated_at``, sorted,
+    the newest ``TAG_LOG_LIMIT`` kept. A set, so arrival order does not matter."""
     if at is None:
-        return since, absent
-    if tagged:
-        if absent is None or at > absent:
-            since = at if since is None else min(since, at)
-    else:
-        absent = at if absent is None else max(absent, at)
-        if since is not None and since <= absent:
-            since = None
-    return since, absent
+        return log
+    entries = {when: seen for when, seen in (log or [])}
+    entries[tracking.log_time(at)] = tags
+    return [[when, seen] for when, seen in sorted(entries.items())[-TAG_LOG_LIMIT:]]
 
 
 async def apply_order(
@@ -93,23 +85,22 @@ async def apply_order(
         await upsert_customer(session, shop_id, snap.customer, rank=RANK_STUB, version_at=snap.updated_at)
     row = (
         await session.execute(
-            sa.select(orders.c.customer_id, orders.c.rto_tag_since, orders.c.rto_tag_absent_at).where(
+            sa.select(orders.c.customer_id, orders.c.rto_tag_log).where(
                 orders.c.shop_id == shop_id, orders.c.id == snap.id
             )
         )
     ).first()
-    stored = _Stored(row.customer_id, row.rto_tag_since, row.rto_tag_absent_at) if row else None
-    tagged = tracking.tag_rto_state(snap.tags, settings.rto_tags) is not None
-    since, absent = _tag_run(stored, tagged, snap.updated_at)
-    written = await _upsert(session, shop_id, snap, settings, since, absent)
+    stored = _Stored(row.customer_id, row.rto_tag_log) if row else None
+    tag_log = _log_tags(stored.rto_tag_log if stored else None, snap.tags, snap.updated_at)
+    written = await _upsert(session, shop_id, snap, settings, tag_log)
     if written is None:
         if stored is None:
             return False  # deleted: the tombstone kept the insert out
-        if (since, absent) != (stored.rto_tag_since, stored.rto_tag_absent_at):
+        if tag_log != stored.rto_tag_log:  # a stale snapshot still tells when tags were there
             await session.execute(
                 sa.update(orders)
                 .where(orders.c.shop_id == shop_id, orders.c.id == snap.id)
-                .values(rto_tag_since=since, rto_tag_absent_at=absent)
+                .values(rto_tag_log=tag_log)
             )
     else:
         await _replace_lines(session, shop_id, snap, existed=stored is not None)
@@ -152,8 +143,7 @@ async def _upsert(
     shop_id: int,
     snap: OrderSnapshot,
     settings: ShopSettings,
-    since: datetime | None,
-    absent: datetime | None,
+    tag_log: list[list[str]] | None,
 ) -> tracking.TrackedOrder | None:
     values = {
         "shop_id": shop_id,
@@ -178,8 +168,7 @@ async def _upsert(
         "test": snap.test,
         "shipping_address": snap.shipping_address,
         "billing_address": snap.billing_address,
-        "rto_tag_since": since,
-        "rto_tag_absent_at": absent,
+        "rto_tag_log": tag_log,
     }
     row = (await session.execute(_upsert_statement(dialect_of(session)), values)).first()
     return tracking.TrackedOrder.of(row) if row is not None else None

@@ -294,3 +294,18 @@ async def check(
         if progress is not None:
             progress(done)
     return differences
+
+
+async def forget_if_orderless(session: AsyncSession, shop_id: int, customer_id: int) -> None:
+    """Drop a deleted customer's figures row unless orders still name them (the order grid
+    still shows those orders' customer figures)."""
+    has_orders = (
+        sa.select(sa.literal(1))
+        .where(orders.c.shop_id == shop_id, orders.c.customer_id == customer_id)
+        .exists()
+    )
+    await session.execute(
+        sa.delete(customer_stats).where(
+            customer_stats.c.shop_id == shop_id, customer_stats.c.customer_id == customer_id, ~has_orders
+        )
+    )

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -160,6 +160,22 @@ def tag_rto_state(tags: str, rto_tags: Mapping[str, str]) -> str | None:
     return max(states, key=RTO_RANK.__getitem__) if states else None
 
 
+def log_time(moment: datetime) -> str:
+    """A sortable UTC text form of a time, for the order's tag log."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def tag_since(log: list[list[str]] | None, rto_tags: Mapping[str, str]) -> datetime | None:
+    """When the current run of snapshots carrying an RTO tag began, from the order's tag log:
+    the earliest tagged snapshot after the latest untagged one (None if the latest is untagged)."""
+    since: str | None = None
+    for when, tags in sorted(log or [], reverse=True):
+        if tag_rto_state(tags, rto_tags) is None:
+            break
+        since = when
+    return datetime.strptime(since, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC) if since else None
+
+
 def _before(moment: datetime | None, as_of: datetime | None) -> bool:
     return as_of is None or (moment is not None and moment <= as_of)
 
@@ -258,7 +274,7 @@ TRACKED_COLUMNS = (
     orders.c.customer_id,
     orders.c.tags,
     orders.c.updated_at,
-    orders.c.rto_tag_since,
+    orders.c.rto_tag_log,
     orders.c.manual_status,
     orders.c.manual_status_at,
     orders.c.manual_rto_status,
@@ -277,7 +293,7 @@ class TrackedOrder:
     customer_id: int | None
     tags: str
     updated_at: datetime | None
-    rto_tag_since: datetime | None
+    rto_tag_log: list[list[str]] | None
     manual_status: str | None
     manual_status_at: datetime | None
     manual_rto_status: str | None
@@ -326,7 +342,7 @@ async def refresh(
                 fulfillments=fulfillment_facts,
                 returns=return_facts,
                 tag_state=tag_state,
-                tag_since=(row.rto_tag_since or row.updated_at) if tag_state else None,
+                tag_since=(tag_since(row.rto_tag_log, rto_tags) or row.updated_at) if tag_state else None,
                 manual_status=row.manual_status,
                 manual_at=row.manual_status_at,
                 manual_rto_status=row.manual_rto_status,

@@ -43,6 +43,8 @@ class Chart:
     height: int
     bars: list[Bar]
     summary: str
+    #: A line of text drawn at the top left (the month chart's scale).
+    note: str = ""
 
 
 def tier_chart(counts: Mapping[str, int], fmt: Display) -> Chart:
@@ -101,4 +103,5 @@ def month_chart(months: Sequence[MonthTotal], fmt: Display) -> Chart:
         if best is not None and months
         else "No months"
     )
-    return Chart(MONTH_WIDTH, MONTH_HEIGHT, bars, summary)
+    note = f"Highest month: {fmt.money(best.ltv)}" if best is not None and best.ltv > 0 else "No LTV yet"
+    return Chart(MONTH_WIDTH, MONTH_HEIGHT, bars, summary, note)

@@ -94,10 +94,11 @@ async def provide_page(
 AffinityRows = list[tuple[str, int, int, Decimal]]
 
 
-def affinity_tables(affinity: customer_views.Affinity) -> list[tuple[str, AffinityRows]]:
-    """The four affinity lists as (caption, rows of label, quantity, orders, spend)."""
+def affinity_tables(affinity: customer_views.Affinity) -> list[tuple[str, str, AffinityRows]]:
+    """The four affinity lists as (table id, caption, rows of label, quantity, orders, spend)."""
     return [
         (
+            "top-products",
             "Top products",
             [
                 (p.title or f"Product {p.product_id}", p.quantity, p.orders, p.spend)
@@ -105,6 +106,7 @@ def affinity_tables(affinity: customer_views.Affinity) -> list[tuple[str, Affini
             ],
         ),
         (
+            "top-variants",
             "Top variants",
             [
                 (
@@ -116,8 +118,16 @@ def affinity_tables(affinity: customer_views.Affinity) -> list[tuple[str, Affini
                 for v in affinity.top_variants
             ],
         ),
-        ("Top option values", [(o.value, o.quantity, o.orders, o.spend) for o in affinity.top_option_values]),
-        ("Top vendors", [(v.value, v.quantity, v.orders, v.spend) for v in affinity.top_vendors]),
+        (
+            "top-option-values",
+            "Top option values",
+            [(o.value, o.quantity, o.orders, o.spend) for o in affinity.top_option_values],
+        ),
+        (
+            "top-vendors",
+            "Top vendors",
+            [(v.value, v.quantity, v.orders, v.spend) for v in affinity.top_vendors],
+        ),
     ]
 
 

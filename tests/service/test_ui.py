@@ -279,9 +279,9 @@ class TestCustomer:
         assert re.search(r'<dd id="stat-ltv">₹60,000.00</dd>', page)
         assert re.search(r'<dd id="stat-orders">1</dd>', page)
         assert 'Tier of record: <span class="tier tier-platinum">Platinum</span>' in page
-        history = table(page, "table-0")
+        history = table(page, "tier-history")
         assert [(r[1], r[2], r[3], r[4]) for r in history] == [("—", "Platinum", "₹60,000.00", "delivered")]
-        assert ["Cotton Kurta", "1", "1", "₹60,000.00"] in table(page, "table-1")
+        assert ["Cotton Kurta", "1", "1", "₹60,000.00"] in table(page, "top-products")
         (recent,) = table(page, "recent-orders")
         assert recent[2:5] == ["₹60,000.00", "Prepaid", "delivered"]
         assert "12 MG Road" in page

@@ -43,6 +43,8 @@ from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
 from service.config import Settings
+from service.domain.settings import DEFAULT_RTO_TAGS
+from service.domain.tracking import tag_since
 from tests.factories import address, at, customer_payload, iso, line_item, order_payload
 from tests.webhooks import helpers
 from tests.webhooks.helpers import Delivery, Sessionmaker
@@ -321,15 +323,6 @@ class TestRtoTagHistory:
         )
         return Delivery.of("orders/updated", payload)
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason=(
-            "BUG: service/domain/orders.py _tag_run folds snapshots into (rto_tag_since, "
-            "rto_tag_absent_at) and forgets tagged versions it has already folded: applied as "
-            "t=10, 7, 3, 5 (or 7, 3, 5, 10) rto_tag_since ends None (or t=10) instead of t=7, so "
-            "the in_transit at t=8 is not mapped and the order is rto_initiated, not rto_in_transit"
-        ),
-    )
     async def test_every_permutation_gives_the_chronological_state(
         self, sessionmaker: Sessionmaker, settings: Settings
     ) -> None:
@@ -342,7 +335,8 @@ class TestRtoTagHistory:
             shop = f"perm-{token}.myshopify.com"
             await helpers.apply(sessionmaker, settings, [versions[t] for t in times], shop=shop)
             row = (await helpers.orders(sessionmaker, shop=shop))[self.ORDER_ID]
-            outcomes[times] = (row["tracking_status"], row["rto_source"], row["rto_tag_since"])
+            since = tag_since(row["rto_tag_log"], DEFAULT_RTO_TAGS)
+            outcomes[times] = (row["tracking_status"], row["rto_source"], since)
 
         chronological = outcomes[(3, 5, 7, 10)]
         assert chronological == ("rto_in_transit", "tag", at(7))
