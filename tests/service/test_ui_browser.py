@@ -30,8 +30,9 @@ import pytest
 from selenium import webdriver
 from selenium.common.exceptions import NoAlertPresentException
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
-from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.remote.command import Command
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -250,6 +251,12 @@ def wait(driver: WebDriver, condition: Any, message: str) -> Any:
     return WebDriverWait(driver, WAIT, poll_frequency=0.1).until(condition, message)
 
 
+def browser_log(driver: WebDriver) -> list[dict[str, Any]]:
+    """Chromium's console entries since the last call (``get_log``, typed)."""
+    entries: list[dict[str, Any]] = driver.execute(Command.GET_LOG, {"type": "browser"})["value"]
+    return entries
+
+
 def open_page(driver: WebDriver, url: str, heading: str) -> None:
     driver.get(url)
     assert driver.find_element(By.TAG_NAME, "h1").text.startswith(heading)
@@ -258,7 +265,7 @@ def open_page(driver: WebDriver, url: str, heading: str) -> None:
     wait(driver, lambda d: d.execute_script("return document.readyState") == "complete", "page load")
     problems = [
         entry["message"]
-        for entry in driver.get_log("browser")
+        for entry in browser_log(driver)
         if entry["level"] == "SEVERE" and "the server responded with a status of 4" not in entry["message"]
     ]
     assert not problems, problems
