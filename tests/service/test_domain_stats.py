@@ -39,14 +39,6 @@ pytestmark = pytest.mark.anyio
 Client = AsyncTestClient[Litestar]
 URL = "/api/stats/customers"
 
-BOOL_ID_BUG = pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: service/schemas.py StatsRequest.customer_ids (list[str | int]) lets pydantic coerce JSON "
-        "true to 1 before service/api/ids.parse_id's bool check runs: true is read as customer 1, not 422"
-    ),
-)
-
 Tracking = Literal[
     "none", "unshipped_fulfillment", "in_transit", "delivered", "rto_tag", "rto_return", "customer_return"
 ]
@@ -386,7 +378,7 @@ class TestStatsApi:
             "gid://shopify/Customer/abc",
             str(2**63),
             2**63,
-            pytest.param(True, marks=BOOL_ID_BUG, id="true"),
+            pytest.param(True, id="true"),
             pytest.param(1.5, id="1.5"),
             pytest.param(None, id="null"),
             pytest.param({"id": 1}, id="object"),

@@ -518,17 +518,6 @@ class TestTagRunRegression:
     """A deterministic permutation that the random one rarely reaches: the RTO tag is on, off, on
     again (two snapshots), with a carrier movement between the two tagged snapshots."""
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason=(
-            "BUG: service/domain/orders.py _tag_run folds snapshots into (rto_tag_since, rto_tag_absent_at) "
-            "in an order-dependent way: tagged@10, untagged@20, tagged@30, tagged@40 applied as "
-            "20,10,30,40 keeps since=30, applied as 10,30,40,20 clears since (the untagged snapshot "
-            "erases the later tagged run) and tracking.refresh falls back to updated_at=40, so an "
-            "in_transit event at 35 maps to rto_in_transit in one order and not in the other "
-            "(SPEC §3: any permutation of the same deliveries yields the same final state)"
-        ),
-    )
     async def test_tag_on_off_on_in_any_order(self, sessionmaker: Sessionmaker, settings: Settings) -> None:
         plan = OrderPlan(
             0, CUSTOMER_BASE, Decimal("500.00"), None, False, False, "cod", "tag", "", "RTO", False
