@@ -100,8 +100,11 @@ ORDER_COLUMNS = (
     "tags",
     "rto_tag_since",
     "rto_tag_absent_at",
+    "rto_tag_log",
     "manual_status",
     "manual_status_at",
+    "manual_rto_status",
+    "manual_rto_at",
     "test",
     "shipping_address",
     "billing_address",
@@ -141,6 +144,21 @@ def iso(ts: float) -> str:
     """A UTC timestamp for COPY text format."""
     t = time.gmtime(ts)
     return f"{t[0]:04d}-{t[1]:02d}-{t[2]:02d} {t[3]:02d}:{t[4]:02d}:{t[5]:02d}+00"
+
+
+def log_time(ts: float) -> str:
+    """The order tag log's time format (service.domain.tracking.log_time)."""
+    t = time.gmtime(ts)
+    return f"{t[0]:04d}-{t[1]:02d}-{t[2]:02d}T{t[3]:02d}:{t[4]:02d}:{t[5]:02d}.000000Z"
+
+
+def table_columns(conn: psycopg.Connection, table: str) -> set[str]:
+    rows = conn.execute(
+        "SELECT column_name FROM information_schema.columns"
+        " WHERE table_schema = 'public' AND table_name = %s",
+        (table,),
+    ).fetchall()
+    return {str(r[0]) for r in rows}
 
 
 def rupees(paise: int) -> str:
@@ -311,8 +329,14 @@ def copy_orders(
     log(f"  {order_count:,} orders placed over {len(set(buyers)):,} buyers; writing ...")
 
     counts = {"cod": 0, "cancelled": 0, "test": 0, "rto": 0, "zero_total": 0, "lines": 0, "guest": 0}
+    # The schema moves on: write the columns the table has (its other columns take their defaults).
+    existing = table_columns(order_conn, "orders")
+    present = [i for i, c in enumerate(ORDER_COLUMNS) if c in existing]
+    skipped = [c for c in ORDER_COLUMNS if c not in existing]
+    if skipped:
+        log(f"  (orders has no column {', '.join(skipped)}: not written)")
     order_stmt = sql.SQL("COPY orders ({}) FROM STDIN").format(
-        sql.SQL(", ").join(sql.Identifier(c) for c in ORDER_COLUMNS)
+        sql.SQL(", ").join(sql.Identifier(ORDER_COLUMNS[i]) for i in present)
     )
     line_stmt = sql.SQL("COPY order_lines ({}) FROM STDIN").format(
         sql.SQL(", ").join(sql.Identifier(c) for c in LINE_COLUMNS)
@@ -409,17 +433,47 @@ def copy_orders(
             else:
                 counts["guest"] += 1
                 customer_id, email, address = NULL, f"guest{n}@example.com", addresses[n % len(addresses)]
-            order_rows.append(
-                f"{shop_id}\t{order_id}\t#{1001 + n}\t{customer_id}\t{email}\t{NULL}\t"
-                f"{iso(created)}\t{iso(updated)}\t"
-                f"{iso(created)}\t{iso(cancelled_at) if cancelled_at else NULL}\t{financial}\t"
-                f"{'fulfilled' if tracking else NULL}\tINR\t{rupees(total)}\t{rupees(original)}\t"
-                f'{"cod" if cod else "prepaid"}\t["{gateway}"]\t|{gateway.lower()}|\t{tracking or NULL}\t'
-                f"{iso(delivered_at) if delivered_at else NULL}\t{rto_source}\t{', '.join(tags)}\t"
-                f"{iso(rto_since) if rto_since else NULL}\t{iso(rto_absent) if rto_absent else NULL}\t"
-                f"{NULL}\t{NULL}\t"
-                f"{'t' if test else 'f'}\t{address}\t{address}\n"
+            tag_text = ", ".join(tags)
+            if rto_since is not None:
+                untagged = ", ".join(t for t in tags if t != "rto")
+                tag_log = f'[["{log_time(created)}","{untagged}"],["{log_time(rto_since)}","{tag_text}"]]'
+            else:
+                tag_log = f'[["{log_time(created)}","{tag_text}"]]'
+            values = (
+                str(shop_id),
+                str(order_id),
+                f"#{1001 + n}",
+                customer_id,
+                email,
+                NULL,
+                iso(created),
+                iso(updated),
+                iso(created),
+                iso(cancelled_at) if cancelled_at else NULL,
+                financial,
+                "fulfilled" if tracking else NULL,
+                "INR",
+                rupees(total),
+                rupees(original),
+                "cod" if cod else "prepaid",
+                f'["{gateway}"]',
+                f"|{gateway.lower()}|",
+                tracking or NULL,
+                iso(delivered_at) if delivered_at else NULL,
+                rto_source,
+                tag_text,
+                iso(rto_since) if rto_since else NULL,
+                iso(rto_absent) if rto_absent else NULL,
+                tag_log,
+                NULL,
+                NULL,
+                NULL,
+                NULL,
+                "t" if test else "f",
+                address,
+                address,
             )
+            order_rows.append("\t".join([values[i] for i in present]) + "\n")
             if len(order_rows) >= CHUNK_ORDERS:
                 order_copy.write("".join(order_rows))
                 line_copy.write("".join(line_rows))

@@ -10,7 +10,7 @@ import json
 import logging
 import sys
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TextIO
 
 #: ``extra`` keys that may appear on a log line. Anything else is dropped.
 ALLOWED_EXTRA = frozenset(
@@ -69,15 +69,25 @@ class ConsoleFormatter(logging.Formatter):
         return line
 
 
-def configure_logging(*, production: bool, fmt: str = "auto", level: int = logging.INFO) -> None:
-    """Install one stderr handler on the root logger (idempotent)."""
+#: Libraries whose debug output carries SQL parameters or payloads: never below WARNING.
+QUIET_LIBRARIES = ("sqlalchemy", "aiosqlite", "psycopg", "alembic", "httpx", "httpcore", "uvicorn.access")
+
+
+def configure_logging(
+    *, production: bool, fmt: str = "auto", level: int = logging.INFO, stream: TextIO | None = None
+) -> None:
+    """Install one handler (stderr by default) on the root logger (idempotent).
+
+    Libraries that would log SQL parameters or bodies at debug level stay at WARNING, whatever
+    ``level`` is, so personal data cannot reach a log line through them.
+    """
     use_json = fmt == "json" or (fmt == "auto" and production)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if use_json else ConsoleFormatter())
     root = logging.getLogger()
     for existing in list(root.handlers):
         root.removeHandler(existing)
     root.addHandler(handler)
     root.setLevel(level)
-    for noisy in ("uvicorn.access", "sqlalchemy.engine", "httpx", "alembic"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    for library in QUIET_LIBRARIES:
+        logging.getLogger(library).setLevel(logging.WARNING)

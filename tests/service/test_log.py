@@ -29,23 +29,19 @@ SECRET_NAME = "Zebediah"
 
 @pytest.fixture
 def captured() -> Iterator[io.StringIO]:
-    """Every log record of the process, formatted both as JSON and as console lines."""
+    """Every log line of the process under the project's own logging setup at DEBUG level,
+    formatted both as JSON (production) and as console lines (development)."""
     stream = io.StringIO()
-    json_handler = logging.StreamHandler(stream)
-    json_handler.setFormatter(JsonFormatter())
+    configure_logging(production=True, level=logging.DEBUG, stream=stream)
     console_handler = logging.StreamHandler(stream)
     console_handler.setFormatter(ConsoleFormatter())
     root = logging.getLogger()
-    previous_level = root.level
-    root.setLevel(logging.DEBUG)
-    root.addHandler(json_handler)
     root.addHandler(console_handler)
     try:
         yield stream
     finally:
-        root.removeHandler(json_handler)
         root.removeHandler(console_handler)
-        root.setLevel(previous_level)
+        configure_logging(production=False)
 
 
 class TestFormatters:

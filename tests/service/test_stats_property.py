@@ -71,6 +71,7 @@ SCENARIOS: dict[str, str | None] = {
     "partially_delivered": "in_transit",
     "cancelled_beside_delivered": "delivered",
     "tag": "?",
+    "tag_toggled": "?",
     "return_requested": "rto_initiated",
     "return_approved": "rto_initiated",
     "return_moving": "rto_in_transit",
@@ -105,6 +106,10 @@ class OrderPlan:
     moving: str
     tag: str
     deleted: bool
+    #: ``tag_toggled``: whether each snapshot (at 0, 10, 20, 30, 40 min) carries the RTO tag, and
+    #: the minute of an in_transit carrier event (odd tens: never at a snapshot's instant).
+    toggles: tuple[bool, ...] = (True,)
+    movement_at: int = 35
 
     @property
     def order_id(self) -> int:
@@ -124,6 +129,18 @@ class OrderPlan:
             return self.moving
         if self.scenario == "tag":
             return RTO_TAGS[self.tag]
+        if self.scenario == "tag_toggled":
+            if not self.toggles[-1]:
+                return "in_transit"  # the tag is gone: forward status (confirmed, then the event)
+            # RTO began with the first snapshot of the last run of tagged snapshots; the carrier
+            # movement maps into the RTO sequence only if it came after that.
+            run = len(self.toggles) - 1
+            while run > 0 and self.toggles[run - 1]:
+                run -= 1
+            state = RTO_TAGS[self.tag]
+            if self.movement_at > 10 * run and state == "rto_initiated":
+                return "rto_in_transit"
+            return state
         return SCENARIOS[self.scenario]
 
     @property
@@ -147,23 +164,36 @@ class Shop:
 # --- deliveries of one order --------------------------------------------------------------------
 
 
-def order_version(plan: OrderPlan, version: int) -> dict[str, Any]:
-    """Version 0 is the order as created; version 1 (at +50 min) follows a refund."""
-    final = version == 1 or plan.refunded is None
+def snapshots(plan: OrderPlan) -> list[tuple[int, bool]]:
+    """(minute, carries the RTO tag) of each order snapshot; a refund adds one at +50 min."""
+    if plan.scenario == "tag_toggled":
+        times = [(10 * i, tagged) for i, tagged in enumerate(plan.toggles)]
+    else:
+        times = [(0, plan.scenario == "tag")]
+    if plan.refunded is not None:
+        times.append((50, times[-1][1]))
+    return times
+
+
+def order_version(plan: OrderPlan, minute: int, tagged: bool) -> dict[str, Any]:
+    """The order as of ``minute``; the last snapshot carries the cancellation, the one at +50
+    min follows a refund (lower ``current_total_price``)."""
+    final = minute == snapshots(plan)[-1][0]
+    refunded = minute == 50
     payload = order_payload(
         plan.order_id,
         customer_id=plan.customer_id,
         total=f"{plan.total:.2f}",
-        current_total=f"{plan.total_amount if version == 1 else plan.total:.2f}",
+        current_total=f"{plan.total_amount if refunded else plan.total:.2f}",
         created=at(plan.t0),
-        updated=at(plan.t0 + 50 * version),
+        updated=at(plan.t0 + minute),
         gateways=[plan.gateway],
-        tags="vip, " + plan.tag if plan.scenario == "tag" else "vip",
+        tags="vip, " + plan.tag if tagged else "vip",
         test=plan.test,
-        financial_status="partially_refunded" if version == 1 else "paid",
+        financial_status="partially_refunded" if refunded else "paid",
     )
     if plan.cancelled and final:
-        payload["cancelled_at"] = iso(at(plan.t0 + 50 * version))
+        payload["cancelled_at"] = iso(at(plan.t0 + minute))
     return payload
 
 
@@ -196,9 +226,16 @@ def return_step(plan: OrderPlan, topic: str, minutes: int) -> Event:
 
 def order_events(plan: OrderPlan) -> list[Event]:
     t0 = plan.t0
-    out = [Event(f"o{plan.order_id}-0", "orders/create", order_version(plan, 0), at(t0))]
+    out = [
+        Event(
+            f"o{plan.order_id}-{minute}",
+            "orders/create" if minute == 0 else "orders/updated",
+            order_version(plan, minute, tagged),
+            at(t0 + minute),
+        )
+        for minute, tagged in snapshots(plan)
+    ]
     if plan.refunded is not None:
-        out.append(Event(f"o{plan.order_id}-1", "orders/updated", order_version(plan, 1), at(t0 + 50)))
         refund = refund_payload(
             plan.order_id * 10 + 8, plan.order_id, amount=f"{plan.refunded:.2f}", created=at(t0 + 49)
         )
@@ -229,6 +266,11 @@ def order_events(plan: OrderPlan) -> list[Event]:
         ]
     elif s == "tag":
         out.append(fulfillment_version(plan, 0, "confirmed", 1))  # no movement: the tag's state stays
+    elif s == "tag_toggled":
+        out += [
+            fulfillment_version(plan, 0, "confirmed", 1),
+            carrier_event(plan, 0, "in_transit", plan.movement_at),
+        ]
     elif s == "return_requested":
         out += [*shipped_in_transit, return_step(plan, "returns/request", 10)]
     elif s == "return_approved":
@@ -295,6 +337,8 @@ def order_plans(draw: st.DrawFn, n: int, customers: list[int], scenario: str) ->
         moving=draw(st.sampled_from(MOVING), label=f"order {n} moving"),
         tag=draw(st.sampled_from(sorted(RTO_TAGS)), label=f"order {n} tag"),
         deleted=draw(st.integers(min_value=0, max_value=9).map(lambda k: k == 0), label=f"order {n} deleted"),
+        toggles=tuple(draw(st.lists(st.booleans(), min_size=1, max_size=5), label=f"order {n} tag toggles")),
+        movement_at=draw(st.sampled_from([5, 15, 25, 35, 45]), label=f"order {n} movement"),
     )
 
 
@@ -334,6 +378,8 @@ def covering_shop() -> Shop:
             moving=MOVING[n % len(MOVING)],
             tag=sorted(RTO_TAGS)[n % len(RTO_TAGS)],
             deleted=n == 9,
+            toggles=(True, False, True, True),
+            movement_at=35,
         )
         for n, scenario in enumerate(sorted(SCENARIOS))
     ]
@@ -452,7 +498,7 @@ def describe(shop: Shop) -> None:
         note(
             f"order {p.n}: customer {p.customer_id - CUSTOMER_BASE} total {p.total} refunded {p.refunded} "
             f"cancelled={p.cancelled} test={p.test} {p.gateway} {p.scenario}/{p.moving}/{p.tag} "
-            f"deleted={p.deleted}"
+            f"deleted={p.deleted} toggles={p.toggles} movement_at={p.movement_at}"
         )
 
 
