@@ -116,6 +116,7 @@ async def apply_order(
         also_customers=moved,
         rows=[written] if written is not None else None,
         has_facts=True if snap.fulfillments else None,
+        triggers=stored is not None,  # never on order creation (SPEC §4.3)
     )
     return written is not None
 
@@ -234,6 +235,7 @@ async def refresh_orders(
     manual: bool = False,
     rows: list[tracking.TrackedOrder] | None = None,
     has_facts: bool | None = None,
+    triggers: bool = True,
 ) -> list[tracking.StatusChange]:
     """Tracking → customer figures → tier-of-record triggers, for orders whose facts changed.
 
@@ -248,7 +250,7 @@ async def refresh_orders(
     left = set(also_customers) - customers
     if left:
         await stats.refresh(session, shop_id, left, settings, may_have_no_orders=True)
-    for change in changes:
+    for change in changes if triggers else ():
         reason = "manual" if manual else trigger_reason(change)
         if reason is not None and change.customer_id is not None:
             await tiers.record(

@@ -67,6 +67,12 @@ _RTO_MOVEMENT = {
 }
 
 
+def known_or_verbatim(status: str) -> str:
+    """A carrier status in tierline's (lower-case) spelling when known, else exactly as sent."""
+    lowered = status.strip().lower()
+    return lowered if lowered in ALL_STATES else status
+
+
 def is_rto(status: str | None) -> bool:
     return status in RTO_RANK
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from service.domain import fulfillments
+from service.domain import fulfillments, tracking
 from service.domain.orders import refresh_orders
 from service.domain.records import FulfillmentEventSnapshot, FulfillmentSnapshot
 from webhooks.payloads import FulfillmentEventPayload, FulfillmentPayload
@@ -36,7 +36,7 @@ async def on_fulfillment_event(ctx: DeliveryContext, payload: FulfillmentEventPa
         id=payload.id,
         fulfillment_id=payload.fulfillment_id,
         order_id=payload.order_id,
-        status=payload.status.lower(),
+        status=tracking.known_or_verbatim(payload.status),
         happened_at=payload.happened_at or payload.created_at or ctx.occurred_at,
         created_at=payload.created_at,
     )
