@@ -67,6 +67,24 @@ async def counts(sessionmaker: async_sessionmaker[AsyncSession]) -> dict[str, in
         return result
 
 
+def start_worker(database_url: str, cwd: Path) -> subprocess.Popen[str]:
+    """A ``tierline worker`` that has started (its signal handlers are installed)."""
+    proc = subprocess.Popen(
+        [*TIERLINE, "worker"],
+        env=worker_env(database_url),
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    deadline = time.monotonic() + 60
+    for line in proc.stderr:  # JSON log lines: wait for the worker's own start event
+        if "worker.started" in line or time.monotonic() > deadline:
+            break
+    return proc
+
+
 def drain(database_url: str, cwd: Path) -> int:
     done = subprocess.run(
         [*TIERLINE, "worker", "--drain"],
@@ -122,21 +140,14 @@ class TestStoppedWorker:
     ) -> None:
         deliveries, _ = order_deliveries(400)
         await enqueue_many(sessionmaker, deliveries)
-        proc = subprocess.Popen(
-            [*TIERLINE, "worker"],
-            env=worker_env(database_url),
-            cwd=tmp_path,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        time.sleep(1.5)
+        proc = start_worker(database_url, tmp_path)
+        time.sleep(0.5)  # let it get into its batches
         started = time.monotonic()
         proc.send_signal(signal.SIGTERM)
-        _, stderr = proc.communicate(timeout=15)
-        assert proc.returncode == 0, stderr[-2000:]
+        _, rest = proc.communicate(timeout=15)
+        assert proc.returncode == 0, rest[-2000:]
         assert time.monotonic() - started < 10
-        assert "worker.stopped" in stderr
+        assert "worker.stopped" in rest
         # Whatever was applied was applied whole: every processed delivery has its order and lines.
         after = await counts(sessionmaker)
         assert after["orders"] == after["processed"]
@@ -144,17 +155,12 @@ class TestStoppedWorker:
         assert after["retried"] == 0
 
     async def test_idle_worker_exits_within_ten_seconds(self, database_url: str, tmp_path: Path) -> None:
-        proc = subprocess.Popen(
-            [*TIERLINE, "worker"],
-            env=worker_env(database_url),
-            cwd=tmp_path,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        time.sleep(1.5)
+        proc = start_worker(database_url, tmp_path)
+        time.sleep(1.0)  # idle: waiting for work
         started = time.monotonic()
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=12) == 0
+        _, rest = proc.communicate(timeout=12)
+        assert proc.returncode == 0, rest[-2000:]
         assert time.monotonic() - started < 10
 
 
