@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_WORKERS ?= 2
 
-.PHONY: run test lint typecheck fmt install clean bench
+.PHONY: run test soak lint typecheck fmt install clean bench
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,12 @@ run: $(STAMP)
 test: $(STAMP) lint typecheck
 	@$(BIN)/lint-imports --no-cache
 	@$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -q
+
+## Longer reliability runs: workers killed 20 times over 5,000 deliveries, the database outage.
+soak: $(STAMP)
+	@TIERLINE_SOAK_ROUNDS=20 TIERLINE_SOAK_DELIVERIES=5000 $(BIN)/python -m pytest -q -p no:cacheprovider \
+		tests/webhooks/test_worker_processes.py::TestKilledWorker tests/webhooks/test_outage.py \
+		tests/webhooks/test_hostile.py
 
 lint: $(STAMP)
 	@$(BIN)/ruff check .

@@ -24,6 +24,9 @@ from tests.webhooks.helpers import DELIVERIES, ORDER_LINES, ORDERS, Delivery, en
 pytestmark = pytest.mark.anyio
 
 TIERLINE = [sys.executable, "-m", "service.cli"]
+#: ``make soak`` raises these: more kills over more deliveries.
+SOAK_ROUNDS = int(os.environ.get("TIERLINE_SOAK_ROUNDS", "3"))
+SOAK_DELIVERIES = int(os.environ.get("TIERLINE_SOAK_DELIVERIES", "600"))
 
 
 def worker_env(database_url: str, **extra: str) -> dict[str, str]:
@@ -105,11 +108,11 @@ class TestKilledWorker:
     async def test_sigkill_at_random_points_loses_nothing_and_applies_nothing_twice(
         self, database_url: str, sessionmaker: async_sessionmaker[AsyncSession], tmp_path: Path
     ) -> None:
-        deliveries, lines = order_deliveries(600)
+        deliveries, lines = order_deliveries(SOAK_DELIVERIES)
         await enqueue_many(sessionmaker, deliveries)
         rng = random.Random(7)
         kills = 0
-        for _ in range(3):
+        for _ in range(SOAK_ROUNDS):
             proc = subprocess.Popen(
                 [*TIERLINE, "worker"],
                 env=worker_env(database_url),
@@ -126,9 +129,9 @@ class TestKilledWorker:
         drain(database_url, tmp_path)
         after = await counts(sessionmaker)
         assert after == {
-            "orders": 600,
+            "orders": SOAK_DELIVERIES,
             "lines": lines,
-            "processed": 600,
+            "processed": SOAK_DELIVERIES,
             "retried": 0,  # a killed batch rolls back whole: nothing half-applied, nothing retried
             "not_processed": 0,
         }
