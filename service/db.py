@@ -103,6 +103,17 @@ def insert_ignore(dialect_name: str, table: sa.Table, index_elements: list[str])
     return dialect_insert(dialect_name, table).on_conflict_do_nothing(index_elements=index_elements)
 
 
+def in_ids(dialect_name: str, column: Any, name: str) -> Any:
+    """``column IN (:name)`` for a list of 64-bit ids, as one bind parameter.
+
+    PostgreSQL gets ``column = ANY(:name)`` with an array: one short statement whatever the
+    number of ids, which psycopg can prepare, instead of hundreds of rendered parameters.
+    """
+    if dialect_name == "postgresql":
+        return column == sa.any_(sa.bindparam(name, type_=postgresql.ARRAY(sa.BigInteger())))
+    return column.in_(sa.bindparam(name, expanding=True))
+
+
 def typed_param(dialect_name: str, name: str, type_: Any) -> Any:
     """A bind parameter for a ``SELECT`` list. PostgreSQL cannot infer the type of a bare
     parameter there (it would be text), so it gets an explicit ``CAST``; SQLite needs none."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -10,7 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.db import insert_ignore
+from service.db import dialect_of, insert_ignore
 from service.domain.pagination import decode_cursor, encode_cursor
 from service.errors import BadRequestError
 from service.models import DeliveryStatus, WebhookDelivery
@@ -47,28 +48,47 @@ class ClaimedDelivery:
     body: bytes
 
 
+_STORE_COLUMNS = (
+    "webhook_id",
+    "event_id",
+    "topic",
+    "shop_id",
+    "shop_domain",
+    "api_version",
+    "triggered_at",
+    "received_at",
+    "body",
+    "status",
+    "attempts",
+    "next_attempt_at",
+)
+
+
+@functools.cache
+def _store_statement(dialect: str) -> Any:
+    """``INSERT … ON CONFLICT (webhook_id) DO NOTHING RETURNING id``, built once per dialect."""
+    values = {c: sa.bindparam(c, type_=deliveries.c[c].type) for c in _STORE_COLUMNS}
+    return insert_ignore(dialect, deliveries, ["webhook_id"]).values(values).returning(deliveries.c.id)
+
+
 async def store_delivery(session: AsyncSession, new: NewDelivery) -> bool:
     """Insert a delivery unless its webhook id is known. True when a row was created."""
     now = utc_now()
-    stmt = (
-        insert_ignore(session.get_bind().dialect.name, deliveries, ["webhook_id"])
-        .values(
-            webhook_id=new.webhook_id,
-            event_id=new.event_id,
-            topic=new.topic,
-            shop_id=new.shop_id,
-            shop_domain=new.shop_domain,
-            api_version=new.api_version,
-            triggered_at=new.triggered_at,
-            received_at=now,
-            body=new.body,
-            status=DeliveryStatus.PENDING,
-            attempts=0,
-            next_attempt_at=now,
-        )
-        .returning(deliveries.c.id)
-    )
-    return (await session.execute(stmt)).first() is not None
+    params = {
+        "webhook_id": new.webhook_id,
+        "event_id": new.event_id,
+        "topic": new.topic,
+        "shop_id": new.shop_id,
+        "shop_domain": new.shop_domain,
+        "api_version": new.api_version,
+        "triggered_at": new.triggered_at,
+        "received_at": now,
+        "body": new.body,
+        "status": DeliveryStatus.PENDING,
+        "attempts": 0,
+        "next_attempt_at": now,
+    }
+    return (await session.execute(_store_statement(dialect_of(session)), params)).first() is not None
 
 
 async def claim_batch(session: AsyncSession, limit: int) -> list[ClaimedDelivery]:

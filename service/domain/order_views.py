@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -11,6 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service.db import dialect_of, in_ids
 from service.domain import keyset, stats
 from service.domain.pagination import decode_cursor, encode_cursor
 from service.domain.settings import ShopSettings
@@ -41,6 +43,9 @@ ORDER_COLUMNS = (
     orders.c.tags,
     orders.c.test,
 )
+
+
+_ORDER_FIELDS = tuple(column.name for column in ORDER_COLUMNS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,11 +80,18 @@ async def enrich_rows(
     figures = await stats.read(session, shop_id, customer_ids, settings) if customer_ids else {}
     return [
         EnrichedOrder(
-            **{k: v for k, v in row._mapping.items()},
+            **dict(zip(_ORDER_FIELDS, row, strict=True)),
             customer=figures.get(int(row.customer_id)) if row.customer_id is not None else None,
         )
         for row in rows
     ]
+
+
+@functools.cache
+def _enrich_statement(dialect: str) -> Any:
+    return sa.select(*ORDER_COLUMNS).where(
+        orders.c.shop_id == sa.bindparam("shop_id"), in_ids(dialect, orders.c.id, "ids")
+    )
 
 
 async def enriched_orders(
@@ -89,11 +101,8 @@ async def enriched_orders(
     wanted = list(dict.fromkeys(order_ids))
     if not wanted:
         return []
-    rows = (
-        await session.execute(
-            sa.select(*ORDER_COLUMNS).where(orders.c.shop_id == shop_id, orders.c.id.in_(wanted))
-        )
-    ).all()
+    statement = _enrich_statement(dialect_of(session))
+    rows = (await session.execute(statement, {"shop_id": shop_id, "ids": wanted})).all()
     by_id = {int(r.id): r for r in rows}
     ordered = [by_id[i] for i in wanted if i in by_id]
     return await enrich_rows(session, shop_id, ordered, settings)

@@ -17,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.db import dialect_insert, dialect_of, insert_ignore
+from service.db import dialect_insert, dialect_of, in_ids, insert_ignore
 from service.domain.settings import ShopSettings
 from service.domain.tiers import customer_id_ranges, tier_for
 from service.domain.tracking import RTO_STATES
@@ -193,6 +193,19 @@ async def refresh_shop(
     return done
 
 
+@functools.cache
+def _read_statement(dialect: str) -> Any:
+    return sa.select(
+        customer_stats.c.customer_id,
+        customer_stats.c.ltv,
+        customer_stats.c.order_count,
+        customer_stats.c.rto_count,
+    ).where(
+        customer_stats.c.shop_id == sa.bindparam("shop_id"),
+        in_ids(dialect, customer_stats.c.customer_id, "ids"),
+    )
+
+
 async def read(
     session: AsyncSession, shop_id: int, customer_ids: Sequence[int], settings: ShopSettings
 ) -> dict[int, Stats]:
@@ -202,23 +215,13 @@ async def read(
     """
     found: dict[int, Stats] = {}
     ids = sorted(set(customer_ids))
+    statement = _read_statement(dialect_of(session))
+    thresholds = settings.tier_thresholds
     for start in range(0, len(ids), 1000):
-        rows = await session.execute(
-            sa.select(
-                customer_stats.c.customer_id,
-                customer_stats.c.ltv,
-                customer_stats.c.order_count,
-                customer_stats.c.rto_count,
-            ).where(
-                customer_stats.c.shop_id == shop_id,
-                customer_stats.c.customer_id.in_(ids[start : start + 1000]),
-            )
-        )
+        rows = await session.execute(statement, {"shop_id": shop_id, "ids": ids[start : start + 1000]})
         for cid, ltv, order_count, rto_count in rows:
-            found[int(cid)] = Stats(
-                ltv, int(order_count), int(rto_count), tier_for(ltv, settings.tier_thresholds)
-            )
-    zero = Stats(ZERO, 0, 0, tier_for(ZERO, settings.tier_thresholds))
+            found[int(cid)] = Stats(ltv, int(order_count), int(rto_count), tier_for(ltv, thresholds))
+    zero = Stats(ZERO, 0, 0, tier_for(ZERO, thresholds))
     return {cid: found.get(cid, zero) for cid in ids}
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from service.config import Settings
-from tests.factories import OTHER_SHOP, address, customer_payload, line_item, next_id, order_payload
+from tests.factories import OTHER_SHOP, address, customer_payload, iso, line_item, next_id, order_payload
 from tests.service.api_helpers import (
     Client,
     Json,
@@ -771,24 +771,28 @@ class TestProfile:
                 gateways=COD,
                 lines=[line(p1, v3, "Kurta", "Red / L", "Weavers Co", 1, "1500.00")],
             ),
-            order(
+            # Triggers fire on changes, never on creation (SPEC §4.3): O3 is tagged RTO by an
+            # update, O6 is delivered by its fulfillment.
+            o3 := order(
                 o["o3"],
                 cid,
                 "800.00",
                 t["o3"],
                 gateways=COD,
-                tags="rto",
                 lines=[line(p2, v2, "Scarf", "Blue", "Silk House", 1, "800.00")],
+            ),
+            Delivery.of(
+                "orders/updated",
+                json.loads(o3.body) | {"tags": "rto", "updated_at": iso(t["o3"] + timedelta(hours=1))},
             ),
             order(
                 o["o6"],
                 cid,
                 "1000.00",
                 t["o6"],
-                fulfillment_status="fulfilled",
-                fulfillments=[delivered_fulfillment(o["o6"], t["o6"])],
                 lines=[line(p3, v4, "Cap", "Default Title", "Capco", 2, "500.00")],
             ),
+            Delivery.of("fulfillments/create", delivered_fulfillment(o["o6"], t["o6"] + timedelta(hours=1))),
             order(
                 o["o4"],
                 cid,
