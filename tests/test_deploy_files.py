@@ -1,0 +1,92 @@
+"""fly.toml, the Dockerfile and the CLI agree (no Docker engine runs here: this is what can be
+checked without building the image)."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import tomllib
+from pathlib import Path
+
+import pytest
+import typer.main
+
+from service.app import create_app
+from service.cli import app as cli_app
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def fly() -> dict[str, object]:
+    return tomllib.loads((ROOT / "fly.toml").read_text())
+
+
+@pytest.fixture(scope="module")
+def dockerfile() -> str:
+    return (ROOT / "Dockerfile").read_text()
+
+
+def cli_commands() -> set[str]:
+    group = typer.main.get_group(cli_app)
+    return set(group.commands)
+
+
+def assert_is_tierline_command(command: str) -> None:
+    words = shlex.split(command)
+    assert words[0] == "tierline", command
+    assert words[1] in cli_commands(), command
+
+
+class TestFlyToml:
+    def test_processes_and_release_command_are_tierline_commands(self, fly: dict[str, object]) -> None:
+        processes = fly["processes"]
+        assert isinstance(processes, dict)
+        assert set(processes) == {"app", "worker"}
+        for command in processes.values():
+            assert_is_tierline_command(command)
+        deploy = fly["deploy"]
+        assert isinstance(deploy, dict)
+        assert deploy["release_command"] == "tierline migrate"
+
+    def test_http_service_port_and_check_match_the_app(self, fly: dict[str, object], dockerfile: str) -> None:
+        service = fly["http_service"]
+        env = fly["env"]
+        assert isinstance(service, dict)
+        assert isinstance(env, dict)
+        port = int(service["internal_port"])
+        assert int(env["PORT"]) == port
+        assert f"EXPOSE {port}" in dockerfile
+        assert re.search(rf"PORT={port}\b", dockerfile)
+        paths = {check["path"] for check in service["checks"]}
+        assert paths == {"/health"}
+        routes = {route.path for route in create_app().routes}
+        assert paths <= routes
+        assert service["processes"] == ["app"]
+
+    def test_web_machines_leave_deliveries_to_the_worker_process(self, fly: dict[str, object]) -> None:
+        env = fly["env"]
+        assert isinstance(env, dict)
+        assert env["TIERLINE_WORKER"] == "off"
+        assert env["TIERLINE_ENV"] == "production"
+
+
+class TestDockerfile:
+    def test_multi_stage_non_root_without_dev_dependencies(self, dockerfile: str) -> None:
+        stages = re.findall(r"^FROM\s+\S+(?:\s+AS\s+(\w+))?", dockerfile, re.MULTILINE)
+        assert len(stages) >= 2
+        assert re.search(r"^USER\s+(?!root)\w+", dockerfile, re.MULTILINE)
+        assert "pip install ." in dockerfile
+        assert "[dev]" not in dockerfile
+
+    def test_default_command_is_tierline_serve(self, dockerfile: str) -> None:
+        match = re.search(r"^CMD\s+(\[.*\])", dockerfile, re.MULTILINE)
+        assert match is not None
+        command = " ".join(tomllib.loads(f"c = {match.group(1)}")["c"])
+        assert command == "tierline serve"
+        assert_is_tierline_command(command)
+
+    def test_dockerignore_keeps_local_state_out(self) -> None:
+        ignored = (ROOT / ".dockerignore").read_text().split()
+        for entry in (".git", ".venv", "data", "tests", "*.db"):
+            assert entry in ignored
