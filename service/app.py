@@ -28,7 +28,7 @@ from service.api.stats import customer_stats, recalculate
 from service.config import Settings
 from service.db import make_engine, make_sessionmaker
 from service.errors import exception_handlers
-from service.metrics import record_settled
+from service.metrics import record_settled, timing_middleware
 from service.runtime import Runtime
 from service.ui.pages import PageController, app_root, static_files_router, template_config
 from webhooks.handlers import build_router
@@ -122,6 +122,7 @@ def create_app(
             path="/schema",
             render_plugins=[ScalarRenderPlugin()],
         ),
+        middleware=[timing_middleware],
         logging_config=None,
         debug=False,
     )

@@ -54,12 +54,17 @@ async def ready(runtime: NamedDependency[Runtime]) -> Response[ReadyRead]:
     )
 
 
-@get(
-    "/metrics",
-    summary="Prometheus metrics",
-    tags=["operations"],
-    include_in_schema=False,
-    sync_to_thread=False,
-)
-def metrics() -> Response[bytes]:
+@get("/metrics", summary="Prometheus metrics", tags=["operations"], include_in_schema=False)
+async def metrics(runtime: NamedDependency[Runtime]) -> Response[bytes]:
+    """Counters and histograms of this process, and the inbox gauges read from the database."""
+    try:
+        async with (
+            asyncio.timeout(READY_TIMEOUT_SECONDS),
+            session_scope(runtime.sessionmaker, readonly=True) as session,
+        ):
+            pending, oldest = await inbox.backlog(session)
+        INBOX_BACKLOG.set(pending)
+        INBOX_OLDEST_PENDING_SECONDS.set((utc_now() - oldest).total_seconds() if oldest is not None else 0.0)
+    except (TimeoutError, sa.exc.SQLAlchemyError, OSError) as exc:
+        logger.warning("metrics.backlog_unavailable", extra={"error": type(exc).__name__})
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

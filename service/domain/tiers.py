@@ -10,6 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service.metrics import TIER_CHANGES
 from service.models import CustomerStats, TierChange
 from service.types import Money, utc_now
 
@@ -99,6 +100,7 @@ async def record(
             at=utc_now(),
         )
     )
+    TIER_CHANGES.labels(reason=reason).inc()
     return TierMove(customer_id, current, live, ltv)
 
 
@@ -184,6 +186,8 @@ async def recalculate(
         if moved:
             await session.execute(sa.update(customer_stats).where(moving).values(tier_of_record=live))
         result.updated += len(moved)
+        if moved:
+            TIER_CHANGES.labels(reason=reason).inc(len(moved))
         for cid, before, after, ltv in sorted(moved, key=lambda r: int(r[0])):
             if len(result.changes) < MAX_REPORTED_CHANGES:
                 result.changes.append(TierMove(int(cid), before, after, ltv))
