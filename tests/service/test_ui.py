@@ -178,14 +178,9 @@ async def seed(sessionmaker: Sessionmaker, settings: Settings) -> Seed:
             customer(ids["arjun"], "Arjun", "Mehta"),
             customer(ids["ravi"], "Ravi", "Kumar"),
             customer(ids["xss"], XSS, "Evil"),
-            order(
-                delivered,
-                ids["priya"],
-                "60000.00",
-                t_priya,
-                fulfillment_status="fulfilled",
-                fulfillments=[delivered_fulfillment(delivered, t_priya)],
-            ),
+            # Delivered by its fulfillment after creation (tier triggers never fire on creation).
+            order(delivered, ids["priya"], "60000.00", t_priya, fulfillment_status="fulfilled"),
+            Delivery.of("fulfillments/create", delivered_fulfillment(delivered, t_priya)),
             order(next_id(), ids["arjun"], "30000.00", evening),
             order(next_id(), ids["ravi"], "12000.00", t_ravi, gateways=COD),
             order(next_id(), ids["ravi"], "800.00", t_rto, gateways=COD, tags="rto"),
