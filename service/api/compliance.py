@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from litestar import Controller, get
 from litestar.di import NamedDependency
-from litestar.params import Parameter
+from litestar.params import FromPath, Parameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.api.ids import path_id
@@ -49,7 +49,7 @@ class ComplianceController(Controller):
         self,
         db_session: NamedDependency[AsyncSession],
         shop: NamedDependency[AuthenticatedShop],
-        request_id: str,
+        request_id: FromPath[str],
     ) -> ComplianceRequestRead:
         row = await compliance.get_request(db_session, shop.id, path_id(request_id, "ComplianceRequest"))
         if row is None:

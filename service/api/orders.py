@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from litestar import Controller, get, post, put
 from litestar.di import NamedDependency
-from litestar.params import JSONBody, QueryParameter
+from litestar.params import FromPath, JSONBody, QueryParameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.api.ids import body_ids, parse_id, path_id
@@ -122,8 +122,8 @@ class OrderController(Controller):
         self,
         db_session: NamedDependency[AsyncSession],
         shop: NamedDependency[AuthenticatedShop],
-        order_id: str,
-        data: TrackingStatusUpdate,
+        order_id: FromPath[str],
+        data: JSONBody[TrackingStatusUpdate],
     ) -> OrderRead:
         numeric = path_id(order_id, "Order")
         settings = await get_shop_settings(db_session, shop.id)

@@ -6,6 +6,7 @@ from typing import Any
 
 from litestar import Controller, get, put
 from litestar.di import NamedDependency
+from litestar.params import JSONBody
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.domain.api_keys import AuthenticatedShop
@@ -42,7 +43,7 @@ class SettingsController(Controller):
         self,
         db_session: NamedDependency[AsyncSession],
         shop: NamedDependency[AuthenticatedShop],
-        data: dict[str, Any],
+        data: JSONBody[dict[str, Any]],
     ) -> SettingsRead:
         settings, _ = await update_settings(db_session, shop.id, data)
         return settings_read(settings)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from litestar import post
 from litestar.di import NamedDependency
+from litestar.params import JSONBody
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.api.ids import body_ids
@@ -37,7 +38,9 @@ def stats_read(figures: stats.Stats) -> CustomerStatsRead:
     status_code=200,
 )
 async def customer_stats(
-    db_session: NamedDependency[AsyncSession], shop: NamedDependency[AuthenticatedShop], data: StatsRequest
+    db_session: NamedDependency[AsyncSession],
+    shop: NamedDependency[AuthenticatedShop],
+    data: JSONBody[StatsRequest],
 ) -> StatsResponse:
     ids = body_ids(data.customer_ids, "Customer", "customerIds")
     settings = await get_shop_settings(db_session, shop.id)
