@@ -353,11 +353,6 @@ def snapshot(obj: Mapping[str, Any]) -> Snapshot | None:
     return None
 
 
-def line_item_nodes(obj: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    """The line items an order node already carries (for paging through the rest)."""
-    return _children(obj, "lineItems", "LineItem")
-
-
 def merge_line_items(obj: Mapping[str, Any], more: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """A copy of an order node whose ``lineItems`` also holds ``more`` (later pages)."""
     merged = dict(obj)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -97,26 +95,5 @@ async def mark_uninstalled(session: AsyncSession, shop_id: int) -> None:
             refresh_token_enc=None,
             token_expires_at=None,
             refresh_token_expires_at=None,
-        )
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class ShopProfile:
-    name: str | None
-    currency: str | None
-    iana_timezone: str | None
-    shopify_id: int | None
-
-
-async def update_profile(session: AsyncSession, shop_id: int, profile: ShopProfile) -> None:
-    await session.execute(
-        sa.update(shops)
-        .where(shops.c.id == shop_id)
-        .values(
-            name=profile.name,
-            currency=profile.currency,
-            iana_timezone=profile.iana_timezone,
-            shopify_id=profile.shopify_id,
         )
     )

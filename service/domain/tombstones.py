@@ -30,17 +30,6 @@ def exists_clause(shop_id: Any, resource: str, resource_id: Any) -> Any:
     )
 
 
-async def is_deleted(session: AsyncSession, shop_id: int, resource: str, resource_id: int) -> bool:
-    found = await session.scalar(
-        sa.select(sa.literal(1)).where(
-            tombstones.c.shop_id == shop_id,
-            tombstones.c.resource == resource,
-            tombstones.c.resource_id == resource_id,
-        )
-    )
-    return found is not None
-
-
 async def bury(session: AsyncSession, shop_id: int, resource: str, resource_id: int) -> None:
     await session.execute(
         insert_ignore(dialect_of(session), tombstones, ["shop_id", "resource", "resource_id"]).values(
