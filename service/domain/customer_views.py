@@ -270,14 +270,7 @@ async def list_customers(
             people.c.last_name,
             customer_stats.c.last_order_at,
         )
-        .select_from(
-            customer_stats.join(
-                people,
-                sa.and_(
-                    people.c.shop_id == customer_stats.c.shop_id, people.c.id == customer_stats.c.customer_id
-                ),
-            )
-        )
+        .select_from(stats.with_customer_records(people))
         .where(customer_stats.c.shop_id == shop_id, people.c.shop_id == shop_id)
     )
     if tiers:

@@ -158,15 +158,7 @@ def _ranking(shop_id: int, settings: ShopSettings, window: Window, limit: int) -
                 customer_stats.c.ltv.label("period_ltv"),
                 customer_stats.c.order_count.label("period_orders"),
             )
-            .select_from(
-                customer_stats.join(
-                    customers,
-                    sa.and_(
-                        customers.c.shop_id == customer_stats.c.shop_id,
-                        customers.c.id == customer_stats.c.customer_id,
-                    ),
-                )
-            )
+            .select_from(stats.with_customer_records(customers))
             .where(customer_stats.c.shop_id == shop_id, customer_stats.c.ltv > sa.literal(ZERO, Money()))
             .order_by(customer_stats.c.ltv.desc(), customer_stats.c.customer_id.desc())
             .limit(limit)
@@ -309,15 +301,7 @@ async def overview(session: AsyncSession, shop_id: int, settings: ShopSettings, 
                 count(customer_stats.c.order_count >= 2).label("repeat_buyers"),
                 count(customer_stats.c.last_order_at <= now - timedelta(days=AT_RISK_DAYS)).label("at_risk"),
             )
-            .select_from(
-                customer_stats.join(
-                    customers,
-                    sa.and_(
-                        customers.c.shop_id == customer_stats.c.shop_id,
-                        customers.c.id == customer_stats.c.customer_id,
-                    ),
-                )
-            )
+            .select_from(stats.with_customer_records(customers))
             .where(customer_stats.c.shop_id == shop_id)
             .group_by(tier)
         )
@@ -338,10 +322,7 @@ async def overview(session: AsyncSession, shop_id: int, settings: ShopSettings, 
                 count(cod).label("cod"),
                 count(stats.cod_rto(settings)).label("cod_rto"),
                 count(ok).label("eligible"),
-                sa.func.coalesce(
-                    sa.func.sum(sa.case((ok, orders.c.total_amount), else_=sa.literal(ZERO, Money()))),
-                    sa.literal(ZERO, Money()),
-                ).label("revenue"),
+                stats.eligible_total(settings).label("revenue"),
             ).where(orders.c.shop_id == shop_id, stats.counts_test(settings))
         )
     ).one()
@@ -363,15 +344,7 @@ async def tier_counts(session: AsyncSession, shop_id: int, settings: ShopSetting
     rows = (
         await session.execute(
             sa.select(tier.label("tier"), sa.func.count().label("customers"))
-            .select_from(
-                customer_stats.join(
-                    customers,
-                    sa.and_(
-                        customers.c.shop_id == customer_stats.c.shop_id,
-                        customers.c.id == customer_stats.c.customer_id,
-                    ),
-                )
-            )
+            .select_from(stats.with_customer_records(customers))
             .where(customer_stats.c.shop_id == shop_id)
             .group_by(tier)
         )

@@ -66,13 +66,28 @@ def cod_rto(settings: ShopSettings) -> Any:
     )
 
 
+def eligible_total(settings: ShopSettings) -> Any:
+    """SQL aggregate: the sum of ``total_amount`` over eligible orders (LTV), zero when none."""
+    return sa.func.coalesce(
+        sa.func.sum(sa.case((eligible(settings), orders.c.total_amount), else_=sa.literal(ZERO, Money()))),
+        sa.literal(ZERO, Money()),
+    )
+
+
+def with_customer_records(customers: Any) -> Any:
+    """``customer_stats`` joined to the customer records (figures of customers that exist)."""
+    return customer_stats.join(
+        customers,
+        sa.and_(
+            customers.c.shop_id == customer_stats.c.shop_id, customers.c.id == customer_stats.c.customer_id
+        ),
+    )
+
+
 def aggregate_columns(settings: ShopSettings) -> list[Any]:
     ok = eligible(settings)
     return [
-        sa.func.coalesce(
-            sa.func.sum(sa.case((ok, orders.c.total_amount), else_=sa.literal(ZERO, Money()))),
-            sa.literal(ZERO, Money()),
-        ).label("ltv"),
+        eligible_total(settings).label("ltv"),
         sa.func.coalesce(sa.func.sum(sa.case((ok, 1), else_=0)), 0).label("order_count"),
         sa.func.coalesce(sa.func.sum(sa.case((cod_rto(settings), 1), else_=0)), 0).label("rto_count"),
         sa.func.max(sa.case((orders.c.test.is_(False), orders.c.created_at))).label("last_order_at"),

@@ -18,7 +18,7 @@ from litestar.testing import AsyncTestClient
 from service.config import Settings
 from service.db import session_scope
 from service.domain.api_keys import create_api_key
-from tests.factories import SHOP, iso, next_id
+from tests.factories import SHOP, iso, next_id, order_payload
 from tests.webhooks import helpers
 from tests.webhooks.helpers import Delivery, Sessionmaker
 
@@ -133,3 +133,23 @@ def delivered_fulfillment(order_id: int, at: datetime) -> dict[str, Any]:
         "created_at": iso(at),
         "updated_at": iso(at),
     }
+
+
+COD = ["Cash on Delivery (COD)"]
+PREPAID = ["razorpay"]
+
+
+def order(
+    oid: int,
+    cid: int | None,
+    total: str,
+    created: datetime,
+    *,
+    gateways: list[str] | None = None,
+    **overrides: Any,
+) -> Delivery:
+    """An ``orders/create`` delivery (prepaid unless ``gateways`` says otherwise)."""
+    payload = order_payload(
+        oid, customer_id=cid, total=total, created=created, gateways=gateways or PREPAID, **overrides
+    )
+    return Delivery.of("orders/create", payload)

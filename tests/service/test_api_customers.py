@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -16,8 +16,9 @@ import pytest
 import sqlalchemy as sa
 
 from service.config import Settings
-from tests.factories import OTHER_SHOP, address, customer_payload, iso, line_item, next_id, order_payload
+from tests.factories import OTHER_SHOP, address, customer_payload, iso, line_item, next_id
 from tests.service.api_helpers import (
+    COD,
     Client,
     Json,
     all_pages,
@@ -28,6 +29,7 @@ from tests.service.api_helpers import (
     get_json,
     new_api_key,
     now,
+    order,
     parse_time,
     refund_payload,
     send,
@@ -39,8 +41,6 @@ from tests.webhooks.helpers import Delivery, Sessionmaker
 pytestmark = pytest.mark.anyio
 
 URL = "/api/customers"
-COD = ["Cash on Delivery (COD)"]
-PREPAID = ["razorpay"]
 SUMMARY_FIELDS = {
     "id",
     "email",
@@ -87,21 +87,6 @@ def customer(cid: int, first: str | None, last: str | None, **overrides: Any) ->
     return Delivery.of(
         "customers/create", customer_payload(cid, first_name=first, last_name=last, **overrides)
     )
-
-
-def order(
-    oid: int,
-    cid: int | None,
-    total: str,
-    created: datetime,
-    *,
-    gateways: list[str] | None = None,
-    **overrides: Any,
-) -> Delivery:
-    payload = order_payload(
-        oid, customer_id=cid, total=total, created=created, gateways=gateways or PREPAID, **overrides
-    )
-    return Delivery.of("orders/create", payload)
 
 
 def ids(items: list[Json]) -> list[str]:

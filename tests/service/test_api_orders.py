@@ -15,6 +15,8 @@ from service.app import create_app
 from service.config import Settings
 from tests.factories import OTHER_SHOP, customer_payload, next_id, order_payload
 from tests.service.api_helpers import (
+    COD,
+    PREPAID,
     PROBLEM_JSON,
     Client,
     Json,
@@ -26,6 +28,7 @@ from tests.service.api_helpers import (
     get_json,
     new_api_key,
     now,
+    order,
 )
 from tests.service.api_helpers import send as send_deliveries
 from tests.webhooks.helpers import Delivery, Sessionmaker
@@ -34,8 +37,6 @@ pytestmark = pytest.mark.anyio
 
 URL = "/api/orders"
 ENRICH = "/api/orders/enrich"
-COD = ["Cash on Delivery (COD)"]
-PREPAID = ["razorpay"]
 ORDER_FIELDS = {
     "id",
     "name",
@@ -61,21 +62,6 @@ ORDER_FIELDS = {
     "customerRtoCount",
     "customerTier",
 }
-
-
-def order(
-    oid: int,
-    cid: int | None,
-    total: str,
-    created: Any,
-    *,
-    gateways: list[str] | None = None,
-    **overrides: Any,
-) -> Delivery:
-    payload = order_payload(
-        oid, customer_id=cid, total=total, created=created, gateways=gateways or PREPAID, **overrides
-    )
-    return Delivery.of("orders/create", payload)
 
 
 def in_transit(order_id: int, at: Any) -> dict[str, Any]:

@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 from service.config import Settings
-from tests.factories import OTHER_SHOP, customer_payload, line_item, next_id, order_payload
+from tests.factories import OTHER_SHOP, customer_payload, line_item, next_id
 from tests.service.api_helpers import (
+    COD,
     Client,
     Json,
     assert_problem,
@@ -23,6 +24,7 @@ from tests.service.api_helpers import (
     get_json,
     new_api_key,
     now,
+    order,
     parse_time,
     send,
     zulu,
@@ -34,8 +36,6 @@ pytestmark = pytest.mark.anyio
 
 TOP = "/api/reports/top-customers"
 OVERVIEW = "/api/reports/overview"
-COD = ["Cash on Delivery (COD)"]
-PREPAID = ["razorpay"]
 THRESHOLDS = {"tierThresholds": {"platinum": "5000.00", "gold": "4000.00", "silver": "3000.00"}}
 TOP_FIELDS = {
     "id",
@@ -56,21 +56,6 @@ def customer(cid: int, first: str) -> Delivery:
         "customers/create",
         customer_payload(cid, first_name=first, last_name="Test", email=f"{first.lower()}@x.io"),
     )
-
-
-def order(
-    oid: int,
-    cid: int | None,
-    total: str,
-    created: datetime,
-    *,
-    gateways: list[str] | None = None,
-    **overrides: Any,
-) -> Delivery:
-    payload = order_payload(
-        oid, customer_id=cid, total=total, created=created, gateways=gateways or PREPAID, **overrides
-    )
-    return Delivery.of("orders/create", payload)
 
 
 def product_line(product: int, title: str, quantity: int, price: str) -> dict[str, Any]:
