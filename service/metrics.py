@@ -24,6 +24,10 @@ PROCESSING_SECONDS = Histogram(
     "Time to apply one delivery inside the worker.",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
+BATCH_FALLBACKS = Counter(
+    "tierline_worker_batch_fallbacks_total",
+    "Batches rolled back and applied again one savepoint per delivery, because a delivery raised.",
+)
 INBOX_BACKLOG = Gauge("tierline_inbox_backlog", "Pending deliveries in the inbox.")
 INBOX_OLDEST_PENDING_SECONDS = Gauge(
     "tierline_inbox_oldest_pending_seconds", "Age of the oldest pending delivery."

@@ -10,6 +10,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service.domain.deferred import DeferredFigures
 from service.domain.settings import ShopSettings, get_shop_settings
 
 P = TypeVar("P", bound=BaseModel)
@@ -28,6 +29,9 @@ class DeliveryContext:
     #: ``X-Shopify-Triggered-At``, else the time tierline received the delivery.
     occurred_at: datetime
     _settings_cache: dict[int, ShopSettings] = field(default_factory=dict)
+    #: Set when the worker applies a whole batch at once: figures and tier triggers go here and
+    #: are settled before the batch commits (only handlers of ``batchable`` routes see it).
+    deferred: DeferredFigures | None = None
 
     async def shop_settings(self) -> ShopSettings:
         cached = self._settings_cache.get(self.shop_id)
@@ -44,6 +48,9 @@ Handler = Callable[[DeliveryContext, P], Awaitable[None]]
 class Route(Generic[P]):
     model: type[P]
     handler: Handler[P]
+    #: The handler leaves figures and tier triggers to ``ctx.deferred`` when it is set, and its
+    #: writes commute with work still owed by earlier deliveries of the batch.
+    batchable: bool = False
 
     def parse(self, body: bytes) -> P:
         """Validate a raw body against the topic's payload model (raises ValidationError)."""
@@ -57,12 +64,14 @@ class TopicRouter:
     def __init__(self) -> None:
         self._routes: dict[str, Route[Any]] = {}
 
-    def register(self, *topics: str, model: type[P]) -> Callable[[Handler[P]], Handler[P]]:
+    def register(
+        self, *topics: str, model: type[P], batchable: bool = False
+    ) -> Callable[[Handler[P]], Handler[P]]:
         def decorator(handler: Handler[P]) -> Handler[P]:
             for topic in topics:
                 if topic in self._routes:
                     raise ValueError(f"topic {topic} registered twice")
-                self._routes[topic] = Route(model, handler)
+                self._routes[topic] = Route(model, handler, batchable)
             return handler
 
         return decorator

@@ -1,9 +1,14 @@
 """The inbox worker: claim pending deliveries, apply each atomically, settle, retry, prune.
 
-A batch is one transaction. Each delivery runs inside a savepoint together with the change of
-its status, so a handler that raises leaves no partial writes; a worker killed at any instant
-rolls the whole batch back and every delivery in it is claimed again later. Nothing is applied
-twice because "processed" commits together with the effect.
+A batch is one transaction, and "processed" commits together with the effects, so nothing is
+applied twice; a worker killed at any instant rolls the whole batch back and every delivery in
+it is claimed again later.
+
+A batch is first applied whole: no savepoints, and the customers' figures and tier triggers left
+to one set-based settlement before the commit (:mod:`service.domain.deferred`). If any delivery
+raises, that attempt is rolled back and the batch is claimed again and applied one savepoint per
+delivery, effects at once, so the delivery that raised is retried alone and leaves no partial
+writes while the others apply.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -23,7 +28,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from service.config import Settings
 from service.db import session_scope
 from service.domain import inbox
+from service.domain.deferred import DeferredFigures
 from service.domain.settings import ShopSettings
+from service.metrics import BATCH_FALLBACKS
 from service.models import DeliveryStatus
 from service.types import utc_now
 from webhooks.router import DeliveryContext, TopicRouter
@@ -40,6 +47,21 @@ SQLITE_MAX_BATCH = 10
 
 class PermanentDeliveryError(Exception):
     """A delivery that can never apply as it is (bad payload): marked ``failed``, not retried."""
+
+
+class _BatchFailed(Exception):
+    """A handler raised while a batch was applied without savepoints (``__cause__`` says what)."""
+
+
+async def _guarded(work: Awaitable[object]) -> None:
+    """Await ``work`` in a batched attempt: a lost connection propagates as it is (the batch is
+    abandoned and claimed again later); any other exception becomes ``_BatchFailed``."""
+    try:
+        await work
+    except (sa.exc.OperationalError, sa.exc.InterfaceError):
+        raise
+    except Exception as exc:
+        raise _BatchFailed from exc
 
 
 def describe_validation_error(exc: ValidationError) -> str:
@@ -115,15 +137,35 @@ class InboxWorker:
         return result
 
     async def _run_batch(self) -> BatchResult:
+        gate = self._write_gate or contextlib.nullcontext()
+        async with gate:
+            try:
+                return await self._attempt(batched=True)
+            except _BatchFailed as failed:
+                # Something in the batch raised: it was rolled back whole. Claim again, one
+                # savepoint per delivery, so the culprit is retried alone and the rest applies.
+                BATCH_FALLBACKS.inc()
+                logger.info("worker.batch_fallback", extra={"error": type(failed.__cause__).__name__})
+                return await self._attempt(batched=False)
+
+    async def _attempt(self, *, batched: bool) -> BatchResult:
+        """One transaction over one claimed batch.
+
+        ``batched``: no savepoints, and figures and tier triggers are left to a
+        :class:`DeferredFigures` settled once before the commit; any exception other than a lost
+        connection raises ``_BatchFailed`` (after the rollback). Otherwise: each delivery in its
+        own savepoint with its effects applied at once, and a handler's exception schedules a retry
+        of that delivery only.
+        """
         result = BatchResult()
         settings_cache: dict[int, ShopSettings] = {}
-        gate = self._write_gate or contextlib.nullcontext()
-        async with gate, session_scope(self._sessionmaker) as session:
+        deferred = DeferredFigures() if batched else None
+        async with session_scope(self._sessionmaker) as session:
             claimed = await inbox.claim_batch(session, self._batch)
             settled: dict[str, list[int]] = {DeliveryStatus.PROCESSED: [], DeliveryStatus.IGNORED: []}
             for delivery in claimed:
                 started = time.perf_counter()
-                outcome = await self._apply(session, delivery, settings_cache)
+                outcome = await self._apply(session, delivery, settings_cache, deferred)
                 elapsed = time.perf_counter() - started
                 result.durations.append(elapsed)
                 if outcome in settled:
@@ -132,6 +174,8 @@ class InboxWorker:
                 result.settled.append((delivery.topic, outcome, elapsed))
                 if delivery.topic in BATCH_BARRIER_TOPICS:
                     break
+            if deferred:
+                await _guarded(deferred.settle(session))
             for status, ids in settled.items():
                 await inbox.settle(session, ids, status)
         return result
@@ -141,12 +185,17 @@ class InboxWorker:
         session: AsyncSession,
         delivery: inbox.ClaimedDelivery,
         settings_cache: dict[int, ShopSettings],
+        deferred: DeferredFigures | None,
     ) -> str:
         log = {"webhook_id": delivery.webhook_id, "topic": delivery.topic, "shop": delivery.shop_domain}
         route = self._router.get(delivery.topic)
         if route is None:
             logger.info("webhook.ignored", extra=log)
             return DeliveryStatus.IGNORED
+        try:
+            payload = route.parse(delivery.body)  # before any write: a bad payload needs no rollback
+        except ValidationError as exc:
+            return await self._fail(session, delivery, describe_validation_error(exc), log)
         ctx = DeliveryContext(
             session=session,
             delivery_id=delivery.id,
@@ -157,12 +206,17 @@ class InboxWorker:
             occurred_at=delivery.triggered_at or delivery.received_at,
             _settings_cache=settings_cache,
         )
+        if deferred is not None:
+            if route.batchable:
+                ctx.deferred = deferred
+            elif deferred:
+                await _guarded(deferred.settle(session))  # what earlier deliveries owe comes first
+            await _guarded(route.handler(ctx, payload))
+            logger.debug("webhook.processed", extra=log)
+            return DeliveryStatus.PROCESSED
         try:
-            payload = route.parse(delivery.body)  # before any write: a bad payload needs no rollback
             async with session.begin_nested():
                 await route.handler(ctx, payload)
-        except ValidationError as exc:
-            reason = describe_validation_error(exc)
         except (PermanentDeliveryError, sa.exc.DataError) as exc:
             reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:500]}"
         except (sa.exc.OperationalError, sa.exc.InterfaceError):
@@ -175,6 +229,11 @@ class InboxWorker:
         else:
             logger.debug("webhook.processed", extra=log)
             return DeliveryStatus.PROCESSED
+        return await self._fail(session, delivery, reason, log)
+
+    async def _fail(
+        self, session: AsyncSession, delivery: inbox.ClaimedDelivery, reason: str, log: dict[str, str]
+    ) -> str:
         logger.info("webhook.failed", extra=log | {"reason": reason[:200]})
         await inbox.settle(session, [delivery.id], DeliveryStatus.FAILED, reason)
         return DeliveryStatus.FAILED

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.db import dialect_insert, dialect_of, typed_param
 from service.domain import stats, tombstones
+from service.domain.deferred import DeferredFigures
 from service.domain.records import CustomerSnapshot
 from service.models import Customer
 
@@ -72,11 +73,13 @@ async def upsert_customer(
     *,
     rank: int = RANK_CUSTOMER,
     version_at: datetime | None = None,
+    deferred: DeferredFigures | None = None,
 ) -> bool:
     """Insert or update a customer unless deleted or older than what is stored.
 
     ``version_at`` defaults to the snapshot's ``updated_at``; stubs pass the order's ``updated_at``.
-    A written customer gets a figures row (zeros until orders count). Returns True when written.
+    A written customer gets a figures row (zeros until orders count; with ``deferred``, when the
+    batch settles). Returns True when written.
     """
     values = {
         "shop_id": shop_id,
@@ -94,7 +97,9 @@ async def upsert_customer(
         "version_at": version_at if version_at is not None else snap.updated_at,
     }
     written = (await session.execute(_upsert_statement(dialect_of(session)), values)).first() is not None
-    if written:
+    if written and deferred is not None:
+        deferred.need_rows(shop_id, [snap.id])
+    elif written:
         await stats.ensure_rows(session, shop_id, [snap.id])
     return written
 

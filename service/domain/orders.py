@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from service.db import dialect_insert, dialect_of, typed_param
 from service.domain import fulfillments, stats, tiers, tombstones, tracking
 from service.domain.customers import RANK_STUB, upsert_customer
+from service.domain.deferred import DeferredFigures, Trigger
 from service.domain.records import OrderSnapshot
 from service.domain.settings import ShopSettings, gateway_key, payment_method
 from service.errors import NotFoundError, UnprocessableError
@@ -74,15 +75,28 @@ def _log_tags(log: list[list[str]] | None, tags: str, at: datetime | None) -> li
 
 
 async def apply_order(
-    session: AsyncSession, shop_id: int, snap: OrderSnapshot, settings: ShopSettings
+    session: AsyncSession,
+    shop_id: int,
+    snap: OrderSnapshot,
+    settings: ShopSettings,
+    *,
+    deferred: DeferredFigures | None = None,
 ) -> bool:
     """Apply an order snapshot; True when the order row was written.
 
     The embedded customer is applied first as a stub, even when the order is stale or deleted,
-    so that the set of customers does not depend on delivery order.
+    so that the set of customers does not depend on delivery order. With ``deferred``, the
+    customers' figures and tier triggers are left to the batch (:mod:`service.domain.deferred`).
     """
     if snap.customer is not None:
-        await upsert_customer(session, shop_id, snap.customer, rank=RANK_STUB, version_at=snap.updated_at)
+        await upsert_customer(
+            session,
+            shop_id,
+            snap.customer,
+            rank=RANK_STUB,
+            version_at=snap.updated_at,
+            deferred=deferred,
+        )
     row = (
         await session.execute(
             sa.select(orders.c.customer_id, orders.c.rto_tag_log).where(
@@ -117,6 +131,7 @@ async def apply_order(
         rows=[written] if written is not None else None,
         has_facts=True if snap.fulfillments else None,
         triggers=stored is not None,  # never on order creation (SPEC §4.3)
+        deferred=deferred,
     )
     return written is not None
 
@@ -202,7 +217,14 @@ async def _replace_lines(session: AsyncSession, shop_id: int, snap: OrderSnapsho
         )
 
 
-async def delete_order(session: AsyncSession, shop_id: int, order_id: int, settings: ShopSettings) -> None:
+async def delete_order(
+    session: AsyncSession,
+    shop_id: int,
+    order_id: int,
+    settings: ShopSettings,
+    *,
+    deferred: DeferredFigures | None = None,
+) -> None:
     """Tombstone and remove an order and its lines: deleted orders count nowhere."""
     await tombstones.bury(session, shop_id, tombstones.ORDER, order_id)
     customer_id = await session.scalar(
@@ -212,7 +234,11 @@ async def delete_order(session: AsyncSession, shop_id: int, order_id: int, setti
         sa.delete(order_lines).where(order_lines.c.shop_id == shop_id, order_lines.c.order_id == order_id)
     )
     await session.execute(sa.delete(orders).where(orders.c.shop_id == shop_id, orders.c.id == order_id))
-    if customer_id is not None:
+    if customer_id is None:
+        return
+    if deferred is not None:
+        deferred.recompute(shop_id, settings, (), left=[int(customer_id)])
+    else:
         await stats.refresh(session, shop_id, [int(customer_id)], settings, may_have_no_orders=True)
 
 
@@ -236,31 +262,43 @@ async def refresh_orders(
     rows: list[tracking.TrackedOrder] | None = None,
     has_facts: bool | None = None,
     triggers: bool = True,
+    deferred: DeferredFigures | None = None,
 ) -> list[tracking.StatusChange]:
     """Tracking → customer figures → tier-of-record triggers, for orders whose facts changed.
 
     ``also_customers``: customers an order left (their figures are recomputed too). ``rows`` and
-    ``has_facts`` spare queries when the caller already knows them.
+    ``has_facts`` spare queries when the caller already knows them. With ``deferred``, tracking
+    is written now and the figures are left to the batch, unless a tier trigger fires: it
+    settles what the batch owes first, so it sees exactly the figures of one-by-one application.
     """
     changes = await tracking.refresh(
         session, shop_id, order_ids, settings.rto_tags, rows=rows, has_facts=has_facts
     )
     customers = {c.customer_id for c in changes if c.customer_id is not None}
-    await stats.refresh(session, shop_id, customers, settings)
     left = set(also_customers) - customers
+    fired = [
+        Trigger(change.customer_id, change.order_id, reason)
+        for change in (changes if triggers else ())
+        if change.customer_id is not None
+        and (reason := "manual" if manual else trigger_reason(change)) is not None
+    ]
+    if deferred is not None:
+        deferred.recompute(shop_id, settings, customers, left=left, triggers=fired)
+        if fired:  # a trigger reads the figures as they are now: pay what is owed first
+            await deferred.settle(session)
+        return changes
+    await stats.refresh(session, shop_id, customers, settings)
     if left:
         await stats.refresh(session, shop_id, left, settings, may_have_no_orders=True)
-    for change in changes if triggers else ():
-        reason = "manual" if manual else trigger_reason(change)
-        if reason is not None and change.customer_id is not None:
-            await tiers.record(
-                session,
-                shop_id,
-                change.customer_id,
-                settings.tier_thresholds,
-                reason=reason,
-                order_id=change.order_id,
-            )
+    for trigger in fired:
+        await tiers.record(
+            session,
+            shop_id,
+            trigger.customer_id,
+            settings.tier_thresholds,
+            reason=trigger.reason,
+            order_id=trigger.order_id,
+        )
     return changes
 
 

@@ -192,14 +192,17 @@ class TestCrashSafety:
     async def test_a_raising_handler_leaves_no_partial_write_and_is_retried_later(
         self, sessionmaker: Sessionmaker, settings: Settings
     ) -> None:
+        flaky = FlakyHandler(failures=1_000)
         row_id = await helpers.enqueue(sessionmaker, FLAKY_TOPIC, customer_payload(next_id()))
-        await helpers.drain(sessionmaker, settings, router_with())
+        await helpers.drain(sessionmaker, settings, router_with(flaky))
 
         assert await helpers.customers(sessionmaker) == {}
         row = await helpers.delivery(sessionmaker, row_id)
         assert (row["status"], row["attempts"], row["processed_at"]) == ("pending", 1, None)
         assert "RuntimeError" in row["last_error"]
-        assert "flaky handler failure 1" in row["last_error"]
+        # called twice: in the whole-batch attempt, then alone in its savepoint
+        assert flaky.calls == 2
+        assert "flaky handler failure 2" in row["last_error"]
         assert row["next_attempt_at"] > utc_now()
 
     async def test_a_delivery_is_not_claimed_again_before_its_backoff(
@@ -208,8 +211,9 @@ class TestCrashSafety:
         flaky = FlakyHandler(failures=1_000)
         row_id = await helpers.enqueue(sessionmaker, FLAKY_TOPIC, customer_payload(next_id()))
         await helpers.drain(sessionmaker, settings, router_with(flaky))
+        assert flaky.calls == 2  # the whole-batch attempt, then the delivery alone
         assert await helpers.drain(sessionmaker, settings, router_with(flaky)) == 0
-        assert flaky.calls == 1
+        assert flaky.calls == 2
         assert (await helpers.delivery(sessionmaker, row_id))["attempts"] == 1
 
     async def test_a_database_error_inside_the_handler_is_rolled_back_to_its_savepoint(
@@ -236,9 +240,9 @@ class TestCrashSafety:
 
         row = await helpers.delivery(sessionmaker, row_id)
         assert (row["status"], row["attempts"]) == ("dead", 2)
-        assert "flaky handler failure 2" in row["last_error"]
+        assert "flaky handler failure 4" in row["last_error"]
         assert row["processed_at"] is not None
-        assert flaky.calls == 2
+        assert flaky.calls == 4  # two claims, each a whole-batch attempt and an isolated one
         assert await helpers.customers(sessionmaker) == {}
         # dead is terminal: nothing claims it again, even when its retry time has passed
         await helpers.update_delivery(sessionmaker, row_id, next_attempt_at=utc_now() - timedelta(seconds=1))
@@ -248,9 +252,10 @@ class TestCrashSafety:
         self, sessionmaker: Sessionmaker, settings: Settings
     ) -> None:
         customer_id = next_id()
-        flaky = FlakyHandler(failures=1)
+        flaky = FlakyHandler(failures=2)  # fails in the whole-batch attempt and alone
         row_id = await helpers.enqueue(sessionmaker, FLAKY_TOPIC, customer_payload(customer_id))
         await helpers.drain(sessionmaker, settings, router_with(flaky))
+        assert (await helpers.delivery(sessionmaker, row_id))["attempts"] == 1
         await helpers.update_delivery(sessionmaker, row_id, next_attempt_at=utc_now() - timedelta(seconds=1))
         await helpers.drain(sessionmaker, settings, router_with(flaky))
 
@@ -289,7 +294,7 @@ class TestReplay:
         self, sessionmaker: Sessionmaker, settings: Settings
     ) -> None:
         customer_id = next_id()
-        router = router_with(FlakyHandler(failures=1, error=PermanentDeliveryError))
+        router = router_with(FlakyHandler(failures=2, error=PermanentDeliveryError))
         row_id = await helpers.enqueue(sessionmaker, FLAKY_TOPIC, customer_payload(customer_id))
         await helpers.drain(sessionmaker, settings, router)
         failed = await helpers.delivery(sessionmaker, row_id)

@@ -29,9 +29,11 @@ def customer_snapshot(payload: CustomerPayload) -> CustomerSnapshot:
     )
 
 
-@router.register("customers/create", "customers/update", model=CustomerPayload)
+@router.register("customers/create", "customers/update", model=CustomerPayload, batchable=True)
 async def on_customer(ctx: DeliveryContext, payload: CustomerPayload) -> None:
-    await customers.upsert_customer(ctx.session, ctx.shop_id, customer_snapshot(payload))
+    await customers.upsert_customer(
+        ctx.session, ctx.shop_id, customer_snapshot(payload), deferred=ctx.deferred
+    )
 
 
 @router.register("customers/delete", model=DeletedResourcePayload)

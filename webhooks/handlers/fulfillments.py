@@ -24,13 +24,15 @@ def fulfillment_snapshot(payload: FulfillmentPayload) -> FulfillmentSnapshot:
     )
 
 
-@router.register("fulfillments/create", "fulfillments/update", model=FulfillmentPayload)
+@router.register("fulfillments/create", "fulfillments/update", model=FulfillmentPayload, batchable=True)
 async def on_fulfillment(ctx: DeliveryContext, payload: FulfillmentPayload) -> None:
     if await fulfillments.upsert_fulfillment(ctx.session, ctx.shop_id, fulfillment_snapshot(payload)):
-        await refresh_orders(ctx.session, ctx.shop_id, [payload.order_id], await ctx.shop_settings())
+        await refresh_orders(
+            ctx.session, ctx.shop_id, [payload.order_id], await ctx.shop_settings(), deferred=ctx.deferred
+        )
 
 
-@router.register("fulfillment_events/create", model=FulfillmentEventPayload)
+@router.register("fulfillment_events/create", model=FulfillmentEventPayload, batchable=True)
 async def on_fulfillment_event(ctx: DeliveryContext, payload: FulfillmentEventPayload) -> None:
     event = FulfillmentEventSnapshot(
         id=payload.id,
@@ -41,4 +43,6 @@ async def on_fulfillment_event(ctx: DeliveryContext, payload: FulfillmentEventPa
         created_at=payload.created_at,
     )
     if await fulfillments.add_event(ctx.session, ctx.shop_id, event):
-        await refresh_orders(ctx.session, ctx.shop_id, [payload.order_id], await ctx.shop_settings())
+        await refresh_orders(
+            ctx.session, ctx.shop_id, [payload.order_id], await ctx.shop_settings(), deferred=ctx.deferred
+        )

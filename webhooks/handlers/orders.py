@@ -62,11 +62,15 @@ def order_snapshot(payload: OrderPayload) -> OrderSnapshot:
     )
 
 
-@router.register(*ORDER_TOPICS, model=OrderPayload)
+@router.register(*ORDER_TOPICS, model=OrderPayload, batchable=True)
 async def on_order(ctx: DeliveryContext, payload: OrderPayload) -> None:
-    await orders.apply_order(ctx.session, ctx.shop_id, order_snapshot(payload), await ctx.shop_settings())
+    settings = await ctx.shop_settings()
+    await orders.apply_order(
+        ctx.session, ctx.shop_id, order_snapshot(payload), settings, deferred=ctx.deferred
+    )
 
 
-@router.register("orders/delete", model=DeletedResourcePayload)
+@router.register("orders/delete", model=DeletedResourcePayload, batchable=True)
 async def on_order_delete(ctx: DeliveryContext, payload: DeletedResourcePayload) -> None:
-    await orders.delete_order(ctx.session, ctx.shop_id, payload.id, await ctx.shop_settings())
+    settings = await ctx.shop_settings()
+    await orders.delete_order(ctx.session, ctx.shop_id, payload.id, settings, deferred=ctx.deferred)

@@ -17,7 +17,7 @@ _STEPS: dict[str, returns.Step] = {
 }
 
 
-@router.register(*_STEPS, model=ReturnPayload)
+@router.register(*_STEPS, model=ReturnPayload, batchable=True)
 async def on_return(ctx: DeliveryContext, payload: ReturnPayload) -> None:
     order_id = await returns.record_step(
         ctx.session,
@@ -29,4 +29,6 @@ async def on_return(ctx: DeliveryContext, payload: ReturnPayload) -> None:
         name=payload.name,
     )
     if order_id is not None:
-        await refresh_orders(ctx.session, ctx.shop_id, [order_id], await ctx.shop_settings())
+        await refresh_orders(
+            ctx.session, ctx.shop_id, [order_id], await ctx.shop_settings(), deferred=ctx.deferred
+        )
