@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from litestar.testing import AsyncTestClient
+from prometheus_client import REGISTRY
 
 from service.app import create_app
 from service.config import Settings
@@ -64,6 +65,10 @@ def router_with(flaky: FlakyHandler | None = None) -> TopicRouter:
     extra.register(CLASH_TOPIC, model=CustomerPayload)(clash_handler)
     router.include(extra)
     return router
+
+
+def fallback_count() -> float:
+    return REGISTRY.get_sample_value("tierline_worker_batch_fallbacks_total") or 0.0
 
 
 def with_settings(settings: Settings, **overrides: Any) -> Settings:
@@ -287,6 +292,27 @@ class TestBatch:
         assert statuses == ["processed", "pending", "failed", "pending", "ignored", "processed", "processed"]
         assert sorted(await helpers.customers(sessionmaker)) == sorted([first, last])
         assert list(await helpers.orders(sessionmaker)) == [order_id]
+
+    async def test_a_delivery_that_raises_only_in_the_whole_batch_attempt_is_processed_alone(
+        self, sessionmaker: Sessionmaker, settings: Settings
+    ) -> None:
+        customer_id, neighbour = next_id(), next_id()
+        flaky = FlakyHandler(failures=1)
+        fallbacks = fallback_count()
+        row_ids = await helpers.enqueue_many(
+            sessionmaker,
+            [
+                Delivery.of("customers/create", customer_payload(neighbour)),
+                Delivery.of(FLAKY_TOPIC, customer_payload(customer_id)),
+            ],
+        )
+        await helpers.drain(sessionmaker, settings, router_with(flaky))
+
+        rows = [await helpers.delivery(sessionmaker, row_id) for row_id in row_ids]
+        assert [(r["status"], r["attempts"], r["last_error"]) for r in rows] == [("processed", 0, None)] * 2
+        assert sorted(await helpers.customers(sessionmaker)) == sorted([customer_id, neighbour])
+        assert flaky.calls == 2
+        assert fallback_count() == fallbacks + 1
 
 
 class TestReplay:

@@ -1,0 +1,159 @@
+"""A batch applied whole (figures recomputed once, :mod:`service.domain.deferred`) leaves exactly
+what the same deliveries leave applied one per batch: figures, tier of record, tier history,
+tracking. Each history runs twice through the real worker, once per shop: one delivery per batch
+in ``SHOP``, whole batches in ``OTHER_SHOP``, and every row is compared.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from service.config import Settings
+from service.db import session_scope
+from service.domain.deferred import DeferredFigures
+from service.domain.settings import ShopSettings
+from tests.conftest import make_settings
+from tests.factories import (
+    OTHER_SHOP,
+    SHOP,
+    at,
+    customer_payload,
+    fulfillment_event_payload,
+    fulfillment_payload,
+    next_id,
+    order_payload,
+    refund_payload,
+    return_payload,
+)
+from tests.webhooks import helpers
+from tests.webhooks.helpers import Delivery, Sessionmaker
+
+pytestmark = pytest.mark.anyio
+
+COD = ["Cash on Delivery (COD)"]
+
+
+def order(order_id: int, customer_id: int, total: str, updated: float = 0, **extra: Any) -> Delivery:
+    payload = order_payload(
+        order_id, customer_id=customer_id, total=total, created=at(0), updated=at(updated), **extra
+    )
+    return Delivery.of("orders/create" if updated == 0 else "orders/updated", payload)
+
+
+def shipped(fulfillment_id: int, order_id: int, status: str, minutes: float) -> Delivery:
+    payload = fulfillment_payload(
+        fulfillment_id, order_id, shipment_status=status, created=at(1), updated=at(minutes)
+    )
+    return Delivery.of("fulfillments/update", payload)
+
+
+def event(fulfillment_id: int, order_id: int, status: str, minutes: float) -> Delivery:
+    payload = fulfillment_event_payload(next_id(), fulfillment_id, order_id, status, happened=at(minutes))
+    return Delivery.of("fulfillment_events/create", payload)
+
+
+def history() -> list[Delivery]:
+    """Two customers over a dozen orders: deliveries that move tiers twice in a row, an order that
+    changes customer, an order created and deleted in one batch, RTO by tag and by return, a
+    customer deletion between order deliveries (it is not batchable), refunds."""
+    ana, ben, cat = next_id(), next_id(), next_id()
+    o1, o2, o3, o4, o5, o6 = (next_id() for _ in range(6))
+    f1, f2, f4, f5 = (next_id() for _ in range(4))
+    return [
+        Delivery.of("customers/create", customer_payload(ana)),
+        order(o1, ana, "12000.00"),
+        shipped(f1, o1, "in_transit", 2),
+        event(f1, o1, "delivered", 3),  # ana: silver
+        order(o2, ana, "20000.00"),
+        shipped(f2, o2, "delivered", 4),  # ana: gold, in the same batch as silver
+        order(o3, ben, "30000.00", gateways=COD),
+        order(o3, ana, "30000.00", updated=5, gateways=COD),  # o3 moves from ben to ana
+        Delivery.of("orders/delete", {"id": o6}),
+        order(o6, ben, "99.00"),  # deleted before it arrives: never counts
+        order(o4, cat, "60000.00", gateways=COD),
+        shipped(f4, o4, "delivered", 6),  # cat: platinum
+        order(o4, cat, "60000.00", updated=7, gateways=COD, tags="RTO"),  # cat: back to bronze
+        Delivery.of("customers/delete", {"id": ben}),
+        order(o5, ben, "15000.00"),
+        shipped(f5, o5, "delivered", 8),
+        Delivery.of("returns/request", return_payload(next_id(), o5), triggered_at=at(9)),
+        Delivery.of("refunds/create", refund_payload(next_id(), o2, amount="500.00")),
+        order(o2, ana, "19500.00", updated=10),
+        Delivery.of("orders/delete", {"id": o1}),  # ana loses an order in the last batch
+    ]
+
+
+def without_shop(rows: list[dict[str, Any]], *drop: str) -> list[dict[str, Any]]:
+    return [{k: v for k, v in row.items() if k not in ("shop_id", "id", "at", *drop)} for row in rows]
+
+
+async def state(sessionmaker: Sessionmaker, shop: str) -> dict[str, Any]:
+    stats = await helpers.customer_stats(sessionmaker, shop=shop)
+    orders = await helpers.orders(sessionmaker, shop=shop)
+    return {
+        "stats": {cid: without_shop([row])[0] for cid, row in sorted(stats.items())},
+        "tracking": {
+            oid: (row["tracking_status"], row["delivered_at"], row["rto_source"], row["customer_id"])
+            for oid, row in sorted(orders.items())
+        },
+        "history": without_shop(await helpers.tier_changes(sessionmaker, shop=shop)),
+    }
+
+
+async def apply_in(
+    sessionmaker: Sessionmaker, settings: Settings, deliveries: list[Delivery], shop: str, batch: int
+) -> None:
+    worker_settings = make_settings(settings.database_url, TIERLINE_WORKER_BATCH=batch)
+    await helpers.enqueue_many(sessionmaker, deliveries, shop=shop)
+    await helpers.make_worker(sessionmaker, worker_settings).drain()
+
+
+class TestBatchEqualsOneByOne:
+    async def test_every_figure_tier_and_history_row_is_the_same(
+        self, sessionmaker: Sessionmaker, settings: Settings
+    ) -> None:
+        deliveries = history()
+        await apply_in(sessionmaker, settings, deliveries, SHOP, batch=1)
+        await apply_in(sessionmaker, settings, deliveries, OTHER_SHOP, batch=100)
+
+        one_by_one, batched = await state(sessionmaker, SHOP), await state(sessionmaker, OTHER_SHOP)
+        assert batched == one_by_one
+        # the history is not trivially empty: both moves of one batch are there, in order
+        assert [(h["from_tier"], h["to_tier"], h["reason"]) for h in one_by_one["history"]][:2] == [
+            (None, "silver", "delivered"),
+            ("silver", "gold", "delivered"),
+        ]
+        statuses = {s["status"] for s in await helpers.deliveries(sessionmaker, shop=OTHER_SHOP)}
+        assert statuses == {"processed"}
+
+
+class TestDeferredFigures:
+    async def test_a_customer_who_gains_and_loses_an_order_in_one_batch_is_zeroed(
+        self, sessionmaker: Sessionmaker, settings: Settings
+    ) -> None:
+        customer_id, order_id = next_id(), next_id()
+        await helpers.apply(sessionmaker, settings, [order(order_id, customer_id, "700.00")])
+        assert (await helpers.customer_stats(sessionmaker))[customer_id]["order_count"] == 1
+
+        await helpers.apply(
+            sessionmaker,
+            settings,
+            [
+                order(order_id, customer_id, "800.00", updated=3),
+                Delivery.of("orders/delete", {"id": order_id}),
+            ],
+        )
+        row = (await helpers.customer_stats(sessionmaker))[customer_id]
+        assert (row["order_count"], row["ltv"]) == (0, 0)
+
+    async def test_settle_empties_the_collector(self, sessionmaker: Sessionmaker) -> None:
+        deferred = DeferredFigures()
+        assert not deferred
+        shop_id = await helpers.shop_id(sessionmaker)
+        deferred.recompute(shop_id, ShopSettings(), [next_id()])
+        assert deferred
+        async with session_scope(sessionmaker) as session:
+            assert await deferred.settle(session) == []
+        assert not deferred
