@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, TypeVar
@@ -42,6 +42,8 @@ class DeliveryContext:
 
 
 Handler = Callable[[DeliveryContext, P], Awaitable[None]]
+#: Applies several deliveries of one shop at once, in list order, with ``ctx.deferred`` set.
+ManyHandler = Callable[[DeliveryContext, list[P]], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +53,10 @@ class Route(Generic[P]):
     #: The handler leaves figures and tier triggers to ``ctx.deferred`` when it is set, and its
     #: writes commute with work still owed by earlier deliveries of the batch.
     batchable: bool = False
+    #: Optional set-based handler for a run of consecutive deliveries of these topics whose
+    #: ``key`` differs (the worker groups them; it must leave what ``handler`` one by one leaves).
+    many: ManyHandler[P] | None = None
+    key: Callable[[P], Hashable] | None = None
 
     def parse(self, body: bytes) -> P:
         """Validate a raw body against the topic's payload model (raises ValidationError)."""
@@ -65,13 +71,21 @@ class TopicRouter:
         self._routes: dict[str, Route[Any]] = {}
 
     def register(
-        self, *topics: str, model: type[P], batchable: bool = False
+        self,
+        *topics: str,
+        model: type[P],
+        batchable: bool = False,
+        many: ManyHandler[P] | None = None,
+        key: Callable[[P], Hashable] | None = None,
     ) -> Callable[[Handler[P]], Handler[P]]:
+        if (many is None) != (key is None) or (many is not None and not batchable):
+            raise ValueError("a set-based handler needs a key and a batchable route")
+
         def decorator(handler: Handler[P]) -> Handler[P]:
             for topic in topics:
                 if topic in self._routes:
                     raise ValueError(f"topic {topic} registered twice")
-                self._routes[topic] = Route(model, handler, batchable)
+                self._routes[topic] = Route(model, handler, batchable, many, key)
             return handler
 
         return decorator

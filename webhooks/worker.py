@@ -17,9 +17,10 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from pydantic import ValidationError
@@ -33,7 +34,7 @@ from service.domain.settings import ShopSettings
 from service.metrics import BATCH_FALLBACKS
 from service.models import DeliveryStatus
 from service.types import utc_now
-from webhooks.router import DeliveryContext, TopicRouter
+from webhooks.router import DeliveryContext, ManyHandler, TopicRouter
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +94,27 @@ class BatchResult:
 
 
 OnSettled = Callable[[str, str, float], None]
+
+
+@dataclass(slots=True)
+class _Run:
+    """Consecutive deliveries of one shop for one set-based handler, with distinct keys."""
+
+    shop_id: int
+    many: ManyHandler[Any]
+    deliveries: list[inbox.ClaimedDelivery] = field(default_factory=list)
+    payloads: list[Any] = field(default_factory=list)
+    parse_seconds: list[float] = field(default_factory=list)
+    keys: set[Hashable] = field(default_factory=set)
+
+    def takes(self, delivery: inbox.ClaimedDelivery, many: ManyHandler[Any], key: Hashable) -> bool:
+        return delivery.shop_id == self.shop_id and many is self.many and key not in self.keys
+
+    def add(self, delivery: inbox.ClaimedDelivery, payload: Any, key: Hashable, parse_seconds: float) -> None:
+        self.deliveries.append(delivery)
+        self.payloads.append(payload)
+        self.keys.add(key)
+        self.parse_seconds.append(parse_seconds)
 
 
 class InboxWorker:
@@ -163,22 +185,82 @@ class InboxWorker:
         async with session_scope(self._sessionmaker) as session:
             claimed = await inbox.claim_batch(session, self._batch)
             settled: dict[str, list[int]] = {DeliveryStatus.PROCESSED: [], DeliveryStatus.IGNORED: []}
-            for delivery in claimed:
-                started = time.perf_counter()
-                outcome = await self._apply(session, delivery, settings_cache, deferred)
-                elapsed = time.perf_counter() - started
+
+            def record(delivery: inbox.ClaimedDelivery, outcome: str, elapsed: float) -> None:
                 result.durations.append(elapsed)
                 if outcome in settled:
                     settled[outcome].append(delivery.id)
                 result.count(outcome)
                 result.settled.append((delivery.topic, outcome, elapsed))
+
+            run: _Run | None = None
+            for delivery in claimed:
+                started = time.perf_counter()
+                route = self._router.get(delivery.topic)
+                if deferred is not None and route is not None and route.many and route.key:
+                    try:
+                        payload = route.parse(delivery.body)
+                    except ValidationError as exc:
+                        outcome = await self._fail(session, delivery, describe_validation_error(exc))
+                        record(delivery, outcome, time.perf_counter() - started)
+                        continue
+                    key = route.key(payload)
+                    if run is not None and not run.takes(delivery, route.many, key):
+                        await self._apply_run(session, run, settings_cache, deferred, record)
+                        run = None
+                    if run is None:
+                        run = _Run(delivery.shop_id, route.many)
+                    run.add(delivery, payload, key, time.perf_counter() - started)
+                    continue
+                if run is not None:
+                    await self._apply_run(session, run, settings_cache, deferred, record)
+                    run = None
+                outcome = await self._apply(session, delivery, settings_cache, deferred)
+                record(delivery, outcome, time.perf_counter() - started)
                 if delivery.topic in BATCH_BARRIER_TOPICS:
                     break
+            if run is not None:
+                await self._apply_run(session, run, settings_cache, deferred, record)
             if deferred:
                 await _guarded(deferred.settle(session))
             for status, ids in settled.items():
                 await inbox.settle(session, ids, status)
         return result
+
+    async def _apply_run(
+        self,
+        session: AsyncSession,
+        run: _Run,
+        settings_cache: dict[int, ShopSettings],
+        deferred: DeferredFigures | None,
+        record: Callable[[inbox.ClaimedDelivery, str, float], None],
+    ) -> None:
+        """Consecutive deliveries with a set-based handler, applied as one (batched attempts only)."""
+        first = run.deliveries[0]
+        ctx = DeliveryContext(
+            session=session,
+            delivery_id=first.id,
+            shop_id=first.shop_id,
+            shop_domain=first.shop_domain,
+            webhook_id=first.webhook_id,
+            topic=first.topic,
+            occurred_at=first.triggered_at or first.received_at,
+            _settings_cache=settings_cache,
+            deferred=deferred,
+        )
+        started = time.perf_counter()
+        await _guarded(run.many(ctx, run.payloads))
+        share = (time.perf_counter() - started) / len(run.deliveries)
+        for delivery, parsing in zip(run.deliveries, run.parse_seconds, strict=True):
+            logger.debug(
+                "webhook.processed",
+                extra={
+                    "webhook_id": delivery.webhook_id,
+                    "topic": delivery.topic,
+                    "shop": delivery.shop_domain,
+                },
+            )
+            record(delivery, DeliveryStatus.PROCESSED, parsing + share)
 
     async def _apply(
         self,
@@ -195,7 +277,7 @@ class InboxWorker:
         try:
             payload = route.parse(delivery.body)  # before any write: a bad payload needs no rollback
         except ValidationError as exc:
-            return await self._fail(session, delivery, describe_validation_error(exc), log)
+            return await self._fail(session, delivery, describe_validation_error(exc))
         ctx = DeliveryContext(
             session=session,
             delivery_id=delivery.id,
@@ -229,11 +311,10 @@ class InboxWorker:
         else:
             logger.debug("webhook.processed", extra=log)
             return DeliveryStatus.PROCESSED
-        return await self._fail(session, delivery, reason, log)
+        return await self._fail(session, delivery, reason)
 
-    async def _fail(
-        self, session: AsyncSession, delivery: inbox.ClaimedDelivery, reason: str, log: dict[str, str]
-    ) -> str:
+    async def _fail(self, session: AsyncSession, delivery: inbox.ClaimedDelivery, reason: str) -> str:
+        log = {"webhook_id": delivery.webhook_id, "topic": delivery.topic, "shop": delivery.shop_domain}
         logger.info("webhook.failed", extra=log | {"reason": reason[:200]})
         await inbox.settle(session, [delivery.id], DeliveryStatus.FAILED, reason)
         return DeliveryStatus.FAILED

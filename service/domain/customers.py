@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -51,19 +52,39 @@ _COLUMNS = (
 
 
 @functools.cache
-def _upsert_statement(dialect: str) -> Any:
+def _upsert_statement(dialect: str, *, returning: bool = True) -> Any:
     """``INSERT … SELECT <params> WHERE no tombstone ON CONFLICT DO UPDATE WHERE not older``.
 
-    Built once per dialect with bind parameters, so each call only binds values.
+    Built once per dialect with bind parameters, so each call only binds values. Without
+    ``returning`` it can run as one ``executemany`` over many snapshots, applied in list order.
     """
     params = [typed_param(dialect, c, customers.c[c].type) for c in _COLUMNS]
     buried = tombstones.exists_clause(sa.bindparam("shop_id"), tombstones.CUSTOMER, sa.bindparam("id"))
     stmt = dialect_insert(dialect, customers).from_select(list(_COLUMNS), sa.select(*params).where(~buried))
-    return stmt.on_conflict_do_update(
+    stmt = stmt.on_conflict_do_update(
         index_elements=["shop_id", "id"],
         set_={k: stmt.excluded[k] for k in _COLUMNS if k not in ("shop_id", "id")},
         where=_newer_or_equal(stmt.excluded, customers.c),
-    ).returning(customers.c.id)
+    )
+    return stmt.returning(customers.c.id) if returning else stmt
+
+
+def _values(shop_id: int, snap: CustomerSnapshot, rank: int, version_at: datetime | None) -> dict[str, Any]:
+    return {
+        "shop_id": shop_id,
+        "id": snap.id,
+        "email": snap.email,
+        "phone": snap.phone,
+        "first_name": snap.first_name,
+        "last_name": snap.last_name,
+        "state": snap.state,
+        "default_address": snap.default_address,
+        "addresses": snap.addresses,
+        "created_at": snap.created_at,
+        "updated_at": snap.updated_at,
+        "version_rank": rank,
+        "version_at": version_at if version_at is not None else snap.updated_at,
+    }
 
 
 async def upsert_customer(
@@ -81,27 +102,29 @@ async def upsert_customer(
     A written customer gets a figures row (zeros until orders count; with ``deferred``, when the
     batch settles). Returns True when written.
     """
-    values = {
-        "shop_id": shop_id,
-        "id": snap.id,
-        "email": snap.email,
-        "phone": snap.phone,
-        "first_name": snap.first_name,
-        "last_name": snap.last_name,
-        "state": snap.state,
-        "default_address": snap.default_address,
-        "addresses": snap.addresses,
-        "created_at": snap.created_at,
-        "updated_at": snap.updated_at,
-        "version_rank": rank,
-        "version_at": version_at if version_at is not None else snap.updated_at,
-    }
+    values = _values(shop_id, snap, rank, version_at)
     written = (await session.execute(_upsert_statement(dialect_of(session)), values)).first() is not None
     if written and deferred is not None:
         deferred.need_rows(shop_id, [snap.id])
     elif written:
         await stats.ensure_rows(session, shop_id, [snap.id])
     return written
+
+
+async def upsert_stubs(
+    session: AsyncSession,
+    shop_id: int,
+    stubs: Sequence[tuple[CustomerSnapshot, datetime | None]],
+    deferred: DeferredFigures,
+) -> None:
+    """:func:`upsert_customer` for the customers embedded in several orders (snapshot, order's
+    ``updated_at``), in list order, as one ``executemany``. Which were written is not known
+    here: their figures rows are owed to ``deferred`` for every one that exists when it settles."""
+    if not stubs:
+        return
+    rows = [_values(shop_id, snap, RANK_STUB, version_at) for snap, version_at in stubs]
+    await session.execute(_upsert_statement(dialect_of(session), returning=False), rows)
+    deferred.need_rows(shop_id, [snap.id for snap, _ in stubs])
 
 
 async def delete_customer(session: AsyncSession, shop_id: int, customer_id: int) -> None:

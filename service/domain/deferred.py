@@ -12,7 +12,7 @@ What waits, and what does not:
   record trigger (SPEC §4.3), which settles everything owed before it records the live tier, or
   the end of the batch. Figures are a function of the stored orders, so recomputing them once,
   later, gives what recomputing them after every delivery would: the tier history is the same.
-* Zero figures rows for customers first seen in the batch are inserted at the same time.
+* Zero figures rows for the customers the batch wrote are inserted at the same time.
 
 A delivery whose effects would interleave with owed work (a customer deletion, a redaction) is
 applied only after :meth:`DeferredFigures.settle`; the worker sees to that.
@@ -43,7 +43,7 @@ class _Owed:
     customers: set[int] = field(default_factory=set)
     #: customers that may have lost their last order (a delete, an order that changed customer)
     left: set[int] = field(default_factory=set)
-    #: customers written by this batch, who need a figures row even without orders
+    #: customers this batch may have written: each that exists at settlement gets a figures row
     rows: set[int] = field(default_factory=set)
     triggers: list[Trigger] = field(default_factory=list)
 
@@ -81,12 +81,23 @@ class DeferredFigures:
         owed.left.update(left)
         owed.triggers.extend(triggers)
 
+    def merge(self, other: DeferredFigures) -> None:
+        """Take over what ``other`` owes (``other`` is left empty)."""
+        shops, other._shops = other._shops, {}
+        for shop_id, theirs in shops.items():
+            owed = self._owed(shop_id)
+            owed.settings = theirs.settings or owed.settings
+            owed.customers |= theirs.customers
+            owed.left |= theirs.left
+            owed.rows |= theirs.rows
+            owed.triggers.extend(theirs.triggers)
+
     async def settle(self, session: AsyncSession) -> list[tiers.TierMove]:
         """Pay everything owed, in the caller's transaction; the collector is empty afterwards."""
         shops, self._shops = self._shops, {}
         moves: list[tiers.TierMove] = []
         for shop_id, owed in shops.items():
-            await stats.ensure_rows(session, shop_id, owed.rows)
+            await stats.ensure_rows_of_customers(session, shop_id, owed.rows)
             if owed.settings is None:
                 continue
             # A customer can gain an order in one delivery and lose it in the next: whoever

@@ -8,8 +8,9 @@ the caller's transaction.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -17,9 +18,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.db import dialect_insert, dialect_of, typed_param
+from service.db import dialect_insert, dialect_of, in_ids, typed_param
 from service.domain import fulfillments, stats, tiers, tombstones, tracking
-from service.domain.customers import RANK_STUB, upsert_customer
+from service.domain.customers import RANK_STUB, upsert_customer, upsert_stubs
 from service.domain.deferred import DeferredFigures, Trigger
 from service.domain.records import OrderSnapshot
 from service.domain.settings import ShopSettings, gateway_key, payment_method
@@ -139,29 +140,166 @@ async def apply_order(
 _UPSERT_COLUMNS = ("shop_id", "id", *_PAYLOAD_COLUMNS)
 
 
+class _TriggerInside(Exception):
+    """A tier trigger fired inside a set of snapshots: it must see only the deliveries before it."""
+
+
+async def apply_orders(
+    session: AsyncSession,
+    shop_id: int,
+    snaps: Sequence[OrderSnapshot],
+    settings: ShopSettings,
+    *,
+    deferred: DeferredFigures,
+) -> None:
+    """Apply snapshots of distinct orders, in list order, leaving exactly what :func:`apply_order`
+    one after the other leaves, in a fixed number of statements instead of five or more each.
+
+    Every write is the same guarded statement, run as one ``executemany`` in list order; what
+    each snapshot wrote is read back afterwards (the upsert holds the row lock, so nothing else
+    changes it meanwhile). One thing a set cannot reproduce is a tier trigger (SPEC §4.3): it
+    records the live tier, which must include the deliveries before it and none after. A set
+    in which one fires is rolled back to its savepoint and applied one snapshot at a time.
+    """
+    if len({snap.id for snap in snaps}) != len(snaps):
+        raise ValueError("apply_orders takes one snapshot per order")
+    if len(snaps) == 1:
+        await apply_order(session, shop_id, snaps[0], settings, deferred=deferred)
+        return
+    owed = DeferredFigures()
+    try:
+        async with session.begin_nested():
+            await _apply_set(session, shop_id, snaps, settings, owed)
+    except _TriggerInside:
+        for snap in snaps:
+            await apply_order(session, shop_id, snap, settings, deferred=deferred)
+        return
+    deferred.merge(owed)
+
+
+async def _apply_set(
+    session: AsyncSession,
+    shop_id: int,
+    snaps: Sequence[OrderSnapshot],
+    settings: ShopSettings,
+    owed: DeferredFigures,
+) -> None:
+    dialect = dialect_of(session)
+    ids = [snap.id for snap in snaps]
+    by_ids = {"shop_id": shop_id, "ids": ids}
+    await upsert_stubs(
+        session, shop_id, [(s.customer, s.updated_at) for s in snaps if s.customer is not None], owed
+    )
+    stored = {
+        int(row.id): _Stored(row.customer_id, row.rto_tag_log)
+        for row in await session.execute(_stored_statement(dialect), by_ids)
+    }
+    tag_logs = {
+        snap.id: _log_tags(
+            stored[snap.id].rto_tag_log if snap.id in stored else None, snap.tags, snap.updated_at
+        )
+        for snap in snaps
+    }
+    await session.execute(
+        _upsert_statement(dialect, returning=False),
+        [_order_values(shop_id, snap, settings, tag_logs[snap.id]) for snap in snaps],
+    )
+    rows = {
+        int(row.id): tracking.TrackedOrder.of(row)
+        for row in await session.execute(_tracked_statement(dialect), by_ids)
+    }
+    # The guard writes when the stored updated_at is not newer, so the row now carries the
+    # snapshot's updated_at exactly when this snapshot was written (a buried order has no row).
+    written = {snap.id for snap in snaps if snap.id in rows and rows[snap.id].updated_at == snap.updated_at}
+    stale = [
+        (snap.id, tag_logs[snap.id])
+        for snap in snaps
+        if snap.id not in written and snap.id in stored and tag_logs[snap.id] != stored[snap.id].rto_tag_log
+    ]
+    if stale:  # a stale snapshot still tells when tags were there
+        await session.execute(
+            _tag_log_statement(),
+            [{"b_shop_id": shop_id, "b_id": order_id, "b_log": log} for order_id, log in stale],
+        )
+        for order_id, log in stale:
+            rows[order_id] = dataclasses.replace(rows[order_id], rto_tag_log=log)
+    replaced = [order_id for order_id in ids if order_id in written and order_id in stored]
+    if replaced:
+        await session.execute(_delete_lines_statement(dialect), {"shop_id": shop_id, "ids": replaced})
+    lines = [line for snap in snaps if snap.id in written for line in _line_values(shop_id, snap)]
+    if lines:
+        await session.execute(sa.insert(order_lines), lines)
+    for snap in snaps:
+        for fulfillment in snap.fulfillments:
+            await fulfillments.upsert_fulfillment(session, shop_id, fulfillment)
+    changes = await tracking.refresh(
+        session, shop_id, ids, settings.rto_tags, rows=[rows[i] for i in ids if i in rows]
+    )
+    if any(c.order_id in stored and c.customer_id is not None and trigger_reason(c) for c in changes):
+        raise _TriggerInside
+    left = {
+        before.customer_id
+        for order_id, before in stored.items()
+        if before.customer_id is not None
+        and (order_id not in written or rows[order_id].customer_id != before.customer_id)
+    }
+    customers = {c.customer_id for c in changes if c.customer_id is not None}
+    owed.recompute(shop_id, settings, customers, left=left - customers)
+
+
 @functools.cache
-def _upsert_statement(dialect: str) -> Any:
-    """The guarded order upsert (tombstone, then ``updated_at``), built once per dialect."""
+def _stored_statement(dialect: str) -> Any:
+    return sa.select(orders.c.id, orders.c.customer_id, orders.c.rto_tag_log).where(
+        orders.c.shop_id == sa.bindparam("shop_id"), in_ids(dialect, orders.c.id, "ids")
+    )
+
+
+@functools.cache
+def _tracked_statement(dialect: str) -> Any:
+    return sa.select(*tracking.TRACKED_COLUMNS).where(
+        orders.c.shop_id == sa.bindparam("shop_id"), in_ids(dialect, orders.c.id, "ids")
+    )
+
+
+@functools.cache
+def _tag_log_statement() -> Any:
+    return (
+        sa.update(orders)
+        .where(orders.c.shop_id == sa.bindparam("b_shop_id"), orders.c.id == sa.bindparam("b_id"))
+        .values(rto_tag_log=sa.bindparam("b_log", type_=orders.c.rto_tag_log.type))
+    )
+
+
+@functools.cache
+def _delete_lines_statement(dialect: str) -> Any:
+    return sa.delete(order_lines).where(
+        order_lines.c.shop_id == sa.bindparam("shop_id"), in_ids(dialect, order_lines.c.order_id, "ids")
+    )
+
+
+@functools.cache
+def _upsert_statement(dialect: str, *, returning: bool = True) -> Any:
+    """The guarded order upsert (tombstone, then ``updated_at``), built once per dialect.
+
+    Without ``returning`` it can run as one ``executemany`` over snapshots of distinct orders.
+    """
     params = [typed_param(dialect, c, orders.c[c].type) for c in _UPSERT_COLUMNS]
     buried = tombstones.exists_clause(sa.bindparam("shop_id"), tombstones.ORDER, sa.bindparam("id"))
     stmt = dialect_insert(dialect, orders).from_select(
         list(_UPSERT_COLUMNS), sa.select(*params).where(~buried)
     )
-    return stmt.on_conflict_do_update(
+    stmt = stmt.on_conflict_do_update(
         index_elements=["shop_id", "id"],
         set_={k: stmt.excluded[k] for k in _PAYLOAD_COLUMNS},
         where=sa.or_(orders.c.updated_at.is_(None), stmt.excluded.updated_at >= orders.c.updated_at),
-    ).returning(*tracking.TRACKED_COLUMNS)
+    )
+    return stmt.returning(*tracking.TRACKED_COLUMNS) if returning else stmt
 
 
-async def _upsert(
-    session: AsyncSession,
-    shop_id: int,
-    snap: OrderSnapshot,
-    settings: ShopSettings,
-    tag_log: list[list[str]] | None,
-) -> tracking.TrackedOrder | None:
-    values = {
+def _order_values(
+    shop_id: int, snap: OrderSnapshot, settings: ShopSettings, tag_log: list[list[str]] | None
+) -> dict[str, Any]:
+    return {
         "shop_id": shop_id,
         "id": snap.id,
         "name": snap.name,
@@ -186,6 +324,35 @@ async def _upsert(
         "billing_address": snap.billing_address,
         "rto_tag_log": tag_log,
     }
+
+
+def _line_values(shop_id: int, snap: OrderSnapshot) -> list[dict[str, Any]]:
+    return [
+        {
+            "shop_id": shop_id,
+            "order_id": snap.id,
+            "id": line.id,
+            "product_id": line.product_id,
+            "variant_id": line.variant_id,
+            "title": line.title,
+            "variant_title": line.variant_title,
+            "vendor": line.vendor,
+            "sku": line.sku,
+            "quantity": line.quantity,
+            "price": line.price,
+        }
+        for line in snap.lines
+    ]
+
+
+async def _upsert(
+    session: AsyncSession,
+    shop_id: int,
+    snap: OrderSnapshot,
+    settings: ShopSettings,
+    tag_log: list[list[str]] | None,
+) -> tracking.TrackedOrder | None:
+    values = _order_values(shop_id, snap, settings, tag_log)
     row = (await session.execute(_upsert_statement(dialect_of(session)), values)).first()
     return tracking.TrackedOrder.of(row) if row is not None else None
 
@@ -196,25 +363,7 @@ async def _replace_lines(session: AsyncSession, shop_id: int, snap: OrderSnapsho
             sa.delete(order_lines).where(order_lines.c.shop_id == shop_id, order_lines.c.order_id == snap.id)
         )
     if snap.lines:
-        await session.execute(
-            sa.insert(order_lines),
-            [
-                {
-                    "shop_id": shop_id,
-                    "order_id": snap.id,
-                    "id": line.id,
-                    "product_id": line.product_id,
-                    "variant_id": line.variant_id,
-                    "title": line.title,
-                    "variant_title": line.variant_title,
-                    "vendor": line.vendor,
-                    "sku": line.sku,
-                    "quantity": line.quantity,
-                    "price": line.price,
-                }
-                for line in snap.lines
-            ],
-        )
+        await session.execute(sa.insert(order_lines), _line_values(shop_id, snap))
 
 
 async def delete_order(

@@ -21,11 +21,12 @@ from service.db import dialect_insert, dialect_of, in_ids, insert_ignore
 from service.domain.settings import ShopSettings
 from service.domain.tiers import customer_id_ranges, tier_for
 from service.domain.tracking import RTO_STATES
-from service.models import CustomerStats, Order
+from service.models import Customer, CustomerStats, Order
 from service.types import Money
 
 orders = Order.__table__  # type: ignore[attr-defined]
 customer_stats = CustomerStats.__table__  # type: ignore[attr-defined]
+customers = Customer.__table__  # type: ignore[attr-defined]
 
 ZERO = Decimal("0")
 
@@ -111,6 +112,25 @@ async def ensure_rows(session: AsyncSession, shop_id: int, customer_ids: Iterabl
         await session.execute(
             insert_ignore(dialect_of(session), customer_stats, ["shop_id", "customer_id"]),
             [{"shop_id": shop_id, "customer_id": cid, "ltv": ZERO} for cid in ids],
+        )
+
+
+@functools.cache
+def _rows_of_customers_statement(dialect: str) -> Any:
+    select = sa.select(customers.c.shop_id, customers.c.id, sa.literal(ZERO, Money())).where(
+        customers.c.shop_id == sa.bindparam("shop_id"), in_ids(dialect, customers.c.id, "ids")
+    )
+    return insert_ignore(dialect, customer_stats, ["shop_id", "customer_id"]).from_select(
+        ["shop_id", "customer_id", "ltv"], select
+    )
+
+
+async def ensure_rows_of_customers(session: AsyncSession, shop_id: int, customer_ids: Iterable[int]) -> None:
+    """:func:`ensure_rows` for those of these ids that have a customer record now (one statement)."""
+    ids = sorted(set(customer_ids))
+    if ids:
+        await session.execute(
+            _rows_of_customers_statement(dialect_of(session)), {"shop_id": shop_id, "ids": ids}
         )
 
 

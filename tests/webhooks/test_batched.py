@@ -6,9 +6,15 @@ in ``SHOP``, whole batches in ``OTHER_SHOP``, and every row is compared.
 
 from __future__ import annotations
 
+import contextlib
+import random
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
+from prometheus_client import REGISTRY
+from sqlmodel import SQLModel
 
 from service.config import Settings
 from service.db import session_scope
@@ -85,8 +91,73 @@ def history() -> list[Delivery]:
     ]
 
 
+def snapshot_storm(seed: int) -> list[Delivery]:
+    """Runs of order snapshots: 30 orders of 4 customers, each created then updated a few times,
+    versions arriving out of order (stale ones), RTO tags that come and go, orders that change
+    customer, two orders deleted before or after they arrive, and updates that embed a delivered
+    fulfillment (a tier trigger inside a run of snapshots)."""
+    rng = random.Random(seed)
+    people = [next_id() for _ in range(4)]
+    deliveries: list[Delivery] = []
+    versions: list[Delivery] = []
+    order_ids = [next_id() for _ in range(30)]
+    for n, order_id in enumerate(order_ids):
+        buyer = rng.choice(people)
+        total = f"{rng.choice([900, 4000, 9000, 16000])}.00"
+        gateways = COD if n % 3 == 0 else None
+        deliveries.append(order(order_id, buyer, total, gateways=gateways))
+        for version in range(1, rng.randint(1, 4)):
+            tags = "RTO" if rng.random() < 0.25 else ""
+            if rng.random() < 0.15:
+                buyer = rng.choice(people)
+            extra: dict[str, Any] = {}
+            if rng.random() < 0.1:
+                extra["fulfillments"] = [
+                    fulfillment_payload(
+                        next_id(), order_id, shipment_status="delivered", created=at(1), updated=at(version)
+                    )
+                ]
+            versions.append(order(order_id, buyer, total, updated=version + n / 100, tags=tags, **extra))
+    rng.shuffle(versions)
+    deliveries.extend(versions)
+    deliveries.insert(5, Delivery.of("orders/delete", {"id": order_ids[-1]}))
+    deliveries.append(Delivery.of("orders/delete", {"id": order_ids[0]}))
+    return deliveries
+
+
+def fallback_count() -> float:
+    return REGISTRY.get_sample_value("tierline_worker_batch_fallbacks_total") or 0.0
+
+
 def without_shop(rows: list[dict[str, Any]], *drop: str) -> list[dict[str, Any]]:
     return [{k: v for k, v in row.items() if k not in ("shop_id", "id", "at", *drop)} for row in rows]
+
+
+async def rows_of(sessionmaker: Sessionmaker, table: str, shop: str) -> list[dict[str, Any]]:
+    """Every row of a table for one shop, without the shop id, in primary-key order."""
+    t = SQLModel.metadata.tables[table]
+    async with session_scope(sessionmaker, readonly=True) as session:
+        shop_id = await session.scalar(sa.select(helpers.SHOPS.c.id).where(helpers.SHOPS.c.domain == shop))
+        result = await session.execute(
+            sa.select(t).where(t.c.shop_id == shop_id).order_by(*t.primary_key.columns)
+        )
+        return without_shop([dict(row._mapping) for row in result], "created_at")
+
+
+@contextlib.contextmanager
+def count_statements(sessionmaker: Sessionmaker) -> Iterator[list[int]]:
+    """Statements sent to the database inside the block (an ``executemany`` counts once)."""
+    engine = sessionmaker.kw["bind"].sync_engine
+    counted = [0]
+
+    def count(*_: Any) -> None:
+        counted[0] += 1
+
+    sa.event.listen(engine, "before_cursor_execute", count)
+    try:
+        yield counted
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", count)
 
 
 async def state(sessionmaker: Sessionmaker, shop: str) -> dict[str, Any]:
@@ -127,6 +198,41 @@ class TestBatchEqualsOneByOne:
         ]
         statuses = {s["status"] for s in await helpers.deliveries(sessionmaker, shop=OTHER_SHOP)}
         assert statuses == {"processed"}
+
+    @pytest.mark.parametrize("seed", [1, 2, 3])
+    async def test_runs_of_order_snapshots_applied_as_sets(
+        self, sessionmaker: Sessionmaker, settings: Settings, seed: int
+    ) -> None:
+        deliveries = snapshot_storm(seed)
+        await apply_in(sessionmaker, settings, deliveries, SHOP, batch=1)
+        fallbacks = fallback_count()
+        await apply_in(sessionmaker, settings, deliveries, OTHER_SHOP, batch=100)
+        assert fallback_count() == fallbacks  # applied whole, never rolled back to one by one
+
+        one_by_one, batched = await state(sessionmaker, SHOP), await state(sessionmaker, OTHER_SHOP)
+        assert batched == one_by_one
+        for table in ("orders", "order_lines", "customers"):
+            assert await rows_of(sessionmaker, table, OTHER_SHOP) == await rows_of(sessionmaker, table, SHOP)
+        assert len(one_by_one["tracking"]) == 28
+
+
+class TestSetBasedRuns:
+    async def test_a_run_of_new_orders_takes_a_fixed_number_of_statements(
+        self, sessionmaker: Sessionmaker, settings: Settings
+    ) -> None:
+        customer = next_id()
+        few = [order(next_id(), customer, "100.00") for _ in range(3)]
+        many = [order(next_id(), customer, "100.00") for _ in range(10)]  # one batch on SQLite too
+        counts = []
+        for deliveries in (few, many):
+            await helpers.enqueue_many(sessionmaker, deliveries)
+            with count_statements(sessionmaker) as counted:
+                await helpers.drain(sessionmaker, settings)
+            counts.append(counted[0])
+        assert len(await helpers.orders(sessionmaker)) == 13
+        # one by one it would be five statements or more per order; as a set it does not grow
+        assert counts[1] == counts[0], counts
+        assert counts[1] < 25, counts
 
 
 class TestDeferredFigures:

@@ -62,7 +62,22 @@ def order_snapshot(payload: OrderPayload) -> OrderSnapshot:
     )
 
 
-@router.register(*ORDER_TOPICS, model=OrderPayload, batchable=True)
+async def on_orders(ctx: DeliveryContext, payloads: list[OrderPayload]) -> None:
+    """Snapshots of distinct orders, consecutive in one batch: applied as a set."""
+    settings = await ctx.shop_settings()
+    snaps = [order_snapshot(payload) for payload in payloads]
+    if ctx.deferred is None:
+        for snap in snaps:
+            await orders.apply_order(ctx.session, ctx.shop_id, snap, settings)
+        return
+    await orders.apply_orders(ctx.session, ctx.shop_id, snaps, settings, deferred=ctx.deferred)
+
+
+def order_key(payload: OrderPayload) -> int:
+    return payload.id
+
+
+@router.register(*ORDER_TOPICS, model=OrderPayload, batchable=True, many=on_orders, key=order_key)
 async def on_order(ctx: DeliveryContext, payload: OrderPayload) -> None:
     settings = await ctx.shop_settings()
     await orders.apply_order(
