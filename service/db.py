@@ -2,8 +2,10 @@
 
 * SQLite: WAL, ``busy_timeout``, foreign keys, and ``BEGIN IMMEDIATE`` for every transaction, so
   that a reader never has to upgrade to a writer (which SQLite refuses under contention).
-* PostgreSQL: psycopg 3 async with a small pool; ``pool_pre_ping`` so a restarted server costs one
-  failed request at most.
+* PostgreSQL: psycopg 3 async with a small pool and no ping before each checkout (a round trip
+  on every request). A connection broken by a database restart fails on first use; SQLAlchemy
+  then discards the whole pool. Intake retries once on a fresh connection; other requests answer
+  ``503`` (``service.errors``) and the worker pauses and claims again.
 """
 
 from __future__ import annotations
@@ -65,7 +67,6 @@ def make_engine(settings: Settings, **overrides: Any) -> AsyncEngine:
     options: dict[str, Any] = {
         "pool_size": settings.db_pool_size,
         "max_overflow": settings.db_pool_size,
-        "pool_pre_ping": True,
         "pool_timeout": settings.intake_timeout_seconds,
         "connect_args": {"connect_timeout": max(1, int(settings.intake_timeout_seconds))},
     }

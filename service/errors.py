@@ -6,6 +6,7 @@ import logging
 from http import HTTPStatus
 from typing import Any
 
+import sqlalchemy as sa
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
@@ -117,6 +118,18 @@ def _http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException)
     return problem(status, exc.detail or HTTPStatus(status).phrase, headers=headers or None)
 
 
+def _database_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    """A lost or refused database connection: the client may retry (not a bug, not a 500)."""
+    if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError) or (
+        isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated
+    ):
+        logger.error(
+            "http.database_unavailable", extra={"path": request.url.path, "error": type(exc).__name__}
+        )
+        return problem(503, "The database is unavailable; retry later.", headers={"Retry-After": "5"})
+    return _internal_error_handler(request, exc)
+
+
 def _internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
     logger.exception("http.unhandled_error", extra={"path": request.url.path})
     return problem(500, "An unexpected error occurred; it has been logged.")
@@ -125,5 +138,6 @@ def _internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> 
 exception_handlers: dict[type[Exception] | int, Any] = {
     AppError: _app_error_handler,
     HTTPException: _http_exception_handler,
+    sa.exc.DBAPIError: _database_error_handler,
     Exception: _internal_error_handler,
 }

@@ -31,26 +31,52 @@ RETRY_AFTER_SECONDS = "5"
 
 
 async def _store(runtime: Runtime, envelope: WebhookEnvelope, body: bytes) -> bool:
+    shop_id = runtime.shop_ids.get(envelope.shop_domain)
+    if shop_id is not None and runtime.write_gate is None:
+        return await _insert_autocommit(runtime, _new_delivery(envelope, body, shop_id))
+    # SQLite (one writer: intake and the worker take turns), or a shop seen for the first time
+    # (its row is created in the same transaction as the delivery).
     gate = runtime.write_gate or contextlib.nullcontext()
     async with gate, session_scope(runtime.sessionmaker) as session:
-        shop_id = runtime.shop_ids.get(envelope.shop_domain)
         if shop_id is None:
             shop_id = await get_or_create_shop_id(session, envelope.shop_domain)
-        created = await inbox.store_delivery(
-            session,
-            inbox.NewDelivery(
-                webhook_id=envelope.webhook_id,
-                event_id=envelope.event_id,
-                topic=envelope.topic,
-                shop_id=shop_id,
-                shop_domain=envelope.shop_domain,
-                api_version=envelope.api_version,
-                triggered_at=envelope.triggered_at,
-                body=body,
-            ),
-        )
+        created = await inbox.store_delivery(session, _new_delivery(envelope, body, shop_id))
     runtime.shop_ids[envelope.shop_domain] = shop_id
     return created
+
+
+def _new_delivery(envelope: WebhookEnvelope, body: bytes, shop_id: int) -> inbox.NewDelivery:
+    return inbox.NewDelivery(
+        webhook_id=envelope.webhook_id,
+        event_id=envelope.event_id,
+        topic=envelope.topic,
+        shop_id=shop_id,
+        shop_domain=envelope.shop_domain,
+        api_version=envelope.api_version,
+        triggered_at=envelope.triggered_at,
+        body=body,
+    )
+
+
+async def _insert_autocommit(runtime: Runtime, new: inbox.NewDelivery) -> bool:
+    """PostgreSQL: the insert alone, in autocommit mode (one round trip, durable on return).
+
+    A pooled connection that a database restart has broken fails on first use (there is no
+    ping before each checkout): SQLAlchemy then discards the pool, and the insert is tried once
+    more on a new connection, still within the intake deadline.
+    """
+    try:
+        return await _insert_once(runtime, new)
+    except sa.exc.DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+    return await _insert_once(runtime, new)
+
+
+async def _insert_once(runtime: Runtime, new: inbox.NewDelivery) -> bool:
+    async with runtime.engine.connect() as conn:
+        await conn.execution_options(isolation_level="AUTOCOMMIT")
+        return await inbox.store_delivery(conn, new)
 
 
 #: Stores given up on after the deadline, still unwinding (kept referenced until they finish).

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from service.db import dialect_of, insert_ignore
 from service.domain.pagination import decode_cursor, encode_cursor
@@ -71,8 +71,12 @@ def _store_statement(dialect: str) -> Any:
     return insert_ignore(dialect, deliveries, ["webhook_id"]).values(values).returning(deliveries.c.id)
 
 
-async def store_delivery(session: AsyncSession, new: NewDelivery) -> bool:
-    """Insert a delivery unless its webhook id is known. True when a row was created."""
+async def store_delivery(session: AsyncSession | AsyncConnection, new: NewDelivery) -> bool:
+    """Insert a delivery unless its webhook id is known. True when a row was created.
+
+    One statement: on a connection in autocommit mode it is its own transaction, durable when
+    this returns (intake on PostgreSQL: one round trip instead of BEGIN, INSERT, COMMIT).
+    """
     now = utc_now()
     params = {
         "webhook_id": new.webhook_id,
@@ -88,7 +92,8 @@ async def store_delivery(session: AsyncSession, new: NewDelivery) -> bool:
         "attempts": 0,
         "next_attempt_at": now,
     }
-    return (await session.execute(_store_statement(dialect_of(session)), params)).first() is not None
+    dialect = session.dialect.name if isinstance(session, AsyncConnection) else dialect_of(session)
+    return (await session.execute(_store_statement(dialect), params)).first() is not None
 
 
 async def claim_batch(session: AsyncSession, limit: int) -> list[ClaimedDelivery]:

@@ -575,12 +575,15 @@ class TestDatabaseUnavailable:
                 assert_problem(response, 503)
                 assert "retry-after" in response.headers
                 assert elapsed < 5
-                assert webhook_id not in {row.webhook_id for row in await fetch_rows(sessionmaker)}
 
                 retry = await client.post(URL, content=body, headers=headers)
 
-            assert (retry.status_code, retry.json()) == (200, {"status": "accepted"})
-            assert webhook_id in {row.webhook_id for row in await fetch_rows(sessionmaker)}
+            # The insert given up on may still complete once the lock is free (on PostgreSQL it
+            # runs in autocommit mode): Shopify's retry is then answered as a duplicate. Either
+            # way the retry is a 200 and the delivery is stored exactly once.
+            assert retry.status_code == 200
+            assert retry.json()["status"] in {"accepted", "duplicate"}
+            assert [row.webhook_id for row in await fetch_rows(sessionmaker)].count(webhook_id) == 1
         finally:
             await blocker_engine.dispose()
 

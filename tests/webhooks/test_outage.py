@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from service.app import create_app
 from tests.conftest import make_settings
 from tests.factories import customer_payload, next_id, signed_webhook
-from tests.webhooks.helpers import CUSTOMERS, DELIVERIES, drain
+from tests.webhooks.helpers import CUSTOMERS, DELIVERIES, api_headers, drain
 
 pytestmark = pytest.mark.anyio
 
@@ -121,18 +121,27 @@ async def test_503_while_down_nothing_acknowledged_lost(
         (acknowledged if response.status_code == 200 else refused).append(customer_id)
         return response.status_code
 
+    api = await api_headers(sessionmaker)
     async with AsyncTestClient(app=app) as client:
         for _ in range(5):
             assert await send(next_id()) == 200
+        assert (await client.get("/api/customers", headers=api)).status_code == 200
         await proxy.down()
         down_codes = [await send(next_id()) for _ in range(3)]
         ready = await client.get("/ready")
+        read_down = await client.get("/api/customers", headers=api)
         await proxy.up()
-        # The pool's connections died with the proxy; pre-ping replaces them.
+        # The pool's connections died with the proxy (there is no ping before a checkout): the
+        # first use of one fails, SQLAlchemy discards the pool, and intake retries once.
         recovered = [await send(next_id()) for _ in range(5)]
+        read_up = await client.get("/api/customers", headers=api)
     assert down_codes == [503, 503, 503]
     assert ready.status_code == 503
+    # a read while the database is away is a retryable 503 problem, not a 500
+    assert (read_down.status_code, read_down.headers["content-type"]) == (503, "application/problem+json")
+    assert read_down.headers["retry-after"] == "5"
     assert recovered == [200] * 5
+    assert read_up.status_code == 200
     async with sessionmaker() as session:
         stored = {
             json.loads(body)["id"] for body in (await session.scalars(sa.select(DELIVERIES.c.body))).all()
