@@ -128,7 +128,8 @@ class Delivery:
 
 def order_deliveries(rng: random.Random, count: int, *, customers: int, fulfilled: int = 0) -> list[Delivery]:
     """``count`` orders/create (3 line items) from ``customers`` repeat buyers; then, for the first
-    ``fulfilled`` orders, fulfillments/create and fulfillment_events/create (in_transit, delivered)."""
+    ``fulfilled`` orders, fulfillments/create and fulfillment_events/create (in_transit, delivered),
+    in time order."""
     people = [make_person(rng, 6_100_000_000_000 + i * 5) for i in range(customers)]
     weights = [min(rng.paretovariate(1.2), 30.0) for _ in people]
     start = datetime(2026, 10, 1, tzinfo=UTC)
@@ -149,10 +150,11 @@ def order_deliveries(rng: random.Random, count: int, *, customers: int, fulfille
         )
         orders.append((order_id, created, Delivery("orders/create", payload, created, rng)))
     result = [d for _, _, d in orders]
+    facts: list[Delivery] = []
     for n, (order_id, created, _) in enumerate(orders[:fulfilled]):
         fulfillment_id = 5_700_000_000_000 + n
         shipped = created + timedelta(hours=20)
-        result.append(
+        facts.append(
             Delivery(
                 "fulfillments/create",
                 fulfillment_payload(fulfillment_id, order_id, shipped, "confirmed"),
@@ -165,8 +167,11 @@ def order_deliveries(rng: random.Random, count: int, *, customers: int, fulfille
             event = fulfillment_event_payload(
                 5_800_000_000_000 + n * 2 + step, fulfillment_id, order_id, status, at
             )
-            result.append(Delivery("fulfillment_events/create", event, at, rng))
-    return result
+            facts.append(Delivery("fulfillment_events/create", event, at, rng))
+    # In the order Shopify sends them: by time, so one order's shipment and its two carrier
+    # events (days apart) are not next to each other in the inbox.
+    facts.sort(key=lambda d: d.triggered_at)
+    return result + facts
 
 
 def write_deliveries_file(path: Path, deliveries: list[Delivery], secret: str) -> int:

@@ -66,7 +66,10 @@ def make_engine(settings: Settings, **overrides: Any) -> AsyncEngine:
         return engine
     options: dict[str, Any] = {
         "pool_size": settings.db_pool_size,
-        "max_overflow": settings.db_pool_size,
+        # No overflow: a connection opened beyond the pool is closed again on return, and under
+        # 32 concurrent requests that churn (a new server process per connection) halved intake
+        # (docs/benchmarks.md). Requests wait for a pooled connection instead.
+        "max_overflow": 0,
         "pool_timeout": settings.intake_timeout_seconds,
         "connect_args": {"connect_timeout": max(1, int(settings.intake_timeout_seconds))},
     }

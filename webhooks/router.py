@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, TypeVar
@@ -42,8 +42,9 @@ class DeliveryContext:
 
 
 Handler = Callable[[DeliveryContext, P], Awaitable[None]]
-#: Applies several deliveries of one shop at once, in list order, with ``ctx.deferred`` set.
-ManyHandler = Callable[[DeliveryContext, list[P]], Awaitable[None]]
+#: Applies several deliveries of one shop at once, in list order (each with its own context;
+#: they share the session and ``ctx.deferred``).
+ManyHandler = Callable[[Sequence[tuple[DeliveryContext, P]]], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)

@@ -236,20 +236,25 @@ class InboxWorker:
         record: Callable[[inbox.ClaimedDelivery, str, float], None],
     ) -> None:
         """Consecutive deliveries with a set-based handler, applied as one (batched attempts only)."""
-        first = run.deliveries[0]
-        ctx = DeliveryContext(
-            session=session,
-            delivery_id=first.id,
-            shop_id=first.shop_id,
-            shop_domain=first.shop_domain,
-            webhook_id=first.webhook_id,
-            topic=first.topic,
-            occurred_at=first.triggered_at or first.received_at,
-            _settings_cache=settings_cache,
-            deferred=deferred,
-        )
+        items = [
+            (
+                DeliveryContext(
+                    session=session,
+                    delivery_id=delivery.id,
+                    shop_id=delivery.shop_id,
+                    shop_domain=delivery.shop_domain,
+                    webhook_id=delivery.webhook_id,
+                    topic=delivery.topic,
+                    occurred_at=delivery.triggered_at or delivery.received_at,
+                    _settings_cache=settings_cache,
+                    deferred=deferred,
+                ),
+                payload,
+            )
+            for delivery, payload in zip(run.deliveries, run.payloads, strict=True)
+        ]
         started = time.perf_counter()
-        await _guarded(run.many(ctx, run.payloads))
+        await _guarded(run.many(items))
         share = (time.perf_counter() - started) / len(run.deliveries)
         for delivery, parsing in zip(run.deliveries, run.parse_seconds, strict=True):
             logger.debug(

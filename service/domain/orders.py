@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -140,8 +140,49 @@ async def apply_order(
 _UPSERT_COLUMNS = ("shop_id", "id", *_PAYLOAD_COLUMNS)
 
 
-class _TriggerInside(Exception):
-    """A tier trigger fired inside a set of snapshots: it must see only the deliveries before it."""
+class OneByOne(Exception):
+    """Raised inside a set-based application that would not leave what one by one leaves."""
+
+
+async def set_or_one_by_one(
+    session: AsyncSession,
+    as_set: Callable[[], Awaitable[None]],
+    one_by_one: Callable[[], Awaitable[None]],
+) -> None:
+    """``as_set()`` in a savepoint; if it raises :class:`OneByOne`, roll it back and run
+    ``one_by_one()`` instead."""
+    try:
+        async with session.begin_nested():
+            await as_set()
+    except OneByOne:
+        await one_by_one()
+
+
+def exact_triggers(
+    changes: Iterable[tracking.StatusChange],
+    positions: Mapping[int, int],
+    touched: Iterable[tuple[int, int]],
+) -> list[Trigger] | None:
+    """The tier triggers of a set of deliveries in delivery order, or None if one cannot be had.
+
+    A trigger records the live tier, which one by one would include the deliveries before it
+    and none after. Applied as a set, every trigger sees the figures after the whole set; that
+    is the same for its customer unless a later delivery of the set changes that customer's
+    figures. ``positions``: order id → its delivery's place in the set (one delivery per order);
+    ``touched``: (place, customer id) for every delivery that changes a customer's figures.
+    """
+    last: dict[int, int] = {}
+    for place, customer_id in touched:
+        last[customer_id] = max(last.get(customer_id, place), place)
+    fired: list[Trigger] = []
+    for change in sorted(changes, key=lambda c: positions[c.order_id]):
+        reason = trigger_reason(change)
+        if reason is None or change.customer_id is None:
+            continue
+        if last.get(change.customer_id, -1) > positions[change.order_id]:
+            return None
+        fired.append(Trigger(change.customer_id, change.order_id, reason))
+    return fired
 
 
 async def apply_orders(
@@ -157,24 +198,53 @@ async def apply_orders(
 
     Every write is the same guarded statement, run as one ``executemany`` in list order; what
     each snapshot wrote is read back afterwards (the upsert holds the row lock, so nothing else
-    changes it meanwhile). One thing a set cannot reproduce is a tier trigger (SPEC §4.3): it
-    records the live tier, which must include the deliveries before it and none after. A set
-    in which one fires is rolled back to its savepoint and applied one snapshot at a time.
+    changes it meanwhile). Tier triggers go through :func:`exact_triggers`; a set where one
+    cannot be reproduced is rolled back to its savepoint and applied one snapshot at a time.
     """
     if len({snap.id for snap in snaps}) != len(snaps):
         raise ValueError("apply_orders takes one snapshot per order")
-    if len(snaps) == 1:
-        await apply_order(session, shop_id, snaps[0], settings, deferred=deferred)
-        return
-    owed = DeferredFigures()
-    try:
-        async with session.begin_nested():
-            await _apply_set(session, shop_id, snaps, settings, owed)
-    except _TriggerInside:
+
+    async def as_set() -> None:
+        await _apply_set(session, shop_id, snaps, settings, deferred)
+
+    async def one_by_one() -> None:
         for snap in snaps:
             await apply_order(session, shop_id, snap, settings, deferred=deferred)
-        return
-    deferred.merge(owed)
+
+    if len(snaps) == 1:
+        await one_by_one()
+    else:
+        await set_or_one_by_one(session, as_set, one_by_one)
+
+
+async def refresh_facts(
+    session: AsyncSession,
+    shop_id: int,
+    order_ids: Sequence[int],
+    settings: ShopSettings,
+    *,
+    deferred: DeferredFigures,
+) -> None:
+    """:func:`refresh_orders` after new facts (fulfillments, events) for distinct orders, one
+    delivery each, in list order, as one refresh. Raises :class:`OneByOne` when a tier trigger
+    cannot be reproduced. Facts change a customer's figures only by moving an order into or out
+    of an RTO state, so only those moves count as touching the customer."""
+    positions = {order_id: place for place, order_id in enumerate(order_ids)}
+    if len(positions) != len(order_ids):
+        raise ValueError("refresh_facts takes one delivery per order")
+    changes = await tracking.refresh(session, shop_id, order_ids, settings.rto_tags)
+    touched = [
+        (positions[c.order_id], c.customer_id)
+        for c in changes
+        if c.customer_id is not None and tracking.is_rto(c.before) != tracking.is_rto(c.after)
+    ]
+    fired = exact_triggers(changes, positions, touched)
+    if fired is None:
+        raise OneByOne
+    customers = {c.customer_id for c in changes if c.customer_id is not None}
+    deferred.recompute(shop_id, settings, customers, triggers=fired)
+    if fired:
+        await deferred.settle(session)
 
 
 async def _apply_set(
@@ -182,8 +252,9 @@ async def _apply_set(
     shop_id: int,
     snaps: Sequence[OrderSnapshot],
     settings: ShopSettings,
-    owed: DeferredFigures,
+    deferred: DeferredFigures,
 ) -> None:
+    owed = DeferredFigures()
     dialect = dialect_of(session)
     ids = [snap.id for snap in snaps]
     by_ids = {"shop_id": shop_id, "ids": ids}
@@ -235,8 +306,20 @@ async def _apply_set(
     changes = await tracking.refresh(
         session, shop_id, ids, settings.rto_tags, rows=[rows[i] for i in ids if i in rows]
     )
-    if any(c.order_id in stored and c.customer_id is not None and trigger_reason(c) for c in changes):
-        raise _TriggerInside
+    positions = {order_id: place for place, order_id in enumerate(ids)}
+    touched = [
+        (positions[snap.id], customer_id)
+        for snap in snaps
+        for customer_id in (
+            snap.customer.id if snap.customer is not None else None,
+            stored[snap.id].customer_id if snap.id in stored else None,
+        )
+        if customer_id is not None
+    ]
+    # no trigger on an order's creation (SPEC §4.3): only orders stored before count
+    fired = exact_triggers([c for c in changes if c.order_id in stored], positions, touched)
+    if fired is None:
+        raise OneByOne
     left = {
         before.customer_id
         for order_id, before in stored.items()
@@ -244,7 +327,10 @@ async def _apply_set(
         and (order_id not in written or rows[order_id].customer_id != before.customer_id)
     }
     customers = {c.customer_id for c in changes if c.customer_id is not None}
-    owed.recompute(shop_id, settings, customers, left=left - customers)
+    deferred.merge(owed)
+    deferred.recompute(shop_id, settings, customers, left=left - customers, triggers=fired)
+    if fired:  # a trigger reads the figures as they are now: pay what is owed first
+        await deferred.settle(session)
 
 
 @functools.cache

@@ -25,6 +25,7 @@ Rules, in the order they are applied:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -340,6 +341,7 @@ async def refresh(
     found = [r.id for r in rows]
     facts = await _load_facts(session, shop_id, found) if has_facts is not False else {}
     changes: list[StatusChange] = []
+    updates: list[dict[str, Any]] = []
     for row in rows:
         fulfillment_facts, return_facts = facts.get(row.id, ((), ()))
         tag_state = tag_rto_state(row.tags or "", rto_tags)
@@ -357,17 +359,32 @@ async def refresh(
         )
         current = (row.tracking_status, row.delivered_at, row.rto_source)
         if (result.status, result.delivered_at, result.rto_source) != current:
-            await session.execute(
-                sa.update(orders)
-                .where(orders.c.shop_id == shop_id, orders.c.id == row.id)
-                .values(
-                    tracking_status=result.status,
-                    delivered_at=result.delivered_at,
-                    rto_source=result.rto_source,
-                )
+            updates.append(
+                {
+                    "b_shop_id": shop_id,
+                    "b_id": row.id,
+                    "b_status": result.status,
+                    "b_delivered_at": result.delivered_at,
+                    "b_rto_source": result.rto_source,
+                }
             )
         changes.append(StatusChange(row.id, row.customer_id, row.tracking_status, result.status))
+    if updates:  # one executemany for every order whose status moved
+        await session.execute(_update_statement(), updates)
     return changes
+
+
+@functools.cache
+def _update_statement() -> Any:
+    return (
+        sa.update(orders)
+        .where(orders.c.shop_id == sa.bindparam("b_shop_id"), orders.c.id == sa.bindparam("b_id"))
+        .values(
+            tracking_status=sa.bindparam("b_status", type_=orders.c.tracking_status.type),
+            delivered_at=sa.bindparam("b_delivered_at", type_=orders.c.delivered_at.type),
+            rto_source=sa.bindparam("b_rto_source", type_=orders.c.rto_source.type),
+        )
+    )
 
 
 async def _load_facts(

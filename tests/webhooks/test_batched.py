@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import random
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -125,6 +126,34 @@ def snapshot_storm(seed: int) -> list[Delivery]:
     return deliveries
 
 
+def fact_storm(seed: int) -> tuple[list[Delivery], list[Delivery]]:
+    """(setup, facts): 24 orders of 3 customers, then their fulfillments and carrier events in
+    time order, so consecutive deliveries are for different orders (as carriers send them)."""
+    rng = random.Random(seed)
+    people = [next_id() for _ in range(3)]
+    setup: list[Delivery] = []
+    facts: list[tuple[float, Delivery]] = []
+    for n in range(24):
+        order_id, fulfillment_id = next_id(), next_id()
+        total = f"{rng.choice([3000, 7000, 12000])}.00"
+        setup.append(order(order_id, rng.choice(people), total, gateways=COD if n % 2 else None))
+        shipped_at = n + rng.random()
+        facts.append((shipped_at, shipped(fulfillment_id, order_id, "confirmed", shipped_at)))
+        for step, status in enumerate(rng.choice(STORIES), start=1):
+            at_minutes = shipped_at + step * 30 + rng.random() * 20
+            facts.append((at_minutes, event(fulfillment_id, order_id, status, at_minutes)))
+    facts.sort(key=lambda f: f[0])
+    return setup, [d for _, d in facts]
+
+
+STORIES = [
+    ("in_transit", "delivered"),
+    ("in_transit", "out_for_delivery", "delivered"),
+    ("in_transit", "failure"),
+    ("in_transit",),
+]
+
+
 def fallback_count() -> float:
     return REGISTRY.get_sample_value("tierline_worker_batch_fallbacks_total") or 0.0
 
@@ -215,6 +244,48 @@ class TestBatchEqualsOneByOne:
             assert await rows_of(sessionmaker, table, OTHER_SHOP) == await rows_of(sessionmaker, table, SHOP)
         assert len(one_by_one["tracking"]) == 28
 
+    @pytest.mark.parametrize("seed", [1, 2, 3])
+    async def test_runs_of_fulfillments_and_events_applied_as_sets(
+        self, sessionmaker: Sessionmaker, settings: Settings, seed: int
+    ) -> None:
+        setup, facts = fact_storm(seed)
+        for shop, batch in ((SHOP, 1), (OTHER_SHOP, 100)):
+            await apply_in(sessionmaker, settings, setup, shop, batch=batch)
+            await apply_in(sessionmaker, settings, facts, shop, batch=batch)
+
+        one_by_one, batched = await state(sessionmaker, SHOP), await state(sessionmaker, OTHER_SHOP)
+        assert batched == one_by_one
+        assert sum(1 for t in one_by_one["tracking"].values() if t[0] == "delivered") > 5
+        for table in ("fulfillments", "fulfillment_events"):
+            assert await rows_of(sessionmaker, table, OTHER_SHOP) == await rows_of(sessionmaker, table, SHOP)
+
+    async def test_a_trigger_before_an_rto_move_of_the_same_customer_in_one_run(
+        self, sessionmaker: Sessionmaker, settings: Settings
+    ) -> None:
+        """One run: the first order is delivered (a trigger: the live tier is recorded), then the
+        second order of the same customer becomes RTO (its return was requested before it
+        shipped; the fulfillment arriving now makes it a return to origin). One by one, the
+        trigger saw the second order still counted; the set must record the same."""
+        customer, first, second, f1, f2 = (next_id() for _ in range(5))
+        setup = [
+            order(first, customer, "8000.00"),
+            order(second, customer, "4000.00", gateways=COD),
+            Delivery.of("returns/request", return_payload(next_id(), second), triggered_at=at(30)),
+            shipped(f1, first, "in_transit", 2),
+        ]
+        run = [event(f1, first, "delivered", 40), shipped(f2, second, "in_transit", 20)]
+        for shop, batch in ((SHOP, 1), (OTHER_SHOP, 100)):
+            await apply_in(sessionmaker, settings, setup, shop, batch=batch)
+            await apply_in(sessionmaker, settings, run, shop, batch=batch)
+
+        one_by_one, batched = await state(sessionmaker, SHOP), await state(sessionmaker, OTHER_SHOP)
+        assert batched == one_by_one
+        assert one_by_one["tracking"][second][0] == "rto_initiated"
+        assert [(h["to_tier"], h["ltv"], h["reason"]) for h in one_by_one["history"]] == [
+            ("silver", Decimal("12000.00"), "delivered"),
+            ("bronze", Decimal("8000.00"), "rto"),
+        ]
+
 
 class TestSetBasedRuns:
     async def test_a_run_of_new_orders_takes_a_fixed_number_of_statements(
@@ -233,6 +304,24 @@ class TestSetBasedRuns:
         # one by one it would be five statements or more per order; as a set it does not grow
         assert counts[1] == counts[0], counts
         assert counts[1] < 25, counts
+
+    async def test_a_run_of_carrier_events_takes_a_fixed_number_of_statements(
+        self, sessionmaker: Sessionmaker, settings: Settings
+    ) -> None:
+        customer = next_id()
+        shipments = [(next_id(), next_id()) for _ in range(13)]
+        setup = [order(order_id, customer, "100.00") for order_id, _ in shipments]
+        setup += [shipped(fid, order_id, "confirmed", 1) for order_id, fid in shipments]
+        await helpers.apply(sessionmaker, settings, setup)
+        counts = []
+        for part in (shipments[:3], shipments[3:]):
+            await helpers.enqueue_many(sessionmaker, [event(fid, oid, "in_transit", 5) for oid, fid in part])
+            with count_statements(sessionmaker) as counted:
+                await helpers.drain(sessionmaker, settings)
+            counts.append(counted[0])
+        tracking = {oid: row["tracking_status"] for oid, row in (await helpers.orders(sessionmaker)).items()}
+        assert set(tracking.values()) == {"in_transit"}
+        assert counts[1] == counts[0], counts
 
 
 class TestDeferredFigures:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from service.domain import fulfillments, tracking
+from collections.abc import Sequence
+
+from service.domain import fulfillments, orders, tracking
 from service.domain.orders import refresh_orders
 from service.domain.records import FulfillmentEventSnapshot, FulfillmentSnapshot
 from webhooks.payloads import FulfillmentEventPayload, FulfillmentPayload
@@ -24,17 +26,8 @@ def fulfillment_snapshot(payload: FulfillmentPayload) -> FulfillmentSnapshot:
     )
 
 
-@router.register("fulfillments/create", "fulfillments/update", model=FulfillmentPayload, batchable=True)
-async def on_fulfillment(ctx: DeliveryContext, payload: FulfillmentPayload) -> None:
-    if await fulfillments.upsert_fulfillment(ctx.session, ctx.shop_id, fulfillment_snapshot(payload)):
-        await refresh_orders(
-            ctx.session, ctx.shop_id, [payload.order_id], await ctx.shop_settings(), deferred=ctx.deferred
-        )
-
-
-@router.register("fulfillment_events/create", model=FulfillmentEventPayload, batchable=True)
-async def on_fulfillment_event(ctx: DeliveryContext, payload: FulfillmentEventPayload) -> None:
-    event = FulfillmentEventSnapshot(
+def event_snapshot(ctx: DeliveryContext, payload: FulfillmentEventPayload) -> FulfillmentEventSnapshot:
+    return FulfillmentEventSnapshot(
         id=payload.id,
         fulfillment_id=payload.fulfillment_id,
         order_id=payload.order_id,
@@ -42,7 +35,69 @@ async def on_fulfillment_event(ctx: DeliveryContext, payload: FulfillmentEventPa
         happened_at=payload.happened_at or payload.created_at or ctx.occurred_at,
         created_at=payload.created_at,
     )
-    if await fulfillments.add_event(ctx.session, ctx.shop_id, event):
+
+
+Fact = FulfillmentPayload | FulfillmentEventPayload
+
+
+async def on_facts(items: Sequence[tuple[DeliveryContext, Fact]]) -> None:
+    """Fulfillments and events of distinct orders, consecutive in one batch: stored with one
+    statement per kind and the orders refreshed together (one by one when a tier trigger needs
+    it, see ``orders.refresh_facts``). An order is refreshed even if its fact was already known:
+    re-deriving an unchanged order changes nothing."""
+    ctx = items[0][0]
+
+    async def one_by_one() -> None:
+        for item_ctx, payload in items:
+            if isinstance(payload, FulfillmentPayload):
+                await on_fulfillment(item_ctx, payload)
+            else:
+                await on_fulfillment_event(item_ctx, payload)
+
+    deferred = ctx.deferred
+    if deferred is None or len(items) == 1:
+        await one_by_one()
+        return
+    settings = await ctx.shop_settings()
+
+    async def as_set() -> None:
+        await fulfillments.store_facts(
+            ctx.session,
+            ctx.shop_id,
+            [fulfillment_snapshot(p) for _, p in items if isinstance(p, FulfillmentPayload)],
+            [event_snapshot(c, p) for c, p in items if isinstance(p, FulfillmentEventPayload)],
+        )
+        await orders.refresh_facts(
+            ctx.session, ctx.shop_id, [p.order_id for _, p in items], settings, deferred=deferred
+        )
+
+    await orders.set_or_one_by_one(ctx.session, as_set, one_by_one)
+
+
+def fact_order(payload: Fact) -> int:
+    return payload.order_id
+
+
+@router.register(
+    "fulfillments/create",
+    "fulfillments/update",
+    model=FulfillmentPayload,
+    batchable=True,
+    many=on_facts,
+    key=fact_order,
+)
+async def on_fulfillment(ctx: DeliveryContext, payload: FulfillmentPayload) -> None:
+    if await fulfillments.upsert_fulfillment(ctx.session, ctx.shop_id, fulfillment_snapshot(payload)):
+        await refresh_orders(
+            ctx.session, ctx.shop_id, [payload.order_id], await ctx.shop_settings(), deferred=ctx.deferred
+        )
+
+
+@router.register(
+    "fulfillment_events/create", model=FulfillmentEventPayload, batchable=True, many=on_facts, key=fact_order
+)
+async def on_fulfillment_event(ctx: DeliveryContext, payload: FulfillmentEventPayload) -> None:
+    if await fulfillments.add_event(ctx.session, ctx.shop_id, event_snapshot(ctx, payload)):
         await refresh_orders(
             ctx.session, ctx.shop_id, [payload.order_id], await ctx.shop_settings(), deferred=ctx.deferred
         )

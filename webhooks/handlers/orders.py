@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from service.domain import orders
 from service.domain.records import LineSnapshot, OrderSnapshot
 from webhooks.handlers.customers import address_dict, customer_snapshot
@@ -62,10 +64,11 @@ def order_snapshot(payload: OrderPayload) -> OrderSnapshot:
     )
 
 
-async def on_orders(ctx: DeliveryContext, payloads: list[OrderPayload]) -> None:
+async def on_orders(items: Sequence[tuple[DeliveryContext, OrderPayload]]) -> None:
     """Snapshots of distinct orders, consecutive in one batch: applied as a set."""
+    ctx = items[0][0]
     settings = await ctx.shop_settings()
-    snaps = [order_snapshot(payload) for payload in payloads]
+    snaps = [order_snapshot(payload) for _, payload in items]
     if ctx.deferred is None:
         for snap in snaps:
             await orders.apply_order(ctx.session, ctx.shop_id, snap, settings)
