@@ -27,13 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.domain import stats, tiers
 from service.domain.settings import ShopSettings
-
-
-@dataclass(frozen=True, slots=True)
-class Trigger:
-    customer_id: int
-    order_id: int
-    reason: str
+from service.domain.tiers import Trigger
 
 
 @dataclass(slots=True)
@@ -105,15 +99,5 @@ class DeferredFigures:
             await stats.refresh(session, shop_id, owed.customers - owed.left, owed.settings)
             if owed.left:
                 await stats.refresh(session, shop_id, owed.left, owed.settings, may_have_no_orders=True)
-            for trigger in owed.triggers:
-                move = await tiers.record(
-                    session,
-                    shop_id,
-                    trigger.customer_id,
-                    owed.settings.tier_thresholds,
-                    reason=trigger.reason,
-                    order_id=trigger.order_id,
-                )
-                if move is not None:
-                    moves.append(move)
+            moves += await tiers.record_all(session, shop_id, owed.triggers, owed.settings.tier_thresholds)
         return moves

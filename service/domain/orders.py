@@ -21,9 +21,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from service.db import dialect_insert, dialect_of, in_ids, typed_param
 from service.domain import fulfillments, stats, tiers, tombstones, tracking
 from service.domain.customers import RANK_STUB, upsert_customer, upsert_stubs
-from service.domain.deferred import DeferredFigures, Trigger
+from service.domain.deferred import DeferredFigures
 from service.domain.records import OrderSnapshot
 from service.domain.settings import ShopSettings, gateway_key, payment_method
+from service.domain.tiers import Trigger
 from service.errors import NotFoundError, UnprocessableError
 from service.models import Order, OrderLine
 from service.types import utc_now

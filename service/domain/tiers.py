@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping
+import functools
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service.db import dialect_of, in_ids
 from service.metrics import TIER_CHANGES
 from service.models import CustomerStats, TierChange
 from service.types import Money, utc_now
@@ -102,6 +104,85 @@ async def record(
     )
     TIER_CHANGES.labels(reason=reason).inc()
     return TierMove(customer_id, current, live, ltv)
+
+
+@dataclass(frozen=True, slots=True)
+class Trigger:
+    """A tier-of-record trigger (SPEC §4.3) fired by a change of one order."""
+
+    customer_id: int
+    order_id: int
+    reason: str
+
+
+async def record_all(
+    session: AsyncSession, shop_id: int, triggers: Sequence[Trigger], thresholds: Mapping[str, Decimal]
+) -> list[TierMove]:
+    """:func:`record` for each trigger in order, with one read, one ``executemany`` update and
+    one history insert. The caller guarantees the figures are already those every trigger must
+    see (they do not change between the triggers), so a customer's later triggers find the tier
+    the earlier ones set, as :func:`record` one after the other would."""
+    if not triggers:
+        return []
+    dialect = dialect_of(session)
+    ids = sorted({t.customer_id for t in triggers})
+    rows = await session.execute(_figures_statement(dialect), {"shop_id": shop_id, "ids": ids})
+    figures = {int(r.customer_id): (r.ltv, r.tier_of_record) for r in rows}
+    moves: list[TierMove] = []
+    history: list[dict[str, Any]] = []
+    at = utc_now()
+    for trigger in triggers:
+        if trigger.customer_id not in figures:
+            continue
+        ltv, current = figures[trigger.customer_id]
+        live = tier_for(ltv, thresholds)
+        if live == current:
+            continue
+        figures[trigger.customer_id] = (ltv, live)
+        moves.append(TierMove(trigger.customer_id, current, live, ltv))
+        history.append(
+            {
+                "shop_id": shop_id,
+                "customer_id": trigger.customer_id,
+                "from_tier": current,
+                "to_tier": live,
+                "ltv": ltv,
+                "reason": trigger.reason,
+                "order_id": trigger.order_id,
+                "at": at,
+            }
+        )
+        TIER_CHANGES.labels(reason=trigger.reason).inc()
+    if moves:
+        final = {m.customer_id: m.to_tier for m in moves}
+        await session.execute(
+            _set_tier_statement(),
+            [{"b_shop_id": shop_id, "b_customer_id": cid, "b_tier": tier} for cid, tier in final.items()],
+        )
+        await session.execute(sa.insert(tier_changes), history)
+    return moves
+
+
+@functools.cache
+def _figures_statement(dialect: str) -> Any:
+    return sa.select(
+        customer_stats.c.customer_id, customer_stats.c.ltv, customer_stats.c.tier_of_record
+    ).where(
+        customer_stats.c.shop_id == sa.bindparam("shop_id"),
+        in_ids(dialect, customer_stats.c.customer_id, "ids"),
+    )
+
+
+@functools.cache
+def _set_tier_statement() -> Any:
+    return (
+        sa.update(customer_stats)
+        .where(
+            customer_stats.c.shop_id == sa.bindparam("b_shop_id"),
+            customer_stats.c.customer_id == sa.bindparam("b_customer_id"),
+        )
+        .values(tier_of_record=sa.bindparam("b_tier", type_=customer_stats.c.tier_of_record.type))
+    )
 
 
 async def customer_id_ranges(
