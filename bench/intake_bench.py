@@ -12,7 +12,8 @@
 4. The same inbox row inserted by psycopg (``INSERT … ON CONFLICT DO NOTHING RETURNING id`` and a
    commit per row, as intake does) from as many threads as the concurrency: inserts/s, ratio.
 5. Worker: ``--worker-orders`` ``orders/create`` (3 line items) plus ``fulfillments/create`` and two
-   ``fulfillment_events/create`` for ``--worker-fulfilled`` of them are put in the inbox, then
+   ``fulfillment_events/create`` for ``--worker-fulfilled`` of them (in time order, or each
+   order's together with ``--grouped-facts``) are put in the inbox, then
    ``tierline worker --drain`` runs as a subprocess: deliveries/s.
 6. Peak RSS (VmHWM) of the server and of the worker; one markdown table with every figure.
 
@@ -126,7 +127,9 @@ class Delivery:
         self.event_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
 
 
-def order_deliveries(rng: random.Random, count: int, *, customers: int, fulfilled: int = 0) -> list[Delivery]:
+def order_deliveries(
+    rng: random.Random, count: int, *, customers: int, fulfilled: int = 0, grouped: bool = False
+) -> list[Delivery]:
     """``count`` orders/create (3 line items) from ``customers`` repeat buyers; then, for the first
     ``fulfilled`` orders, fulfillments/create and fulfillment_events/create (in_transit, delivered),
     in time order."""
@@ -169,8 +172,10 @@ def order_deliveries(rng: random.Random, count: int, *, customers: int, fulfille
             )
             facts.append(Delivery("fulfillment_events/create", event, at, rng))
     # In the order Shopify sends them: by time, so one order's shipment and its two carrier
-    # events (days apart) are not next to each other in the inbox.
-    facts.sort(key=lambda d: d.triggered_at)
+    # events (days apart) are not next to each other in the inbox. ``grouped`` keeps each order's
+    # three together instead (the worst case for the worker's runs: every run holds one order).
+    if not grouped:
+        facts.sort(key=lambda d: d.triggered_at)
     return result + facts
 
 
@@ -339,6 +344,11 @@ def main() -> None:
     parser.add_argument("--worker-orders", type=int, default=5000)
     parser.add_argument("--worker-fulfilled", type=int, default=500)
     parser.add_argument(
+        "--grouped-facts",
+        action="store_true",
+        help="enqueue each order's fulfillment and events together instead of in time order",
+    )
+    parser.add_argument(
         "--worker-time-limit",
         type=float,
         default=150.0,
@@ -459,12 +469,14 @@ def main() -> None:
         args.worker_orders,
         customers=max(1, args.worker_orders * 3 // 10),
         fulfilled=min(args.worker_fulfilled, args.worker_orders),
+        grouped=args.grouped_facts,
     )
     enqueue(url, shop_id, work)
     topics: dict[str, int] = {}
     for d in work:
         topics[d.topic] = topics.get(d.topic, 0) + 1
-    log(f"  enqueued {len(work):,} deliveries: {topics}")
+    order_note = "each order's together" if args.grouped_facts else "in time order"
+    log(f"  enqueued {len(work):,} deliveries: {topics}; fulfillments and events {order_note}")
     drained = run_worker(url, env, RESULTS / "worker_drain.log", args.worker_time_limit)
     drain_seconds, worker_hwm = drained.seconds, drained.peak_rss_kb
     after = count_inbox(url)
