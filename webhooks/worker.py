@@ -44,6 +44,10 @@ PRUNE_INTERVAL_SECONDS = 600
 BATCH_BARRIER_TOPICS = frozenset({"customers/redact", "shop/redact"})
 #: SQLite has one writer: keep its batches short so intake is never blocked for long.
 SQLITE_MAX_BATCH = 10
+#: PostgreSQL's deadlock_detected and serialization_failure: the transaction lost a race with
+#: another worker's and was rolled back; the batch is claimed again at once, a few times.
+CONFLICT_SQLSTATES = frozenset({"40P01", "40001"})
+MAX_CONFLICT_RETRIES = 3
 
 
 class PermanentDeliveryError(Exception):
@@ -161,14 +165,28 @@ class InboxWorker:
     async def _run_batch(self) -> BatchResult:
         gate = self._write_gate or contextlib.nullcontext()
         async with gate:
-            try:
-                return await self._attempt(batched=True)
-            except _BatchFailed as failed:
-                # Something in the batch raised: it was rolled back whole. Claim again, one
-                # savepoint per delivery, so the culprit is retried alone and the rest applies.
-                BATCH_FALLBACKS.inc()
-                logger.info("worker.batch_fallback", extra={"error": type(failed.__cause__).__name__})
-                return await self._attempt(batched=False)
+            conflicts = 0
+            while True:
+                try:
+                    return await self._claim_and_apply()
+                except sa.exc.DBAPIError as exc:
+                    # Another worker's batch held rows this one needed, and PostgreSQL broke the
+                    # deadlock by aborting this transaction: nothing was applied, claim again now.
+                    code = getattr(exc.orig, "sqlstate", None)
+                    conflicts += 1
+                    if code not in CONFLICT_SQLSTATES or conflicts > MAX_CONFLICT_RETRIES:
+                        raise
+                    logger.info("worker.batch_conflict", extra={"error": code, "attempts": conflicts})
+
+    async def _claim_and_apply(self) -> BatchResult:
+        try:
+            return await self._attempt(batched=True)
+        except _BatchFailed as failed:
+            # Something in the batch raised: it was rolled back whole. Claim again, one
+            # savepoint per delivery, so the culprit is retried alone and the rest applies.
+            BATCH_FALLBACKS.inc()
+            logger.info("worker.batch_fallback", extra={"error": type(failed.__cause__).__name__})
+            return await self._attempt(batched=False)
 
     async def _attempt(self, *, batched: bool) -> BatchResult:
         """One transaction over one claimed batch.

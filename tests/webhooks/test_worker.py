@@ -314,6 +314,64 @@ class TestBatch:
         assert flaky.calls == 2
         assert fallback_count() == fallbacks + 1
 
+    @pytest.mark.parametrize("sqlstate", ["40P01", "40001"])
+    async def test_a_batch_that_loses_a_race_with_another_worker_is_claimed_again_at_once(
+        self, sessionmaker: Sessionmaker, settings: Settings, database_url: str, sqlstate: str
+    ) -> None:
+        """PostgreSQL aborts one of two deadlocked transactions (or a serialization failure):
+        the worker's batch rolled back whole, so it is claimed again at once, not after a pause."""
+        if not database_url.startswith("postgresql"):
+            pytest.skip("deadlock and serialization failures are PostgreSQL's")
+        raised: list[str] = []
+
+        async def loses_once(ctx: DeliveryContext, payload: CustomerPayload) -> None:
+            await customers.upsert_customer(ctx.session, ctx.shop_id, CustomerSnapshot(id=payload.id))
+            if not raised:
+                raised.append(sqlstate)
+                await ctx.session.execute(
+                    sa.text(f"DO $$ BEGIN RAISE EXCEPTION 'lost a race' USING ERRCODE = '{sqlstate}'; END $$")
+                )
+
+        router = build_router()
+        extra = TopicRouter()
+        extra.register(FLAKY_TOPIC, model=CustomerPayload)(loses_once)
+        router.include(extra)
+        customer_id, neighbour = next_id(), next_id()
+        row_ids = await helpers.enqueue_many(
+            sessionmaker,
+            [
+                Delivery.of("customers/create", customer_payload(neighbour)),
+                Delivery.of(FLAKY_TOPIC, customer_payload(customer_id)),
+            ],
+        )
+        result = await helpers.make_worker(sessionmaker, settings, router).run_once()
+
+        assert (result.processed, result.retried) == (2, 0)
+        assert raised == [sqlstate]
+        rows = [await helpers.delivery(sessionmaker, row_id) for row_id in row_ids]
+        assert [(r["status"], r["attempts"]) for r in rows] == [("processed", 0)] * 2
+        assert sorted(await helpers.customers(sessionmaker)) == sorted([customer_id, neighbour])
+
+    async def test_other_database_errors_still_abandon_the_batch(
+        self, sessionmaker: Sessionmaker, settings: Settings, database_url: str
+    ) -> None:
+        if not database_url.startswith("postgresql"):
+            pytest.skip("the error is raised by PostgreSQL")
+
+        async def disk_full(ctx: DeliveryContext, payload: CustomerPayload) -> None:
+            await ctx.session.execute(
+                sa.text("DO $$ BEGIN RAISE EXCEPTION 'no space' USING ERRCODE = '53100'; END $$")
+            )
+
+        router = build_router()
+        extra = TopicRouter()
+        extra.register(FLAKY_TOPIC, model=CustomerPayload)(disk_full)
+        router.include(extra)
+        row_id = await helpers.enqueue(sessionmaker, FLAKY_TOPIC, customer_payload(next_id()))
+        with pytest.raises(sa.exc.OperationalError):
+            await helpers.make_worker(sessionmaker, settings, router).run_once()
+        assert (await helpers.delivery(sessionmaker, row_id))["status"] == "pending"
+
 
 class TestReplay:
     async def test_a_failed_delivery_replayed_after_the_fix_is_processed(
