@@ -1,9 +1,11 @@
 """Order records and what follows from them (SPEC §3, §4.1 to §4.3).
 
-``apply_order`` is the one path for an order snapshot (webhook or backfill): the embedded
-customer stub, the guarded upsert, line items, embedded fulfillments; then ``refresh_orders``
-re-derives tracking, recomputes the customers' figures and fires tier-of-record triggers, all in
-the caller's transaction.
+``apply_order`` applies one order snapshot (webhook or backfill): the embedded customer stub, the
+guarded upsert, line items, embedded fulfillments; then ``refresh_orders`` re-derives tracking,
+recomputes the customers' figures and fires tier-of-record triggers, all in the caller's
+transaction. ``apply_orders`` and ``refresh_facts`` do the same for a run of deliveries of
+distinct orders in a fixed number of statements, and leave exactly what one by one leaves, or
+roll back to a savepoint and go one by one (``set_or_one_by_one``, ``exact_triggers``).
 """
 
 from __future__ import annotations
