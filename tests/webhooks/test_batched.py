@@ -146,6 +146,45 @@ def fact_storm(seed: int) -> tuple[list[Delivery], list[Delivery]]:
     return setup, [d for _, d in facts]
 
 
+def mixed_storm(seed: int) -> list[Delivery]:
+    """Everything interleaved at random: creations, updates (stale ones too, RTO tags that come
+    and go, customers that change), shipments, carrier events, return requests, refunds,
+    customer updates and a deletion of each kind, so runs of each kind start and end anywhere."""
+    rng = random.Random(seed)
+    people = [next_id() for _ in range(4)]
+    deliveries: list[Delivery] = [Delivery.of("customers/create", customer_payload(p)) for p in people]
+    later: list[Delivery] = []
+    order_ids: list[int] = []
+    for n in range(20):
+        order_id, fulfillment_id = next_id(), next_id()
+        order_ids.append(order_id)
+        buyer, total = rng.choice(people), f"{rng.choice([2000, 6000, 11000, 27000])}.00"
+        gateways = COD if rng.random() < 0.5 else None
+        deliveries.append(order(order_id, buyer, total, gateways=gateways))
+        for version in range(1, rng.randint(1, 3)):
+            tags = "RTO" if rng.random() < 0.2 else ""
+            buyer = rng.choice(people) if rng.random() < 0.1 else buyer
+            later.append(
+                order(order_id, buyer, total, updated=version + n / 100, gateways=gateways, tags=tags)
+            )
+        later.append(shipped(fulfillment_id, order_id, "confirmed", 1 + n / 10))
+        for step, status in enumerate(rng.choice(STORIES), start=1):
+            later.append(event(fulfillment_id, order_id, status, 2 + step * 3 + n / 10))
+        if rng.random() < 0.2:
+            later.append(
+                Delivery.of(
+                    "returns/request", return_payload(next_id(), order_id), triggered_at=at(3 + n / 10)
+                )
+            )
+        if rng.random() < 0.2:
+            later.append(Delivery.of("refunds/create", refund_payload(next_id(), order_id, amount="100.00")))
+    later.append(Delivery.of("customers/update", customer_payload(people[0], updated=at(50))))
+    later.append(Delivery.of("orders/delete", {"id": rng.choice(order_ids)}))
+    later.append(Delivery.of("customers/delete", {"id": people[-1]}))
+    rng.shuffle(later)
+    return deliveries + later
+
+
 STORIES = [
     ("in_transit", "delivered"),
     ("in_transit", "out_for_delivery", "delivered"),
@@ -257,6 +296,22 @@ class TestBatchEqualsOneByOne:
         assert batched == one_by_one
         assert sum(1 for t in one_by_one["tracking"].values() if t[0] == "delivered") > 5
         for table in ("fulfillments", "fulfillment_events"):
+            assert await rows_of(sessionmaker, table, OTHER_SHOP) == await rows_of(sessionmaker, table, SHOP)
+
+    @pytest.mark.parametrize("seed", [1, 2, 3, 4])
+    async def test_everything_interleaved(
+        self, sessionmaker: Sessionmaker, settings: Settings, seed: int
+    ) -> None:
+        deliveries = mixed_storm(seed)
+        await apply_in(sessionmaker, settings, deliveries, SHOP, batch=1)
+        fallbacks = fallback_count()
+        await apply_in(sessionmaker, settings, deliveries, OTHER_SHOP, batch=100)
+        assert fallback_count() == fallbacks
+
+        one_by_one, batched = await state(sessionmaker, SHOP), await state(sessionmaker, OTHER_SHOP)
+        assert batched == one_by_one
+        assert one_by_one["history"]  # triggers fired
+        for table in ("orders", "order_lines", "customers", "fulfillments", "fulfillment_events", "returns"):
             assert await rows_of(sessionmaker, table, OTHER_SHOP) == await rows_of(sessionmaker, table, SHOP)
 
     async def test_a_trigger_before_an_rto_move_of_the_same_customer_in_one_run(
