@@ -100,6 +100,25 @@ class BatchResult:
 OnSettled = Callable[[str, str, float], None]
 
 
+def _context(
+    session: AsyncSession,
+    delivery: inbox.ClaimedDelivery,
+    settings_cache: dict[int, ShopSettings],
+    deferred: DeferredFigures | None,
+) -> DeliveryContext:
+    return DeliveryContext(
+        session=session,
+        delivery_id=delivery.id,
+        shop_id=delivery.shop_id,
+        shop_domain=delivery.shop_domain,
+        webhook_id=delivery.webhook_id,
+        topic=delivery.topic,
+        occurred_at=delivery.triggered_at or delivery.received_at,
+        _settings_cache=settings_cache,
+        deferred=deferred,
+    )
+
+
 @dataclass(slots=True)
 class _Run:
     """Consecutive deliveries of one shop for one set-based handler, with distinct keys."""
@@ -255,20 +274,7 @@ class InboxWorker:
     ) -> None:
         """Consecutive deliveries with a set-based handler, applied as one (batched attempts only)."""
         items = [
-            (
-                DeliveryContext(
-                    session=session,
-                    delivery_id=delivery.id,
-                    shop_id=delivery.shop_id,
-                    shop_domain=delivery.shop_domain,
-                    webhook_id=delivery.webhook_id,
-                    topic=delivery.topic,
-                    occurred_at=delivery.triggered_at or delivery.received_at,
-                    _settings_cache=settings_cache,
-                    deferred=deferred,
-                ),
-                payload,
-            )
+            (_context(session, delivery, settings_cache, deferred), payload)
             for delivery, payload in zip(run.deliveries, run.payloads, strict=True)
         ]
         started = time.perf_counter()
@@ -301,20 +307,9 @@ class InboxWorker:
             payload = route.parse(delivery.body)  # before any write: a bad payload needs no rollback
         except ValidationError as exc:
             return await self._fail(session, delivery, describe_validation_error(exc))
-        ctx = DeliveryContext(
-            session=session,
-            delivery_id=delivery.id,
-            shop_id=delivery.shop_id,
-            shop_domain=delivery.shop_domain,
-            webhook_id=delivery.webhook_id,
-            topic=delivery.topic,
-            occurred_at=delivery.triggered_at or delivery.received_at,
-            _settings_cache=settings_cache,
-        )
+        ctx = _context(session, delivery, settings_cache, deferred if route.batchable else None)
         if deferred is not None:
-            if route.batchable:
-                ctx.deferred = deferred
-            elif deferred:
+            if not route.batchable and deferred:
                 await _guarded(deferred.settle(session))  # what earlier deliveries owe comes first
             await _guarded(route.handler(ctx, payload))
             logger.debug("webhook.processed", extra=log)
