@@ -42,7 +42,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from service.config import Settings
 from service.crypto import TokenCipher
 from service.db import session_scope
-from service.domain import backfill, installs, sync_state
+from service.domain import backfill, installs, shops, sync_state
 from service.domain.customers import upsert_customer
 from service.domain.orders import apply_order
 from service.domain.records import CustomerSnapshot
@@ -351,6 +351,7 @@ class ShopSync:
         """Every customer and order, through bulk operations; resumes an interrupted run."""
         shop_id = await self.access.open()
         status = await self._status(shop_id)
+        await self._remember_details(shop_id)
         report = SyncReport(self.shop, "bulk")
         state = status.state
         started_at = _parse_iso(state.get("startedAt"))
@@ -389,6 +390,7 @@ class ShopSync:
             raise SyncError(
                 f"{self.shop} has never been synced: run `tierline sync --shop {self.shop}` first"
             )
+        await self._remember_details(shop_id)
         report = SyncReport(self.shop, "reconcile")
         started_at = self._now()
         search = backfill.updated_since_filter(status.last_synced_at)
@@ -569,6 +571,19 @@ class ShopSync:
         status = await sync_state.get(session, shop_id)
         if status is None or status.uninstalled:
             raise NotInstalledError(f"{self.shop} was uninstalled while syncing; nothing more is applied")
+
+    async def _remember_details(self, shop_id: int) -> None:
+        """The shop's currency and time zone, for the merchant pages (not fatal if refused)."""
+        client = await self.access.client()
+        try:
+            details = await client.shop_details()
+        except ShopifyError as exc:
+            self._message(f"could not read {self.shop}'s currency and time zone ({exc}); continuing")
+            return
+        async with session_scope(self._sessionmaker) as session:
+            await shops.set_details(
+                session, shop_id, currency=details.currency, iana_timezone=details.iana_timezone
+            )
 
     async def _save(self, shop_id: int, state: dict[str, Any]) -> None:
         async with session_scope(self._sessionmaker) as session:

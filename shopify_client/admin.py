@@ -141,6 +141,18 @@ def webhook_topic_enum(topic: str) -> str:
     return topic.strip().replace("/", "_").upper()
 
 
+SHOP_DETAILS_QUERY = "query TierlineShop { shop { currencyCode ianaTimezone } }"
+_CURRENCY = re.compile(r"[A-Z]{3}")
+
+
+@dataclass(frozen=True, slots=True)
+class ShopDetails:
+    """How a shop shows money and time: ISO 4217 currency, IANA time zone."""
+
+    currency: str
+    iana_timezone: str
+
+
 class AdminClient:
     """One shop's Admin GraphQL API over an injected ``httpx.AsyncClient``.
 
@@ -220,6 +232,17 @@ class AdminClient:
             wait = self.last_cost.seconds_until_affordable() if self.last_cost else 0.0
             if wait > 0:
                 await self._sleep(min(wait, MAX_WAIT_SECONDS))
+
+    async def shop_details(self) -> ShopDetails:
+        """The shop's currency and time zone (``shop { currencyCode ianaTimezone }``)."""
+        data = await self.graphql(SHOP_DETAILS_QUERY)
+        shop = data.get("shop") or {}
+        currency, zone = shop.get("currencyCode"), shop.get("ianaTimezone")
+        if not isinstance(currency, str) or not _CURRENCY.fullmatch(currency):
+            raise GraphQLError([f"unexpected currencyCode {currency!r}"])
+        if not isinstance(zone, str) or not 0 < len(zone) <= 64:
+            raise GraphQLError(["unexpected ianaTimezone"])
+        return ShopDetails(currency, zone)
 
     async def run_bulk_query(self, query: str) -> str:
         """Start a bulk query (``bulkOperationRunQuery``) and return the operation's id."""

@@ -20,13 +20,16 @@ from litestar.response import Redirect
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.crypto import TokenCipher, read_state, sign_state
-from service.domain import installs
+from service.domain import installs, shops
 from service.domain.shops import get_or_create_shop_id
 from service.errors import AppError, BadRequestError, UnauthorizedError
 from service.runtime import Runtime
 from service.schemas import InstallRead
 from shopify_client import (
+    AccessToken,
+    AdminClient,
     InvalidSessionTokenError,
+    ShopDetails,
     ShopifyError,
     authorize_url,
     decode_session_token,
@@ -70,6 +73,27 @@ def _checked_shop(query: dict[str, str | list[str]], runtime: Runtime) -> str:
     if not verify_oauth_hmac(query, runtime.settings.webhook_secrets):
         raise UnauthorizedError("hmac is missing, wrong, or the request is too old")
     return shop.lower()
+
+
+async def _install(runtime: Runtime, session: AsyncSession, shop: str, token: AccessToken) -> None:
+    """Store the shop's tokens, then its currency and time zone (for the merchant pages).
+
+    The details are a courtesy: if Shopify does not answer them, the install still succeeds
+    (logged), the pages show amounts in INR and times in UTC, and ``tierline sync`` fills them.
+    They are asked for before the first write, so no transaction is open during the call.
+    """
+    client = AdminClient(runtime.http, shop, token.access_token, max_attempts=2)
+    try:
+        details: ShopDetails | None = await client.shop_details()
+    except ShopifyError as exc:
+        logger.warning("oauth.shop_details_failed", extra={"shop": shop, "error": type(exc).__name__})
+        details = None
+    shop_id = await get_or_create_shop_id(session, shop)
+    await installs.store_token(session, shop_id, token, TokenCipher(runtime.settings.tierline_encryption_key))
+    if details is not None:
+        await shops.set_details(
+            session, shop_id, currency=details.currency, iana_timezone=details.iana_timezone
+        )
 
 
 def _redirect_uri(runtime: Runtime) -> str:
@@ -135,8 +159,7 @@ class OAuthController(Controller):
         lacking = missing_scopes(token.scope, settings.scopes)
         if lacking:
             raise ForbiddenError("the install did not grant: " + ", ".join(sorted(lacking)))
-        shop_id = await get_or_create_shop_id(db_session, shop)
-        await installs.store_token(db_session, shop_id, token, TokenCipher(settings.tierline_encryption_key))
+        await _install(runtime, db_session, shop, token)
         logger.info("oauth.installed", extra={"shop": shop})
         response = Redirect(f"https://{shop}/admin/apps/{quote(settings.shopify_api_key)}", status_code=302)
         response.delete_cookie(STATE_COOKIE, path="/auth")
@@ -176,6 +199,8 @@ class OAuthController(Controller):
                 "oauth.token_exchange_failed", extra={"shop": claims.shop, "error": type(exc).__name__}
             )
             raise BadGatewayError("Shopify refused the token exchange") from exc
-        shop_id = await get_or_create_shop_id(db_session, claims.shop)
-        await installs.store_token(db_session, shop_id, token, TokenCipher(settings.tierline_encryption_key))
+        lacking = missing_scopes(token.scope, settings.scopes)
+        if lacking:
+            raise ForbiddenError("the install did not grant: " + ", ".join(sorted(lacking)))
+        await _install(runtime, db_session, claims.shop, token)
         return Response(InstallRead(shop=claims.shop, installed=True, scopes=token.scope))

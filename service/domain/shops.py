@@ -70,3 +70,10 @@ async def find_shop(session: AsyncSession, domain: str) -> ShopProfile | None:
         iana_timezone=row.iana_timezone,
         uninstalled=row.uninstalled_at is not None,
     )
+
+
+async def set_details(session: AsyncSession, shop_id: int, *, currency: str, iana_timezone: str) -> None:
+    """Remember how the shop shows money and time (from the Admin API, at install and sync)."""
+    await session.execute(
+        sa.update(shops).where(shops.c.id == shop_id).values(currency=currency, iana_timezone=iana_timezone)
+    )

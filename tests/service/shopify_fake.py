@@ -78,6 +78,8 @@ class FakeShopify:
         self.subscribed: set[str] = set()
         #: Status and body the token endpoint answers with, when set.
         self.token_error: tuple[int, str] | None = None
+        #: What ``shop { currencyCode ianaTimezone }`` answers; None: a GraphQL error.
+        self.details: dict[str, Any] | None = {"currencyCode": "EUR", "ianaTimezone": "Europe/Berlin"}
         self._ids = itertools.count(1)
 
     # --- recorded traffic -----------------------------------------------------------------------
@@ -106,6 +108,8 @@ class FakeShopify:
         if request.url.path == GRAPHQL_PATH:
             body = json.loads(request.content)
             self.graphql.append(body)
+            if "TierlineShop" in body["query"] and self.details is None:
+                return httpx.Response(200, json={"errors": [{"message": "Access denied for shop field."}]})
             return httpx.Response(
                 200, json={"data": self._graphql(body["query"], body.get("variables") or {})}
             )
@@ -163,6 +167,8 @@ class FakeShopify:
                     "userErrors": [],
                 }
             }
+        if "TierlineShop" in query:
+            return {"shop": self.details}
         if "TierlineOrderLines" in query:
             nodes = self.line_pages.get(variables["id"], [])
             return {"order": {"lineItems": self._page(nodes, variables.get("after"))}}

@@ -160,6 +160,39 @@ class TestInstall:
     async def test_each_install_gets_its_own_nonce(self, oauth_client: AsyncTestClient[Litestar]) -> None:
         assert await start_install(oauth_client) != await start_install(oauth_client)
 
+    async def test_the_shops_currency_and_time_zone_are_stored_with_the_new_access_token(
+        self, oauth_client: AsyncTestClient[Litestar], shopify: FakeShopify, sessionmaker: Sessionmaker
+    ) -> None:
+        nonce = await start_install(oauth_client)
+        response = await oauth_client.get(
+            "/auth/callback", params=callback_query(nonce), follow_redirects=False
+        )
+        assert response.status_code == 302, response.text
+        row = await shop_row(sessionmaker)
+        assert (row.currency, row.iana_timezone) == ("EUR", "Europe/Berlin")
+        [details] = shopify.queries_named("TierlineShop")
+        shop_call = next(r for r in shopify.requests if r.url.path.endswith("/graphql.json"))
+        assert shop_call.headers["X-Shopify-Access-Token"] == "shpat_new_1"
+        assert "currencyCode" in details["query"]
+
+    @pytest.mark.parametrize("answer", ["refused", "malformed"])
+    async def test_the_install_succeeds_when_shopify_does_not_give_the_details(
+        self,
+        oauth_client: AsyncTestClient[Litestar],
+        shopify: FakeShopify,
+        sessionmaker: Sessionmaker,
+        answer: str,
+    ) -> None:
+        shopify.details = None if answer == "refused" else {"currencyCode": "euro", "ianaTimezone": ""}
+        nonce = await start_install(oauth_client)
+        response = await oauth_client.get(
+            "/auth/callback", params=callback_query(nonce), follow_redirects=False
+        )
+        assert response.status_code == 302, response.text
+        row = await shop_row(sessionmaker)
+        assert row.access_token_enc is not None
+        assert (row.currency, row.iana_timezone) == (None, None)
+
     async def test_a_tampered_hmac_is_refused(self, oauth_client: AsyncTestClient[Litestar]) -> None:
         params = launch()
         params["shop"] = OTHER_SHOP  # signed for SHOP
@@ -393,6 +426,31 @@ class TestTokenExchange:
         assert "shpat_new_1" not in row.access_token_enc
         assert TokenCipher(ENCRYPTION_KEY).decrypt(row.access_token_enc) == "shpat_new_1"
         assert row.uninstalled_at is None
+
+    async def test_the_exchange_stores_the_shops_currency_and_time_zone(
+        self, oauth_client: AsyncTestClient[Litestar], shopify: FakeShopify, sessionmaker: Sessionmaker
+    ) -> None:
+        shopify.details = {"currencyCode": "INR", "ianaTimezone": "Asia/Kolkata"}
+        response = await oauth_client.post(
+            "/auth/token", headers={"Authorization": f"Bearer {session_token()}"}
+        )
+        assert response.status_code == 200, response.text
+        row = await shop_row(sessionmaker)
+        assert (row.currency, row.iana_timezone) == ("INR", "Asia/Kolkata")
+
+    async def test_an_exchange_that_grants_too_few_scopes_is_refused_and_nothing_is_stored(
+        self, oauth_client: AsyncTestClient[Litestar], shopify: FakeShopify, sessionmaker: Sessionmaker
+    ) -> None:
+        shopify.scope = "read_customers,read_orders"
+        response = await oauth_client.post(
+            "/auth/token", headers={"Authorization": f"Bearer {session_token()}"}
+        )
+        assert response.status_code == 403
+        detail = problem_of(response)["detail"]
+        assert "read_fulfillments" in detail
+        assert "read_returns" in detail
+        row = await shop_row(sessionmaker)
+        assert row is None or row.access_token_enc is None
 
     async def test_a_new_token_for_an_installed_shop_keeps_its_install_time(
         self,

@@ -271,6 +271,31 @@ class TestBackfill:
         assert (report.customers, report.orders, report.skipped) == (1, 0, 1)
         assert list(await helpers.customers(sessionmaker, shop=OTHER_SHOP)) == [5]
 
+    @pytest.mark.parametrize("refused", [False, True])
+    async def test_the_shops_currency_and_time_zone_are_remembered_if_shopify_gives_them(
+        self, sessionmaker: Sessionmaker, settings: Settings, refused: bool
+    ) -> None:
+        await install(sessionmaker, OTHER_SHOP)
+        fake = FakeShopify(OTHER_SHOP, files={"customers": b"", "orders": b""})
+        fake.details = None if refused else {"currencyCode": "USD", "ianaTimezone": "America/Chicago"}
+        messages: list[str] = []
+
+        await run_sync(sessionmaker, settings, fake, message=messages.append)
+
+        async with sessionmaker() as session:
+            row = (
+                await session.execute(
+                    sa.select(helpers.SHOPS.c.currency, helpers.SHOPS.c.iana_timezone).where(
+                        helpers.SHOPS.c.domain == OTHER_SHOP
+                    )
+                )
+            ).one()
+        if refused:
+            assert tuple(row) == (None, None)
+            assert any("currency and time zone" in m for m in messages)
+        else:
+            assert tuple(row) == ("USD", "America/Chicago")
+
     async def test_backfill_does_not_undo_newer_webhooks_or_deletes(
         self, sessionmaker: Sessionmaker, settings: Settings
     ) -> None:
