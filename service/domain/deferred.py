@@ -20,7 +20,7 @@ applied only after :meth:`DeferredFigures.settle`; the worker sees to that.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -60,20 +60,28 @@ class DeferredFigures:
     def need_rows(self, shop_id: int, customer_ids: Iterable[int]) -> None:
         self._owed(shop_id).rows.update(customer_ids)
 
-    def recompute(
+    async def owe(
         self,
+        session: AsyncSession,
         shop_id: int,
         settings: ShopSettings,
         customer_ids: Iterable[int],
         *,
         left: Iterable[int] = (),
-        triggers: Iterable[Trigger] = (),
+        triggers: Sequence[Trigger] = (),
     ) -> None:
+        """Owe the figures of these customers (``left``: some may have lost their last order).
+
+        Triggers are recorded at once: a trigger reads the live tier, so everything owed so far is
+        settled first and the trigger sees exactly the figures one-by-one application would.
+        """
         owed = self._owed(shop_id)
         owed.settings = settings
         owed.customers.update(customer_ids)
         owed.left.update(left)
         owed.triggers.extend(triggers)
+        if triggers:
+            await self.settle(session)
 
     def merge(self, other: DeferredFigures) -> None:
         """Take over what ``other`` owes (``other`` is left empty)."""

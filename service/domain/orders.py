@@ -245,9 +245,7 @@ async def refresh_facts(
     if fired is None:
         raise OneByOne
     customers = {c.customer_id for c in changes if c.customer_id is not None}
-    deferred.recompute(shop_id, settings, customers, triggers=fired)
-    if fired:
-        await deferred.settle(session)
+    await deferred.owe(session, shop_id, settings, customers, triggers=fired)
 
 
 async def _apply_set(
@@ -331,9 +329,7 @@ async def _apply_set(
     }
     customers = {c.customer_id for c in changes if c.customer_id is not None}
     deferred.merge(owed)
-    deferred.recompute(shop_id, settings, customers, left=left - customers, triggers=fired)
-    if fired:  # a trigger reads the figures as they are now: pay what is owed first
-        await deferred.settle(session)
+    await deferred.owe(session, shop_id, settings, customers, left=left - customers, triggers=fired)
 
 
 @functools.cache
@@ -475,7 +471,7 @@ async def delete_order(
     if customer_id is None:
         return
     if deferred is not None:
-        deferred.recompute(shop_id, settings, (), left=[int(customer_id)])
+        await deferred.owe(session, shop_id, settings, (), left=[int(customer_id)])
     else:
         await stats.refresh(session, shop_id, [int(customer_id)], settings, may_have_no_orders=True)
 
@@ -521,22 +517,12 @@ async def refresh_orders(
         and (reason := "manual" if manual else trigger_reason(change)) is not None
     ]
     if deferred is not None:
-        deferred.recompute(shop_id, settings, customers, left=left, triggers=fired)
-        if fired:  # a trigger reads the figures as they are now: pay what is owed first
-            await deferred.settle(session)
+        await deferred.owe(session, shop_id, settings, customers, left=left, triggers=fired)
         return changes
     await stats.refresh(session, shop_id, customers, settings)
     if left:
         await stats.refresh(session, shop_id, left, settings, may_have_no_orders=True)
-    for trigger in fired:
-        await tiers.record(
-            session,
-            shop_id,
-            trigger.customer_id,
-            settings.tier_thresholds,
-            reason=trigger.reason,
-            order_id=trigger.order_id,
-        )
+    await tiers.record_all(session, shop_id, fired, settings.tier_thresholds)
     return changes
 
 

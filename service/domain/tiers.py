@@ -62,50 +62,6 @@ class TierMove:
     ltv: Decimal
 
 
-async def record(
-    session: AsyncSession,
-    shop_id: int,
-    customer_id: int,
-    thresholds: Mapping[str, Decimal],
-    *,
-    reason: str,
-    order_id: int | None = None,
-) -> TierMove | None:
-    """Set the tier of record to the live tier (a trigger fired); append history when it moves."""
-    row = (
-        await session.execute(
-            sa.select(customer_stats.c.ltv, customer_stats.c.tier_of_record).where(
-                customer_stats.c.shop_id == shop_id, customer_stats.c.customer_id == customer_id
-            )
-        )
-    ).first()
-    if row is None:
-        return None
-    ltv, current = row
-    live = tier_for(ltv, thresholds)
-    if live == current:
-        return None
-    await session.execute(
-        sa.update(customer_stats)
-        .where(customer_stats.c.shop_id == shop_id, customer_stats.c.customer_id == customer_id)
-        .values(tier_of_record=live)
-    )
-    await session.execute(
-        sa.insert(tier_changes).values(
-            shop_id=shop_id,
-            customer_id=customer_id,
-            from_tier=current,
-            to_tier=live,
-            ltv=ltv,
-            reason=reason,
-            order_id=order_id,
-            at=utc_now(),
-        )
-    )
-    TIER_CHANGES.labels(reason=reason).inc()
-    return TierMove(customer_id, current, live, ltv)
-
-
 @dataclass(frozen=True, slots=True)
 class Trigger:
     """A tier-of-record trigger (SPEC §4.3) fired by a change of one order."""
@@ -118,10 +74,12 @@ class Trigger:
 async def record_all(
     session: AsyncSession, shop_id: int, triggers: Sequence[Trigger], thresholds: Mapping[str, Decimal]
 ) -> list[TierMove]:
-    """:func:`record` for each trigger in order, with one read, one ``executemany`` update and
-    one history insert. The caller guarantees the figures are already those every trigger must
-    see (they do not change between the triggers), so a customer's later triggers find the tier
-    the earlier ones set, as :func:`record` one after the other would."""
+    """Set each trigger's customer's tier of record to the live tier, in order, appending history
+    when it moves: one read, one ``executemany`` update, one history insert.
+
+    The caller guarantees the figures are already those every trigger must see (they do not
+    change between the triggers), so a customer's later triggers find the tier the earlier ones
+    set, as recording them one after the other would."""
     if not triggers:
         return []
     dialect = dialect_of(session)

@@ -402,8 +402,8 @@ class TestDeferredFigures:
         deferred = DeferredFigures()
         assert not deferred
         shop_id = await helpers.shop_id(sessionmaker)
-        deferred.recompute(shop_id, ShopSettings(), [next_id()])
-        assert deferred
         async with session_scope(sessionmaker) as session:
+            await deferred.owe(session, shop_id, ShopSettings(), [next_id()])
+            assert deferred
             assert await deferred.settle(session) == []
         assert not deferred
