@@ -220,7 +220,11 @@ async def recalculate(
         started = time.perf_counter()
         async with session_scope(make_sessionmaker(engine)) as session:
             result = await tiers.recalculate(
-                session, shop_id, settings.tier_thresholds, reason="batch", progress=progress
+                session,
+                shop_id,
+                tiers.Rules(settings.tier_thresholds, settings.include_test_orders),
+                reason="batch",
+                progress=progress,
             )
             work = time.perf_counter() - started
         return result, work, time.perf_counter() - started

@@ -176,6 +176,14 @@ class Order(SQLModel, table=True):
     #: ``[[updated_at, tags], ...]`` of every snapshot seen (newest 64), applied or stale: when an
     #: RTO tag first appeared is derived from this set, whatever order the snapshots arrived in.
     rto_tag_log: list[list[str]] | None = Field(default=None, sa_type=JSONType)
+    #: Every status set through ``PUT /api/orders/{id}/tracking-status``: ``[[at, status], ...]``.
+    manual_log: list[list[str]] | None = Field(default=None, sa_type=JSONType)
+    #: The tracking status over time, ``[[at, status], ...]`` where it changed, derived with
+    #: ``tracking_status`` from the same facts: when the order became delivered or entered or left
+    #: RTO, which the tier of record is evaluated at (SPEC §4.3).
+    status_log: list[list[str | None]] | None = Field(default=None, sa_type=JSONType)
+    #: The latest time in ``status_log`` and ``manual_log``.
+    last_status_at: datetime | None = _utc()
     #: Latest forward status set through ``PUT /api/orders/{id}/tracking-status``, and when.
     manual_status: str | None = Field(default=None)
     manual_status_at: datetime | None = _utc()
@@ -315,6 +323,22 @@ class TierChange(SQLModel, table=True):
     reason: str = Field(max_length=16)
     order_id: int | None = Field(default=None, sa_type=sa.BigInteger)
     at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime)
+
+
+class TierEvaluation(SQLModel, table=True):
+    """A shop-wide tier evaluation (``batch`` or ``thresholds``): at ``at``, every customer's tier
+    of record was set to the live tier under ``rules`` (thresholds, whether test orders count);
+    ``previous`` were the rules in effect before. Tier histories derive from orders and these."""
+
+    __tablename__ = "tier_evaluations"
+    __table_args__ = (sa.Index("ix_tier_evaluations_shop_at", "shop_id", "at", "id"),)
+
+    id: int | None = Field(default=None, sa_type=BigIntPK, primary_key=True)
+    shop_id: int = Field(sa_type=sa.BigInteger)
+    at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime)
+    reason: str = Field(max_length=16)
+    rules: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType)
+    previous: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType)
 
 
 class ComplianceRequest(SQLModel, table=True):

@@ -99,15 +99,16 @@ async def upsert_customer(
     """Insert or update a customer unless deleted or older than what is stored.
 
     ``version_at`` defaults to the snapshot's ``updated_at``; stubs pass the order's ``updated_at``.
-    A written customer gets a figures row (zeros until orders count; with ``deferred``, when the
-    batch settles). Returns True when written.
+    A written customer gets a figures row (zeros until orders count) and its tier history derived
+    again (with ``deferred``, when the batch settles). Returns True when written.
     """
     values = _values(shop_id, snap, rank, version_at)
     written = (await session.execute(_upsert_statement(dialect_of(session)), values)).first() is not None
-    if written and deferred is not None:
-        deferred.need_rows(shop_id, [snap.id])
-    elif written:
-        await stats.ensure_rows(session, shop_id, [snap.id])
+    if written:
+        owed = DeferredFigures() if deferred is None else deferred
+        owed.need_rows(shop_id, [snap.id])
+        if deferred is None:
+            await owed.settle(session)
     return written
 
 

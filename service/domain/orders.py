@@ -1,18 +1,19 @@
 """Order records and what follows from them (SPEC §3, §4.1 to §4.3).
 
 ``apply_order`` applies one order snapshot (webhook or backfill): the embedded customer stub, the
-guarded upsert, line items, embedded fulfillments; then ``refresh_orders`` re-derives tracking,
-recomputes the customers' figures and fires tier-of-record triggers, all in the caller's
-transaction. ``apply_orders`` and ``refresh_facts`` do the same for a run of deliveries of
-distinct orders in a fixed number of statements, and leave exactly what one by one leaves, or
-roll back to a savepoint and go one by one (``set_or_one_by_one``, ``exact_triggers``).
+guarded upsert, line items, embedded fulfillments; then ``refresh_orders`` re-derives tracking and
+owes the customers' figures and tier histories (settled at once, or by the caller's batch), all in
+the caller's transaction. ``apply_orders`` and ``refresh_facts`` do the same for a run of
+deliveries of distinct orders in a fixed number of statements, and leave exactly what one by one
+leaves: every write is the same guarded statement, and everything derived from them (tracking,
+figures, tier history) is a function of what is stored, not of the order of the writes.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -21,12 +22,11 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.db import dialect_insert, dialect_of, in_ids, typed_param
-from service.domain import fulfillments, stats, tiers, tombstones, tracking
+from service.domain import fulfillments, tombstones, tracking
 from service.domain.customers import RANK_STUB, upsert_customer, upsert_stubs
 from service.domain.deferred import DeferredFigures
 from service.domain.records import OrderSnapshot
 from service.domain.settings import ShopSettings, gateway_key, payment_method
-from service.domain.tiers import Trigger
 from service.errors import NotFoundError, UnprocessableError
 from service.models import Order, OrderLine
 from service.types import utc_now
@@ -34,6 +34,8 @@ from service.types import utc_now
 orders = Order.__table__  # type: ignore[attr-defined]
 #: Snapshots remembered per order for RTO tag timing (SPEC §4.2).
 TAG_LOG_LIMIT = 64
+#: Statuses set through the API remembered per order (the newest).
+MANUAL_LOG_LIMIT = 64
 order_lines = OrderLine.__table__  # type: ignore[attr-defined]
 
 #: Columns an upsert overwrites. Derived state (tracking, RTO bookkeeping) is not here.
@@ -90,8 +92,10 @@ async def apply_order(
 
     The embedded customer is applied first as a stub, even when the order is stale or deleted,
     so that the set of customers does not depend on delivery order. With ``deferred``, the
-    customers' figures and tier triggers are left to the batch (:mod:`service.domain.deferred`).
+    customers' figures and tier histories are left to the batch (:mod:`service.domain.deferred`).
     """
+    owned = deferred is None
+    deferred = DeferredFigures() if deferred is None else deferred
     if snap.customer is not None:
         await upsert_customer(
             session,
@@ -134,58 +138,14 @@ async def apply_order(
         also_customers=moved,
         rows=[written] if written is not None else None,
         has_facts=True if snap.fulfillments else None,
-        triggers=stored is not None,  # never on order creation (SPEC §4.3)
         deferred=deferred,
     )
+    if owned:
+        await deferred.settle(session)
     return written is not None
 
 
 _UPSERT_COLUMNS = ("shop_id", "id", *_PAYLOAD_COLUMNS)
-
-
-class OneByOne(Exception):
-    """Raised inside a set-based application that would not leave what one by one leaves."""
-
-
-async def set_or_one_by_one(
-    session: AsyncSession,
-    as_set: Callable[[], Awaitable[None]],
-    one_by_one: Callable[[], Awaitable[None]],
-) -> None:
-    """``as_set()`` in a savepoint; if it raises :class:`OneByOne`, roll it back and run
-    ``one_by_one()`` instead."""
-    try:
-        async with session.begin_nested():
-            await as_set()
-    except OneByOne:
-        await one_by_one()
-
-
-def exact_triggers(
-    changes: Iterable[tracking.StatusChange],
-    positions: Mapping[int, int],
-    touched: Iterable[tuple[int, int]],
-) -> list[Trigger] | None:
-    """The tier triggers of a set of deliveries in delivery order, or None if one cannot be had.
-
-    A trigger records the live tier, which one by one would include the deliveries before it
-    and none after. Applied as a set, every trigger sees the figures after the whole set; that
-    is the same for its customer unless a later delivery of the set changes that customer's
-    figures. ``positions``: order id → its delivery's place in the set (one delivery per order);
-    ``touched``: (place, customer id) for every delivery that changes a customer's figures.
-    """
-    last: dict[int, int] = {}
-    for place, customer_id in touched:
-        last[customer_id] = max(last.get(customer_id, place), place)
-    fired: list[Trigger] = []
-    for change in sorted(changes, key=lambda c: positions[c.order_id]):
-        reason = trigger_reason(change)
-        if reason is None or change.customer_id is None:
-            continue
-        if last.get(change.customer_id, -1) > positions[change.order_id]:
-            return None
-        fired.append(Trigger(change.customer_id, change.order_id, reason))
-    return fired
 
 
 async def apply_orders(
@@ -201,23 +161,14 @@ async def apply_orders(
 
     Every write is the same guarded statement, run as one ``executemany`` in list order; what
     each snapshot wrote is read back afterwards (the upsert holds the row lock, so nothing else
-    changes it meanwhile). Tier triggers go through :func:`exact_triggers`; a set where one
-    cannot be reproduced is rolled back to its savepoint and applied one snapshot at a time.
+    changes it meanwhile).
     """
     if len({snap.id for snap in snaps}) != len(snaps):
         raise ValueError("apply_orders takes one snapshot per order")
-
-    async def as_set() -> None:
-        await _apply_set(session, shop_id, snaps, settings, deferred)
-
-    async def one_by_one() -> None:
-        for snap in snaps:
-            await apply_order(session, shop_id, snap, settings, deferred=deferred)
-
     if len(snaps) == 1:
-        await one_by_one()
+        await apply_order(session, shop_id, snaps[0], settings, deferred=deferred)
     else:
-        await set_or_one_by_one(session, as_set, one_by_one)
+        await _apply_set(session, shop_id, snaps, settings, deferred)
 
 
 async def refresh_facts(
@@ -228,24 +179,9 @@ async def refresh_facts(
     *,
     deferred: DeferredFigures,
 ) -> None:
-    """:func:`refresh_orders` after new facts (fulfillments, events) for distinct orders, one
-    delivery each, in list order, as one refresh. Raises :class:`OneByOne` when a tier trigger
-    cannot be reproduced. Facts change a customer's figures only by moving an order into or out
-    of an RTO state, so only those moves count as touching the customer."""
-    positions = {order_id: place for place, order_id in enumerate(order_ids)}
-    if len(positions) != len(order_ids):
-        raise ValueError("refresh_facts takes one delivery per order")
+    """:func:`refresh_orders` after new facts (fulfillments, events) for these orders, as one."""
     changes = await tracking.refresh(session, shop_id, order_ids, settings.rto_tags)
-    touched = [
-        (positions[c.order_id], c.customer_id)
-        for c in changes
-        if c.customer_id is not None and tracking.is_rto(c.before) != tracking.is_rto(c.after)
-    ]
-    fired = exact_triggers(changes, positions, touched)
-    if fired is None:
-        raise OneByOne
-    customers = {c.customer_id for c in changes if c.customer_id is not None}
-    await deferred.owe(session, shop_id, settings, customers, triggers=fired)
+    deferred.owe(shop_id, settings, {c.customer_id for c in changes if c.customer_id is not None})
 
 
 async def _apply_set(
@@ -307,20 +243,6 @@ async def _apply_set(
     changes = await tracking.refresh(
         session, shop_id, ids, settings.rto_tags, rows=[rows[i] for i in ids if i in rows]
     )
-    positions = {order_id: place for place, order_id in enumerate(ids)}
-    touched = [
-        (positions[snap.id], customer_id)
-        for snap in snaps
-        for customer_id in (
-            snap.customer.id if snap.customer is not None else None,
-            stored[snap.id].customer_id if snap.id in stored else None,
-        )
-        if customer_id is not None
-    ]
-    # no trigger on an order's creation (SPEC §4.3): only orders stored before count
-    fired = exact_triggers([c for c in changes if c.order_id in stored], positions, touched)
-    if fired is None:
-        raise OneByOne
     left = {
         before.customer_id
         for order_id, before in stored.items()
@@ -329,7 +251,7 @@ async def _apply_set(
     }
     customers = {c.customer_id for c in changes if c.customer_id is not None}
     deferred.merge(owed)
-    await deferred.owe(session, shop_id, settings, customers, left=left - customers, triggers=fired)
+    deferred.owe(shop_id, settings, customers, left=left - customers)
 
 
 @functools.cache
@@ -470,19 +392,10 @@ async def delete_order(
     await session.execute(sa.delete(orders).where(orders.c.shop_id == shop_id, orders.c.id == order_id))
     if customer_id is None:
         return
-    if deferred is not None:
-        await deferred.owe(session, shop_id, settings, (), left=[int(customer_id)])
-    else:
-        await stats.refresh(session, shop_id, [int(customer_id)], settings, may_have_no_orders=True)
-
-
-def trigger_reason(change: tracking.StatusChange) -> str | None:
-    """Which tier-of-record trigger a status change fires (SPEC §4.3), if any."""
-    if tracking.is_rto(change.before) != tracking.is_rto(change.after):
-        return "rto"
-    if change.after == tracking.DELIVERED and change.before != tracking.DELIVERED:
-        return "delivered"
-    return None
+    owed = DeferredFigures() if deferred is None else deferred
+    owed.owe(shop_id, settings, (), left=[int(customer_id)])
+    if deferred is None:
+        await owed.settle(session)
 
 
 async def refresh_orders(
@@ -492,37 +405,24 @@ async def refresh_orders(
     settings: ShopSettings,
     *,
     also_customers: Iterable[int] = (),
-    manual: bool = False,
     rows: list[tracking.TrackedOrder] | None = None,
     has_facts: bool | None = None,
-    triggers: bool = True,
     deferred: DeferredFigures | None = None,
 ) -> list[tracking.StatusChange]:
-    """Tracking → customer figures → tier-of-record triggers, for orders whose facts changed.
+    """Tracking, then the customers' figures and tier histories, for orders whose facts changed.
 
     ``also_customers``: customers an order left (their figures are recomputed too). ``rows`` and
     ``has_facts`` spare queries when the caller already knows them. With ``deferred``, tracking
-    is written now and the figures are left to the batch, unless a tier trigger fires: it
-    settles what the batch owes first, so it sees exactly the figures of one-by-one application.
+    is written now and the rest is left to the batch; without, it is settled at once.
     """
     changes = await tracking.refresh(
         session, shop_id, order_ids, settings.rto_tags, rows=rows, has_facts=has_facts
     )
     customers = {c.customer_id for c in changes if c.customer_id is not None}
-    left = set(also_customers) - customers
-    fired = [
-        Trigger(change.customer_id, change.order_id, reason)
-        for change in (changes if triggers else ())
-        if change.customer_id is not None
-        and (reason := "manual" if manual else trigger_reason(change)) is not None
-    ]
-    if deferred is not None:
-        await deferred.owe(session, shop_id, settings, customers, left=left, triggers=fired)
-        return changes
-    await stats.refresh(session, shop_id, customers, settings)
-    if left:
-        await stats.refresh(session, shop_id, left, settings, may_have_no_orders=True)
-    await tiers.record_all(session, shop_id, fired, settings.tier_thresholds)
+    owed = DeferredFigures() if deferred is None else deferred
+    owed.owe(shop_id, settings, customers, left=set(also_customers) - customers)
+    if deferred is None:
+        await owed.settle(session)
     return changes
 
 
@@ -537,7 +437,7 @@ async def set_tracking_status(
         )
     row = (
         await session.execute(
-            sa.select(orders.c.manual_rto_status, orders.c.manual_rto_at).where(
+            sa.select(orders.c.manual_rto_status, orders.c.manual_rto_at, orders.c.manual_log).where(
                 orders.c.shop_id == shop_id, orders.c.id == order_id
             )
         )
@@ -545,14 +445,18 @@ async def set_tracking_status(
     if row is None:
         raise NotFoundError("no such order")
     now = utc_now()
+    # Every status set is kept with its time: it is a fact of the order's tracking and a
+    # tier-of-record trigger at that time (SPEC §4.3). The two columns below summarize it.
+    log = [*(row.manual_log or []), [tracking.log_time(now), status]][-MANUAL_LOG_LIMIT:]
+    values: dict[str, Any] = {"manual_log": log}
     if tracking.is_rto(status):
         # RTO set through the API only moves forward and starts when it was first set.
         previous = row.manual_rto_status
         furthest = max(filter(None, (previous, status)), key=tracking.RTO_RANK.__getitem__)
-        values = {"manual_rto_status": furthest, "manual_rto_at": row.manual_rto_at or now}
+        values |= {"manual_rto_status": furthest, "manual_rto_at": row.manual_rto_at or now}
     else:
-        values = {"manual_status": status, "manual_status_at": now}
+        values |= {"manual_status": status, "manual_status_at": now}
     await session.execute(
         sa.update(orders).where(orders.c.shop_id == shop_id, orders.c.id == order_id).values(**values)
     )
-    await refresh_orders(session, shop_id, [order_id], settings, manual=True)
+    await refresh_orders(session, shop_id, [order_id], settings)

@@ -51,8 +51,11 @@ async def update_settings(
     result = await tiers.recalculate(
         session,
         shop_id,
-        after.tier_thresholds,
+        tiers.Rules(after.tier_thresholds, after.include_test_orders),
         reason=reason,
+        previous=tiers.Rules(before.tier_thresholds, before.include_test_orders),
+        # when orders were in RTO changed for the whole past
+        rederive_all=after.rto_tags != before.rto_tags,
         progress=(lambda done, total: progress("tiers", done, total)) if progress else None,
     )
     return after, result
@@ -92,5 +95,9 @@ async def recalculate_tiers(
     """``tierline recalc-tiers`` / ``POST /api/tiers/recalculate``."""
     settings = await get_shop_settings(session, shop_id)
     return await tiers.recalculate(
-        session, shop_id, settings.tier_thresholds, reason="batch", progress=progress
+        session,
+        shop_id,
+        tiers.Rules(settings.tier_thresholds, settings.include_test_orders),
+        reason="batch",
+        progress=progress,
     )

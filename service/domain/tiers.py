@@ -1,10 +1,20 @@
-"""Spend tiers (SPEC §4.3): the live tier from LTV, and the tier of record with its history."""
+"""Spend tiers (SPEC §4.3): the live tier from LTV, and the tier of record with its history.
+
+The tier of record and its history are derived, like every other figure: :func:`history` walks a
+customer's triggers (an order became delivered, entered or left RTO, had a status set through
+the API) and the shop's evaluations in time order, each evaluated at its own time from the
+orders as they stood then. Nothing depends on when a delivery was processed, so any arrival
+order gives the same history, and a batch of deliveries needs no care beyond re-deriving the
+customers it touched (:func:`rederive`).
+"""
 
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -12,12 +22,16 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.db import dialect_of, in_ids
+from service.domain.tracking import DELIVERED, is_rto, manual_entries, status_changes
 from service.metrics import TIER_CHANGES
-from service.models import CustomerStats, TierChange
+from service.models import Customer, CustomerStats, Order, TierChange, TierEvaluation
 from service.types import Money, utc_now
 
 customer_stats = CustomerStats.__table__  # type: ignore[attr-defined]
 tier_changes = TierChange.__table__  # type: ignore[attr-defined]
+tier_evaluations = TierEvaluation.__table__  # type: ignore[attr-defined]
+orders = Order.__table__  # type: ignore[attr-defined]
+customers = Customer.__table__  # type: ignore[attr-defined]
 
 TIERS = ("platinum", "gold", "silver", "bronze")
 TIER_RANK = {"bronze": 0, "silver": 1, "gold": 2, "platinum": 3}
@@ -62,73 +76,394 @@ class TierMove:
     ltv: Decimal
 
 
+# --- the rule: a customer's tier of record, evaluated at its own history time (pure) -----------
+
+#: Where an order's status changes before any dated fact are placed: at its creation, else here.
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 @dataclass(frozen=True, slots=True)
-class Trigger:
-    """A tier-of-record trigger (SPEC §4.3) fired by a change of one order."""
+class Rules:
+    """What a tier evaluation depends on besides the orders: the thresholds, and whether test
+    orders count."""
 
-    customer_id: int
-    order_id: int
+    thresholds: Mapping[str, Decimal]
+    include_test_orders: bool = False
+
+    def to_document(self) -> dict[str, Any]:
+        return {k: f"{v:.2f}" for k, v in self.thresholds.items()} | {
+            "includeTestOrders": self.include_test_orders
+        }
+
+    @classmethod
+    def from_document(cls, stored: Mapping[str, Any]) -> Rules:
+        return cls(
+            {tier: Decimal(str(stored[tier])) for tier in ("platinum", "gold", "silver")},
+            bool(stored.get("includeTestOrders", False)),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRecord:
+    """One order as the tier of record sees it: what it was worth and its status over time."""
+
+    id: int
+    created_at: datetime | None
+    cancelled_at: datetime | None
+    total: Decimal
+    test: bool
+    #: The tracking status from each instant on, oldest first (``tracking.timeline``).
+    statuses: tuple[tuple[datetime, str | None], ...] = ()
+    #: When a status was set through the API.
+    manual_at: tuple[datetime, ...] = ()
+
+    def status_at(self, moment: datetime) -> str | None:
+        status: str | None = None
+        for when, named in self.statuses:
+            if when > moment:
+                break
+            status = named
+        return status
+
+    def eligible_at(self, moment: datetime, include_test_orders: bool) -> bool:
+        """Counts towards LTV at ``moment``: existed, not cancelled yet, not test (unless
+        counted), a positive total, not in RTO then. The same rule as ``stats.eligible`` in SQL,
+        at one instant."""
+        return (
+            (include_test_orders or not self.test)
+            and (self.created_at is None or self.created_at <= moment)
+            and (self.cancelled_at is None or self.cancelled_at > moment)
+            and self.total > 0
+            and not is_rto(self.status_at(moment))
+        )
+
+    def triggers(self) -> list[tuple[datetime, str]]:
+        """When this order fired a tier-of-record trigger, and why: it became ``delivered``,
+        entered or left RTO, or a status was set through the API. Creating an order is no
+        trigger. (A test order's triggers count only while test orders count.)"""
+        fired = [(when, "manual") for when in self.manual_at]
+        before: str | None = None
+        for when, status in self.statuses:
+            if is_rto(status) != is_rto(before):
+                fired.append((when, "rto"))
+            elif status == DELIVERED and before != DELIVERED:
+                fired.append((when, "delivered"))
+            before = status
+        return fired
+
+
+def ltv_at(orders: Sequence[OrderRecord], moment: datetime, include_test_orders: bool = False) -> Decimal:
+    """The customer's LTV from the orders as they stood at ``moment``."""
+    return sum((o.total for o in orders if o.eligible_at(moment, include_test_orders)), Decimal(0))
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    """A shop-wide evaluation (``batch`` or ``thresholds``) at ``at``: the rules from then on,
+    and those before."""
+
+    at: datetime
     reason: str
+    rules: Rules
+    previous: Rules
 
 
-async def record_all(
-    session: AsyncSession, shop_id: int, triggers: Sequence[Trigger], thresholds: Mapping[str, Decimal]
-) -> list[TierMove]:
-    """Set each trigger's customer's tier of record to the live tier, in order, appending history
-    when it moves: one read, one ``executemany`` update, one history insert.
+def rules_at(evaluations: Sequence[Evaluation], moment: datetime, current: Rules) -> Rules:
+    """The rules in effect at ``moment``: those of the latest evaluation up to it, those before
+    the first evaluation, or (no evaluation at all) the shop's current ones."""
+    if not evaluations:
+        return current
+    found = evaluations[0].previous
+    for evaluation in evaluations:
+        if evaluation.at > moment:
+            break
+        found = evaluation.rules
+    return found
 
-    The caller guarantees the figures are already those every trigger must see (they do not
-    change between the triggers), so a customer's later triggers find the tier the earlier ones
-    set, as recording them one after the other would."""
-    if not triggers:
-        return []
-    dialect = dialect_of(session)
-    ids = sorted({t.customer_id for t in triggers})
-    rows = await session.execute(_figures_statement(dialect), {"shop_id": shop_id, "ids": ids})
-    figures = {int(r.customer_id): (r.ltv, r.tier_of_record) for r in rows}
-    moves: list[TierMove] = []
-    history: list[dict[str, Any]] = []
-    at = utc_now()
-    for trigger in triggers:
-        if trigger.customer_id not in figures:
-            continue
-        ltv, current = figures[trigger.customer_id]
-        live = tier_for(ltv, thresholds)
-        if live == current:
-            continue
-        figures[trigger.customer_id] = (ltv, live)
-        moves.append(TierMove(trigger.customer_id, current, live, ltv))
-        history.append(
-            {
-                "shop_id": shop_id,
-                "customer_id": trigger.customer_id,
-                "from_tier": current,
-                "to_tier": live,
-                "ltv": ltv,
-                "reason": trigger.reason,
-                "order_id": trigger.order_id,
-                "at": at,
-            }
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One item of a customer's tier history."""
+
+    from_tier: str | None
+    to_tier: str
+    ltv: Decimal
+    reason: str
+    order_id: int | None
+    at: datetime
+
+
+_REASON_ORDER = {"manual": 0, "rto": 1, "delivered": 2}
+
+
+def history(
+    orders: Sequence[OrderRecord],
+    evaluations: Sequence[Evaluation],
+    current: Rules,
+    *,
+    existed_at: datetime | None,
+) -> list[Entry]:
+    """A customer's tier history (SPEC §4.3), a function of their orders and the shop's
+    evaluations only, so the same in whatever order deliveries arrived.
+
+    Every trigger is evaluated at its own time, from the orders as they stood then, under the
+    rules in effect then; so is every shop-wide evaluation from when the customer existed (their
+    first order or their record). The tier of record moves when the tier then differs.
+    """
+    points: list[tuple[datetime, int, int, int, str, OrderRecord | None]] = [
+        (when, 0, order.id, _REASON_ORDER[reason], reason, order)
+        for order in orders
+        for when, reason in order.triggers()
+    ]
+    points += [
+        (e.at, 1, 0, 0, e.reason, None) for e in evaluations if existed_at is None or existed_at <= e.at
+    ]
+    points.sort(key=lambda p: p[:4])
+    entries: list[Entry] = []
+    tier_now: str | None = None
+    for when, _, _, _, reason, order in points:
+        rules = rules_at(evaluations, when, current)
+        if order is not None and order.test and not rules.include_test_orders:
+            continue  # test orders fire no trigger unless they count
+        ltv = ltv_at(orders, when, rules.include_test_orders)
+        tier = tier_for(ltv, rules.thresholds)
+        if tier != tier_now:
+            entries.append(Entry(tier_now, tier, ltv, reason, order.id if order else None, when))
+            tier_now = tier
+    return entries
+
+
+def order_record(
+    *,
+    order_id: int,
+    created_at: datetime | None,
+    cancelled_at: datetime | None,
+    total: Decimal,
+    test: bool,
+    status_log: list[list[str | None]] | None,
+    manual_log: list[list[str]] | None,
+) -> OrderRecord:
+    """An :class:`OrderRecord` from an order's stored columns; undated status changes are placed
+    at the order's creation."""
+    placed = created_at or EPOCH
+    return OrderRecord(
+        id=order_id,
+        created_at=created_at,
+        cancelled_at=cancelled_at,
+        total=total,
+        test=test,
+        statuses=tuple((when or placed, status) for when, status in status_changes(status_log)),
+        manual_at=tuple(when or placed for when, _ in manual_entries(manual_log)),
+    )
+
+
+# --- applying the rule to stored customers -----------------------------------------------------
+
+
+async def evaluations_of(session: AsyncSession, shop_id: int) -> list[Evaluation]:
+    rows = await session.execute(
+        sa.select(
+            tier_evaluations.c.at,
+            tier_evaluations.c.reason,
+            tier_evaluations.c.rules,
+            tier_evaluations.c.previous,
         )
-        TIER_CHANGES.labels(reason=trigger.reason).inc()
-    if moves:
-        final = {m.customer_id: m.to_tier for m in moves}
-        await session.execute(
-            _set_tier_statement(),
-            [{"b_shop_id": shop_id, "b_customer_id": cid, "b_tier": tier} for cid, tier in final.items()],
+        .where(tier_evaluations.c.shop_id == shop_id)
+        .order_by(tier_evaluations.c.at, tier_evaluations.c.id)
+    )
+    return [
+        Evaluation(row.at, row.reason, Rules.from_document(row.rules), Rules.from_document(row.previous))
+        for row in rows
+    ]
+
+
+async def add_evaluation(
+    session: AsyncSession, shop_id: int, *, at: datetime, reason: str, rules: Rules, previous: Rules
+) -> None:
+    await session.execute(
+        sa.insert(tier_evaluations).values(
+            shop_id=shop_id, at=at, reason=reason, rules=rules.to_document(), previous=previous.to_document()
         )
-        await session.execute(sa.insert(tier_changes), history)
-    return moves
+    )
 
 
 @functools.cache
-def _figures_statement(dialect: str) -> Any:
+def _candidates_statement(dialect: str) -> Any:
+    """Of ``:ids``, the customers that can have a tier history without any shop evaluation: an
+    order with a status (or a status set through the API), or a tier of record already."""
+    return sa.union(
+        sa.select(orders.c.customer_id).where(
+            orders.c.shop_id == sa.bindparam("shop_id"),
+            in_ids(dialect, orders.c.customer_id, "ids"),
+            sa.or_(orders.c.tracking_status.is_not(None), orders.c.last_status_at.is_not(None)),
+        ),
+        sa.select(customer_stats.c.customer_id).where(
+            customer_stats.c.shop_id == sa.bindparam("shop_id"),
+            in_ids(dialect, customer_stats.c.customer_id, "ids"),
+            customer_stats.c.tier_of_record.is_not(None),
+        ),
+    )
+
+
+@functools.cache
+def _orders_statement(dialect: str) -> Any:
     return sa.select(
-        customer_stats.c.customer_id, customer_stats.c.ltv, customer_stats.c.tier_of_record
-    ).where(
+        orders.c.customer_id,
+        orders.c.id,
+        orders.c.created_at,
+        orders.c.cancelled_at,
+        orders.c.total_amount,
+        orders.c.test,
+        orders.c.status_log,
+        orders.c.manual_log,
+    ).where(orders.c.shop_id == sa.bindparam("shop_id"), in_ids(dialect, orders.c.customer_id, "ids"))
+
+
+@functools.cache
+def _customers_statement(dialect: str) -> Any:
+    return sa.select(customers.c.id, customers.c.created_at).where(
+        customers.c.shop_id == sa.bindparam("shop_id"), in_ids(dialect, customers.c.id, "ids")
+    )
+
+
+@functools.cache
+def _stored_statement(dialect: str) -> Any:
+    return (
+        sa.select(
+            tier_changes.c.customer_id,
+            tier_changes.c.from_tier,
+            tier_changes.c.to_tier,
+            tier_changes.c.ltv,
+            tier_changes.c.reason,
+            tier_changes.c.order_id,
+            tier_changes.c.at,
+        )
+        .where(
+            tier_changes.c.shop_id == sa.bindparam("shop_id"),
+            in_ids(dialect, tier_changes.c.customer_id, "ids"),
+        )
+        .order_by(tier_changes.c.customer_id, tier_changes.c.id)
+    )
+
+
+@functools.cache
+def _records_statement(dialect: str) -> Any:
+    return sa.select(customer_stats.c.customer_id, customer_stats.c.tier_of_record).where(
         customer_stats.c.shop_id == sa.bindparam("shop_id"),
         in_ids(dialect, customer_stats.c.customer_id, "ids"),
     )
+
+
+@functools.cache
+def _forget_statement(dialect: str) -> Any:
+    return sa.delete(tier_changes).where(
+        tier_changes.c.shop_id == sa.bindparam("shop_id"), in_ids(dialect, tier_changes.c.customer_id, "ids")
+    )
+
+
+async def rederive(
+    session: AsyncSession,
+    shop_id: int,
+    customer_ids: Iterable[int],
+    rules: Rules,
+    *,
+    evaluations: Sequence[Evaluation] | None = None,
+) -> list[TierMove]:
+    """Derive these customers' tier histories and tiers of record from their orders and the
+    shop's evaluations (:func:`history`), and store what differs. Returns the customers whose
+    tier of record moved."""
+    ids = sorted({int(c) for c in customer_ids if c is not None})
+    if not ids:
+        return []
+    dialect = dialect_of(session)
+    if evaluations is None:
+        evaluations = await evaluations_of(session, shop_id)
+    if not evaluations:
+        ids = sorted(
+            int(c)
+            for c in await session.scalars(_candidates_statement(dialect), {"shop_id": shop_id, "ids": ids})
+        )
+        if not ids:
+            return []
+    moves: list[TierMove] = []
+    for start in range(0, len(ids), CHUNK):
+        moves += await _rederive_chunk(session, shop_id, ids[start : start + CHUNK], rules, evaluations)
+    return moves
+
+
+async def _rederive_chunk(
+    session: AsyncSession,
+    shop_id: int,
+    ids: list[int],
+    rules: Rules,
+    evaluations: Sequence[Evaluation],
+) -> list[TierMove]:
+    dialect = dialect_of(session)
+    by_ids = {"shop_id": shop_id, "ids": ids}
+    records: dict[int, list[OrderRecord]] = {cid: [] for cid in ids}
+    born: dict[int, datetime] = {}
+    for row in await session.execute(_orders_statement(dialect), by_ids):
+        cid = int(row.customer_id)
+        records[cid].append(
+            order_record(
+                order_id=int(row.id),
+                created_at=row.created_at,
+                cancelled_at=row.cancelled_at,
+                total=row.total_amount,
+                test=bool(row.test),
+                status_log=row.status_log,
+                manual_log=row.manual_log,
+            )
+        )
+        if row.created_at is not None:
+            born[cid] = min(born.get(cid, row.created_at), row.created_at)
+    if evaluations:
+        for cid, created_at in await session.execute(_customers_statement(dialect), by_ids):
+            if created_at is not None:
+                born[int(cid)] = min(born.get(int(cid), created_at), created_at)
+    stored: dict[int, list[tuple[Any, ...]]] = {}
+    for row in await session.execute(_stored_statement(dialect), by_ids):
+        stored.setdefault(int(row.customer_id), []).append(tuple(row)[1:])
+    of_record = {int(cid): tier for cid, tier in await session.execute(_records_statement(dialect), by_ids)}
+    rewrite: list[int] = []
+    inserts: list[dict[str, Any]] = []
+    moves: list[TierMove] = []
+    recorded: list[dict[str, Any]] = []
+    for cid in ids:
+        entries = history(records[cid], evaluations, rules, existed_at=born.get(cid))
+        derived = [(e.from_tier, e.to_tier, e.ltv, e.reason, e.order_id, e.at) for e in entries]
+        if derived != stored.get(cid, []):
+            rewrite.append(cid)
+            known = Counter(stored.get(cid, []))
+            for entry, item in zip(entries, derived, strict=True):
+                if known[item] > 0:
+                    known[item] -= 1
+                else:
+                    TIER_CHANGES.labels(reason=entry.reason).inc()
+                inserts.append({"shop_id": shop_id, "customer_id": cid} | _entry_values(entry))
+        tier = entries[-1].to_tier if entries else None
+        if cid in of_record and tier != of_record[cid]:
+            recorded.append({"b_shop_id": shop_id, "b_customer_id": cid, "b_tier": tier})
+            if entries:
+                moves.append(TierMove(cid, of_record[cid], entries[-1].to_tier, entries[-1].ltv))
+    if rewrite:
+        await session.execute(_forget_statement(dialect), {"shop_id": shop_id, "ids": rewrite})
+        if inserts:
+            await session.execute(sa.insert(tier_changes), inserts)
+    if recorded:
+        await session.execute(_set_tier_statement(), recorded)
+    return moves
+
+
+def _entry_values(entry: Entry) -> dict[str, Any]:
+    return {
+        "from_tier": entry.from_tier,
+        "to_tier": entry.to_tier,
+        "ltv": entry.ltv,
+        "reason": entry.reason,
+        "order_id": entry.order_id,
+        "at": entry.at,
+    }
 
 
 @functools.cache
@@ -174,23 +509,83 @@ class Recalculation:
     updated: int = 0
     changes: list[TierMove] = field(default_factory=list)
 
+    def add(self, moves: Iterable[TierMove]) -> None:
+        for move in sorted(moves, key=lambda m: m.customer_id):
+            self.updated += 1
+            if len(self.changes) < MAX_REPORTED_CHANGES:
+                self.changes.append(move)
+
+
+@functools.cache
+def _dated_later_statement() -> Any:
+    """Customers with a fact dated after ``:now`` (an order created, cancelled or changing
+    status later, or a record created later): an evaluation now does not see those facts."""
+    later = sa.bindparam("now", type_=orders.c.created_at.type)
+    return sa.union(
+        sa.select(orders.c.customer_id).where(
+            orders.c.shop_id == sa.bindparam("shop_id"),
+            orders.c.customer_id.is_not(None),
+            sa.or_(
+                orders.c.created_at > later, orders.c.cancelled_at > later, orders.c.last_status_at > later
+            ),
+        ),
+        sa.select(customers.c.id).where(
+            customers.c.shop_id == sa.bindparam("shop_id"), customers.c.created_at > later
+        ),
+    )
+
 
 async def recalculate(
     session: AsyncSession,
     shop_id: int,
-    thresholds: Mapping[str, Decimal],
+    rules: Rules,
     *,
     reason: str = "batch",
+    previous: Rules | None = None,
+    rederive_all: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> Recalculation:
-    """Batch recalculation: every customer's tier of record set to the live tier, set-based.
+    """A shop-wide evaluation now: every customer's tier of record set to the live tier.
 
-    Keyset-paginated by customer id; per page one ``INSERT … SELECT … RETURNING`` writes the
-    history of the customers that move and one ``UPDATE`` moves them.
+    It is recorded (:class:`Evaluation`), so customers' histories derived later include it.
+    Applying it is set-based: keyset-paginated by customer id, per page one
+    ``INSERT … SELECT … RETURNING`` appends the history of the customers that move and one
+    ``UPDATE`` moves them, which is what :func:`history` gives for a customer whose facts are all
+    dated before now. Customers with facts dated later, and every customer when ``rederive_all``
+    (the RTO tags changed: when orders were in RTO changed for the whole past), are derived whole.
     """
-    result = Recalculation(total=await count_customers(session, shop_id))
-    live = tier_sql(customer_stats.c.ltv, thresholds)
     now = utc_now()
+    await add_evaluation(session, shop_id, at=now, reason=reason, rules=rules, previous=previous or rules)
+    result = Recalculation(total=await count_customers(session, shop_id))
+    if rederive_all:
+        evaluations = await evaluations_of(session, shop_id)
+        done = 0
+        async for low, high, count in customer_id_ranges(session, shop_id):
+            ids = await session.scalars(
+                sa.select(customer_stats.c.customer_id).where(
+                    customer_stats.c.shop_id == shop_id,
+                    customer_stats.c.customer_id >= low,
+                    customer_stats.c.customer_id <= high,
+                )
+            )
+            result.add(
+                await rederive(
+                    session,
+                    shop_id,
+                    ids,
+                    rules,
+                    evaluations=evaluations,
+                )
+            )
+            done += count
+            if progress is not None:
+                progress(done, result.total)
+        return result
+    later = [
+        int(c) for c in await session.scalars(_dated_later_statement(), {"shop_id": shop_id, "now": now}) if c
+    ]
+    live = tier_sql(customer_stats.c.ltv, rules.thresholds)
+    moved_now: list[TierMove] = []
     done = 0
     async for low, high, count in customer_id_ranges(session, shop_id):
         moving = sa.and_(
@@ -199,7 +594,9 @@ async def recalculate(
             customer_stats.c.customer_id <= high,
             customer_stats.c.tier_of_record.is_distinct_from(live),
         )
-        history = (
+        if later:
+            moving = sa.and_(moving, customer_stats.c.customer_id.not_in(later))
+        history_rows = (
             sa.insert(tier_changes)
             .from_select(
                 ["shop_id", "customer_id", "from_tier", "to_tier", "ltv", "reason", "order_id", "at"],
@@ -221,16 +618,15 @@ async def recalculate(
                 tier_changes.c.ltv,
             )
         )
-        moved = (await session.execute(history)).all()
+        moved = (await session.execute(history_rows)).all()
         if moved:
             await session.execute(sa.update(customer_stats).where(moving).values(tier_of_record=live))
-        result.updated += len(moved)
-        if moved:
             TIER_CHANGES.labels(reason=reason).inc(len(moved))
-        for cid, before, after, ltv in sorted(moved, key=lambda r: int(r[0])):
-            if len(result.changes) < MAX_REPORTED_CHANGES:
-                result.changes.append(TierMove(int(cid), before, after, ltv))
+        moved_now += [TierMove(int(cid), before, after, ltv) for cid, before, after, ltv in moved]
         done += count
         if progress is not None:
             progress(done, result.total)
+    if later:
+        moved_now += await rederive(session, shop_id, later, rules)
+    result.add(moved_now)
     return result

@@ -137,20 +137,68 @@ class ReturnFacts:
         stamps = [t for t in (self.requested_at, self.approved_at) if t is not None]
         return min(stamps) if stamps else None
 
+    def as_of(self, as_of: datetime | None) -> ReturnFacts:
+        """The return as it stood at ``as_of`` (steps after it had not happened yet)."""
+        if as_of is None:
+            return self
+        return ReturnFacts(
+            self.id,
+            *(t if t is not None and t <= as_of else None for t in self._steps()),
+        )
+
+    def _steps(self) -> tuple[datetime | None, ...]:
+        return (self.requested_at, self.approved_at, self.declined_at, self.closed_at)
+
 
 @dataclass(frozen=True, slots=True)
 class OrderFacts:
+    """Everything an order's tracking status is derived from, each fact with its own time."""
+
     fulfillments: tuple[FulfillmentFacts, ...] = ()
     returns: tuple[ReturnFacts, ...] = ()
-    #: RTO state named by the order's tags, and since when the tag has been there.
-    tag_state: str | None = None
-    tag_since: datetime | None = None
-    #: Latest forward status set through the API, and when.
-    manual_status: str | None = None
-    manual_at: datetime | None = None
-    #: Furthest RTO state set through the API, and when the first was set.
-    manual_rto_status: str | None = None
-    manual_rto_at: datetime | None = None
+    #: The RTO state the order's tags named from each snapshot on (None: no RTO tag), oldest first.
+    tags: tuple[tuple[datetime | None, str | None], ...] = ()
+    #: Every status set through the API, and when, oldest first.
+    manual: tuple[tuple[datetime | None, str], ...] = ()
+
+    def times(self) -> list[datetime]:
+        """Every dated instant at which a fact took effect, in time order, each once."""
+        found: set[datetime] = set()
+        for f in self.fulfillments:
+            found.update(t for t in (f.created_at, f.updated_at) if t is not None)
+            found.update(o.at for o in f.events if o.at is not None)
+        for r in self.returns:
+            found.update(t for t in r._steps() if t is not None)
+        found.update(t for t, _ in self.tags if t is not None)
+        found.update(t for t, _ in self.manual if t is not None)
+        return sorted(found)
+
+    def tag_as_of(self, as_of: datetime | None) -> tuple[str | None, datetime | None]:
+        """The RTO state the tags named at ``as_of``, and since when the current run of RTO tags
+        has lasted (the first snapshot of the run)."""
+        state: str | None = None
+        since: datetime | None = None
+        for when, named in self.tags:
+            if not _before(when, as_of):
+                break
+            if named is None:
+                since = None
+            elif state is None:
+                since = when
+            state = named
+        return state, since
+
+    def manual_as_of(
+        self, as_of: datetime | None
+    ) -> tuple[list[tuple[datetime | None, str]], str | None, datetime | None]:
+        """Forward statuses set through the API up to ``as_of``, the furthest RTO state set so
+        far, and when the first RTO state was set."""
+        forward = [(t, s) for t, s in self.manual if s in FORWARD_STATES and _before(t, as_of)]
+        rto = [(t, s) for t, s in self.manual if s in RTO_RANK and _before(t, as_of)]
+        if not rto:
+            return forward, None, None
+        furthest = max((s for _, s in rto), key=RTO_RANK.__getitem__)
+        return forward, furthest, rto[0][0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,19 +216,30 @@ def tag_rto_state(tags: str, rto_tags: Mapping[str, str]) -> str | None:
 
 
 def log_time(moment: datetime) -> str:
-    """A sortable UTC text form of a time, for the order's tag log."""
+    """A sortable UTC text form of a time, for the order's logs."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def tag_since(log: list[list[str]] | None, rto_tags: Mapping[str, str]) -> datetime | None:
-    """When the current run of snapshots carrying an RTO tag began, from the order's tag log:
-    the earliest tagged snapshot after the latest untagged one (None if the latest is untagged)."""
-    since: str | None = None
-    for when, tags in sorted(log or [], reverse=True):
-        if tag_rto_state(tags, rto_tags) is None:
-            break
-        since = when
-    return datetime.strptime(since, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC) if since else None
+def parse_log_time(text: str) -> datetime:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
+def tag_states(
+    log: list[list[str]] | None, tags: str, updated_at: datetime | None, rto_tags: Mapping[str, str]
+) -> tuple[tuple[datetime | None, str | None], ...]:
+    """The RTO state named by each snapshot in the order's tag log, where it changes, oldest
+    first. Without a log, the order's current tags as of its ``updated_at``."""
+    if log is None:
+        state = tag_rto_state(tags, rto_tags)
+        return ((updated_at, state),) if state is not None else ()
+    changes: list[tuple[datetime | None, str | None]] = []
+    previous: str | None = None
+    for when, seen in sorted(log):
+        state = tag_rto_state(seen, rto_tags)
+        if state != previous:
+            changes.append((parse_log_time(when), state))
+            previous = state
+    return tuple(changes)
 
 
 def _before(moment: datetime | None, as_of: datetime | None) -> bool:
@@ -197,8 +256,10 @@ def forward_status(facts: OrderFacts, as_of: datetime | None = None) -> tuple[st
     """Rule 2: the order's forward status (and when it was delivered), optionally as of a time."""
     live = [f for f in facts.fulfillments if f.live and _existed(f, as_of)]
     manual: Observation | None = None
-    if facts.manual_status in FORWARD_STATES and _before(facts.manual_at, as_of):
-        manual = Observation(facts.manual_at, facts.manual_status, 2)
+    forward_manual, _, _ = facts.manual_as_of(as_of)
+    if forward_manual:
+        manual_at, manual_status = forward_manual[-1]
+        manual = Observation(manual_at, manual_status, 2)
     currents = [(f, f.current(as_of)) for f in live]
     status: str | None
     delivered_at: datetime | None = None
@@ -220,13 +281,16 @@ def forward_status(facts: OrderFacts, as_of: datetime | None = None) -> tuple[st
     return status, delivered_at
 
 
-def derive(facts: OrderFacts) -> TrackingResult:
-    """Rules 1 to 4: the order's tracking status, its delivery time and what started an RTO."""
-    status, delivered_at = forward_status(facts)
+def derive(facts: OrderFacts, as_of: datetime | None = None) -> TrackingResult:
+    """Rules 1 to 4 over the facts known at ``as_of`` (all of them by default): the order's
+    tracking status then, its delivery time and what started an RTO. Not forward-only across
+    time by itself: :func:`timeline` makes it so."""
+    status, delivered_at = forward_status(facts, as_of)
     triggers: list[tuple[datetime | None, str, str]] = []  # (start, state, source)
-    if facts.tag_state is not None:
-        triggers.append((facts.tag_since, facts.tag_state, "tag"))
-    for ret in facts.returns:
+    tag_state, tag_since = facts.tag_as_of(as_of)
+    if tag_state is not None:
+        triggers.append((tag_since, tag_state, "tag"))
+    for ret in (r.as_of(as_of) for r in facts.returns):
         start = ret.started_at
         if start is None or ret.declined_at is not None:
             continue
@@ -235,8 +299,9 @@ def derive(facts: OrderFacts) -> TrackingResult:
         if not had_live or state_then == DELIVERED:
             continue  # not shipped yet, or a customer return after delivery
         triggers.append((start, "rto_delivered" if ret.closed_at is not None else "rto_initiated", "return"))
-    if facts.manual_rto_status in RTO_RANK:
-        triggers.append((facts.manual_rto_at, facts.manual_rto_status, "api"))
+    forward_manual, manual_rto, manual_rto_at = facts.manual_as_of(as_of)
+    if manual_rto is not None:
+        triggers.append((manual_rto_at, manual_rto, "api"))
     if not triggers:
         return TrackingResult(status=status, delivered_at=delivered_at)
 
@@ -244,19 +309,62 @@ def derive(facts: OrderFacts) -> TrackingResult:
     start_at = min(t[0] for t in dated) if dated else None  # type: ignore[type-var]
     first = min(triggers, key=lambda t: (t[0] is None, t[0] or start_at, t[2]))
     states = [t[1] for t in triggers]
-    movements: Iterable[Observation] = (o for f in facts.fulfillments if f.live for o in f.observations())
+    movements: Iterable[Observation] = (
+        o for f in facts.fulfillments if f.live for o in f.observations(as_of)
+    )
     for obs in movements:
         mapped = _RTO_MOVEMENT.get(obs.status)
         if mapped and obs.at is not None and (start_at is None or obs.at > start_at):
             states.append(mapped)
-    manual_at = facts.manual_at
-    if (
-        facts.manual_status in _RTO_MOVEMENT
-        and manual_at is not None
-        and (start_at is None or manual_at > start_at)
-    ):
-        states.append(_RTO_MOVEMENT[facts.manual_status])
+    for manual_at, manual_status in forward_manual:
+        if (
+            manual_status in _RTO_MOVEMENT
+            and manual_at is not None
+            and (start_at is None or manual_at > start_at)
+        ):
+            states.append(_RTO_MOVEMENT[manual_status])
     return TrackingResult(status=max(states, key=RTO_RANK.__getitem__), rto_source=first[2])
+
+
+@dataclass(frozen=True, slots=True)
+class Timeline:
+    """An order's tracking status now, and every change of it over time (oldest first)."""
+
+    result: TrackingResult
+    changes: tuple[tuple[datetime | None, str | None], ...]
+
+
+def timeline(facts: OrderFacts) -> Timeline:
+    """The status at every instant a fact took effect, and now: RTO only moves forward.
+
+    Once an RTO has begun, its status is the furthest reached since it began, whichever source
+    raised it (a tag, a return, the API, a carrier movement): a later fact that would name an
+    earlier RTO state (a tag removed while a return still holds the RTO) does not move it back.
+    Only the end of every RTO trigger (the tag that started it removed, the return that started
+    it declined) leaves RTO, back to the forward status. A function of the facts alone, so the
+    same in any delivery order.
+    """
+    final = derive(facts)
+    points = facts.times()
+    steps: list[tuple[datetime | None, str | None]] = [(t, derive(facts, as_of=t).status) for t in points]
+    steps.append((points[-1] if points else None, final.status))
+    forward_only: list[tuple[datetime | None, str | None]] = []
+    current: str | None = None
+    for when, status in steps:
+        if is_rto(status) and is_rto(current):
+            status = max((current, status), key=lambda s: RTO_RANK[s or ""])
+        forward_only.append((when, status))
+        current = status
+    changes: list[tuple[datetime | None, str | None]] = []
+    previous: str | None = None
+    for place, (when, status) in enumerate(forward_only):
+        if place + 1 < len(forward_only) and forward_only[place + 1][0] == when:
+            continue  # the last status at each instant counts
+        if status != previous:
+            changes.append((when, status))
+            previous = status
+    result = final if current == final.status else TrackingResult(current, None, final.rto_source)
+    return Timeline(result, tuple(changes))
 
 
 # --- applying the rules to stored orders ----------------------------------------------------
@@ -282,13 +390,11 @@ TRACKED_COLUMNS = (
     orders.c.tags,
     orders.c.updated_at,
     orders.c.rto_tag_log,
-    orders.c.manual_status,
-    orders.c.manual_status_at,
-    orders.c.manual_rto_status,
-    orders.c.manual_rto_at,
+    orders.c.manual_log,
     orders.c.tracking_status,
     orders.c.delivered_at,
     orders.c.rto_source,
+    orders.c.status_log,
 )
 
 
@@ -301,13 +407,11 @@ class TrackedOrder:
     tags: str
     updated_at: datetime | None
     rto_tag_log: list[list[str]] | None
-    manual_status: str | None
-    manual_status_at: datetime | None
-    manual_rto_status: str | None
-    manual_rto_at: datetime | None
+    manual_log: list[list[str]] | None
     tracking_status: str | None
     delivered_at: datetime | None
     rto_source: str | None
+    status_log: list[list[str | None]] | None
 
     @classmethod
     def of(cls, row: Any) -> TrackedOrder:
@@ -344,21 +448,18 @@ async def refresh(
     updates: list[dict[str, Any]] = []
     for row in rows:
         fulfillment_facts, return_facts = facts.get(row.id, ((), ()))
-        tag_state = tag_rto_state(row.tags or "", rto_tags)
-        result = derive(
+        found_timeline = timeline(
             OrderFacts(
                 fulfillments=fulfillment_facts,
                 returns=return_facts,
-                tag_state=tag_state,
-                tag_since=(tag_since(row.rto_tag_log, rto_tags) or row.updated_at) if tag_state else None,
-                manual_status=row.manual_status,
-                manual_at=row.manual_status_at,
-                manual_rto_status=row.manual_rto_status,
-                manual_rto_at=row.manual_rto_at,
+                tags=tag_states(row.rto_tag_log, row.tags or "", row.updated_at, rto_tags),
+                manual=manual_entries(row.manual_log),
             )
         )
-        current = (row.tracking_status, row.delivered_at, row.rto_source)
-        if (result.status, result.delivered_at, result.rto_source) != current:
+        result = found_timeline.result
+        log = status_log(found_timeline.changes)
+        current = (row.tracking_status, row.delivered_at, row.rto_source, row.status_log or None)
+        if (result.status, result.delivered_at, result.rto_source, log) != current:
             updates.append(
                 {
                     "b_shop_id": shop_id,
@@ -366,12 +467,39 @@ async def refresh(
                     "b_status": result.status,
                     "b_delivered_at": result.delivered_at,
                     "b_rto_source": result.rto_source,
+                    "b_status_log": log,
+                    "b_last_status_at": last_status_time(found_timeline.changes, row.manual_log),
                 }
             )
         changes.append(StatusChange(row.id, row.customer_id, row.tracking_status, result.status))
     if updates:  # one executemany for every order whose status moved
         await session.execute(_update_statement(), updates)
     return changes
+
+
+def manual_entries(log: list[list[str]] | None) -> tuple[tuple[datetime | None, str], ...]:
+    """The statuses set through the API, from the order's manual log, oldest first."""
+    return tuple((parse_log_time(when), status) for when, status in sorted(log or []))
+
+
+def status_log(changes: Iterable[tuple[datetime | None, str | None]]) -> list[list[str | None]] | None:
+    """A timeline's status changes as stored on the order (None when it never had a status)."""
+    stored = [[log_time(when) if when is not None else None, status] for when, status in changes]
+    return stored or None
+
+
+def status_changes(log: list[list[str | None]] | None) -> list[tuple[datetime | None, str | None]]:
+    """The inverse of :func:`status_log`."""
+    return [(parse_log_time(when) if when else None, status) for when, status in log or []]
+
+
+def last_status_time(
+    changes: Iterable[tuple[datetime | None, str | None]], manual_log: list[list[str]] | None
+) -> datetime | None:
+    """The latest instant the order's status changed or was set through the API."""
+    stamps = [when for when, _ in changes if when is not None]
+    stamps += [when for when, _ in manual_entries(manual_log) if when is not None]
+    return max(stamps) if stamps else None
 
 
 @functools.cache
@@ -383,6 +511,8 @@ def _update_statement() -> Any:
             tracking_status=sa.bindparam("b_status", type_=orders.c.tracking_status.type),
             delivered_at=sa.bindparam("b_delivered_at", type_=orders.c.delivered_at.type),
             rto_source=sa.bindparam("b_rto_source", type_=orders.c.rto_source.type),
+            status_log=sa.bindparam("b_status_log", type_=orders.c.status_log.type),
+            last_status_at=sa.bindparam("b_last_status_at", type_=orders.c.last_status_at.type),
         )
     )
 

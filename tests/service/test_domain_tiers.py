@@ -46,22 +46,25 @@ def order(
     customer_id: int,
     total: str,
     *,
-    updated: float = 0,
+    updated: float | None = None,
+    created: float = 0,
     tags: str = "",
     gateways: list[str] | None = None,
     **extra: Any,
 ) -> Delivery:
+    """An order created at minute ``created`` (0 by default), as last updated at ``updated``
+    (``orders/create`` when not given)."""
     payload = order_payload(
         order_id,
         customer_id=customer_id,
         total=total,
-        created=at(0),
-        updated=at(updated),
+        created=at(created),
+        updated=at(created if updated is None else updated),
         tags=tags,
         gateways=gateways,
         **extra,
     )
-    return Delivery.of("orders/create" if updated == 0 else "orders/updated", payload)
+    return Delivery.of("orders/create" if updated is None else "orders/updated", payload)
 
 
 def shipped(
@@ -136,7 +139,7 @@ class TestTierOfRecordTriggers:
         assert await history(sessionmaker, cid) == [(None, "silver", Decimal("12000.00"), "delivered", first)]
 
         # A new order lifts the live tier but not the tier of record, until it is delivered.
-        await helpers.apply(sessionmaker, settings, [order(second, cid, "14000.00")])
+        await helpers.apply(sessionmaker, settings, [order(second, cid, "14000.00", created=15)])
         assert await tier_of_record(sessionmaker, cid) == "silver"
         await helpers.apply(sessionmaker, settings, [shipped(second, "delivered", minutes=20)])
         assert await tier_of_record(sessionmaker, cid) == "gold"
@@ -170,7 +173,7 @@ class TestTierOfRecordTriggers:
             [
                 order(first, cid, "100.00"),
                 shipped(first, "delivered", minutes=5),
-                order(second, cid, "100.00"),
+                order(second, cid, "100.00", created=5.5),
                 shipped(second, "delivered", minutes=6),
             ],
         )

@@ -87,15 +87,17 @@ def facts(
     manual_rto: str | None = None,
     manual_rto_at: float | None = None,
 ) -> OrderFacts:
+    def moment(minutes: float | None) -> datetime | None:
+        return None if minutes is None else at(minutes)
+
+    manual_log = [(moment(manual_at), manual)] if manual is not None else []
+    if manual_rto is not None:
+        manual_log.append((moment(manual_rto_at), manual_rto))
     return OrderFacts(
         fulfillments=tuple(fulfillments),
         returns=tuple(returns),
-        tag_state=tag,
-        tag_since=None if tag_since is None else at(tag_since),
-        manual_status=manual,
-        manual_at=None if manual_at is None else at(manual_at),
-        manual_rto_status=manual_rto,
-        manual_rto_at=None if manual_rto_at is None else at(manual_rto_at),
+        tags=((moment(tag_since), tag),) if tag is not None else (),
+        manual=tuple(sorted(manual_log, key=lambda e: (e[0] is not None, e[0] or at(0)))),
     )
 
 

@@ -214,7 +214,9 @@ async def tier_changes(
     stmt = sa.select(TIER_CHANGES).where(TIER_CHANGES.c.shop_id == _shop_id_of(shop))
     if customer_id is not None:
         stmt = stmt.where(TIER_CHANGES.c.customer_id == customer_id)
-    return await _rows(sessionmaker, stmt.order_by(TIER_CHANGES.c.id))
+    return await _rows(
+        sessionmaker, stmt.order_by(TIER_CHANGES.c.at, TIER_CHANGES.c.customer_id, TIER_CHANGES.c.id)
+    )
 
 
 async def refunds(sessionmaker: Sessionmaker, *, shop: str = SHOP) -> dict[int, Row]:

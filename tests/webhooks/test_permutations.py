@@ -44,7 +44,7 @@ from hypothesis import strategies as st
 
 from service.config import Settings
 from service.domain.settings import DEFAULT_RTO_TAGS
-from service.domain.tracking import tag_since
+from service.domain.tracking import OrderFacts, tag_states
 from tests.factories import address, at, customer_payload, iso, line_item, order_payload
 from tests.webhooks import helpers
 from tests.webhooks.helpers import Delivery, Sessionmaker
@@ -335,7 +335,8 @@ class TestRtoTagHistory:
             shop = f"perm-{token}.myshopify.com"
             await helpers.apply(sessionmaker, settings, [versions[t] for t in times], shop=shop)
             row = (await helpers.orders(sessionmaker, shop=shop))[self.ORDER_ID]
-            since = tag_since(row["rto_tag_log"], DEFAULT_RTO_TAGS)
+            tags = tag_states(row["rto_tag_log"], row["tags"], row["updated_at"], DEFAULT_RTO_TAGS)
+            _, since = OrderFacts(tags=tags).tag_as_of(None)
             outcomes[times] = (row["tracking_status"], row["rto_source"], since)
 
         chronological = outcomes[(3, 5, 7, 10)]

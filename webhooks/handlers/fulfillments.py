@@ -42,36 +42,26 @@ Fact = FulfillmentPayload | FulfillmentEventPayload
 
 async def on_facts(items: Sequence[tuple[DeliveryContext, Fact]]) -> None:
     """Fulfillments and events of distinct orders, consecutive in one batch: stored with one
-    statement per kind and the orders refreshed together (one by one when a tier trigger needs
-    it, see ``orders.refresh_facts``). An order is refreshed even if its fact was already known:
-    re-deriving an unchanged order changes nothing."""
+    statement per kind and the orders refreshed together. An order is refreshed even if its fact
+    was already known: re-deriving an unchanged order changes nothing."""
     ctx = items[0][0]
-
-    async def one_by_one() -> None:
+    deferred = ctx.deferred
+    if deferred is None or len(items) == 1:
         for item_ctx, payload in items:
             if isinstance(payload, FulfillmentPayload):
                 await on_fulfillment(item_ctx, payload)
             else:
                 await on_fulfillment_event(item_ctx, payload)
-
-    deferred = ctx.deferred
-    if deferred is None or len(items) == 1:
-        await one_by_one()
         return
-    settings = await ctx.shop_settings()
-
-    async def as_set() -> None:
-        await fulfillments.store_facts(
-            ctx.session,
-            ctx.shop_id,
-            [fulfillment_snapshot(p) for _, p in items if isinstance(p, FulfillmentPayload)],
-            [event_snapshot(c, p) for c, p in items if isinstance(p, FulfillmentEventPayload)],
-        )
-        await orders.refresh_facts(
-            ctx.session, ctx.shop_id, [p.order_id for _, p in items], settings, deferred=deferred
-        )
-
-    await orders.set_or_one_by_one(ctx.session, as_set, one_by_one)
+    await fulfillments.store_facts(
+        ctx.session,
+        ctx.shop_id,
+        [fulfillment_snapshot(p) for _, p in items if isinstance(p, FulfillmentPayload)],
+        [event_snapshot(c, p) for c, p in items if isinstance(p, FulfillmentEventPayload)],
+    )
+    await orders.refresh_facts(
+        ctx.session, ctx.shop_id, [p.order_id for _, p in items], await ctx.shop_settings(), deferred=deferred
+    )
 
 
 def fact_order(payload: Fact) -> int:
