@@ -95,7 +95,7 @@ def history() -> list[Delivery]:
         shipped(f5, o5, "delivered", 8),
         Delivery.of("returns/request", return_payload(next_id(), o5), triggered_at=at(9)),
         Delivery.of("refunds/create", refund_payload(next_id(), o2, amount="500.00")),
-        order(o2, ana, "19500.00", updated=10),
+        order(o2, ana, "19500.00", updated=10, created=3.5),
         Delivery.of("orders/delete", {"id": o1}),  # ana loses an order in the last batch
     ]
 
@@ -267,12 +267,12 @@ class TestBatchEqualsOneByOne:
 
         one_by_one, batched = await state(sessionmaker, SHOP), await state(sessionmaker, OTHER_SHOP)
         assert batched == one_by_one
-        # the history is not trivially empty: both moves of ana's in one batch are there, in order
-        ana = one_by_one["history"][0]["customer_id"]
-        of_ana = [h for h in one_by_one["history"] if h["customer_id"] == ana]
-        assert [(h["from_tier"], h["to_tier"], h["reason"]) for h in of_ana][:2] == [
-            (None, "silver", "delivered"),
-            ("silver", "gold", "delivered"),
+        # the history is not trivially empty: cat's two moves (in one batch) are there, in order
+        cat = next(h["customer_id"] for h in one_by_one["history"] if h["to_tier"] == "platinum")
+        of_cat = [h for h in one_by_one["history"] if h["customer_id"] == cat]
+        assert [(h["from_tier"], h["to_tier"], h["reason"]) for h in of_cat] == [
+            (None, "platinum", "delivered"),
+            ("platinum", "bronze", "rto"),
         ]
         statuses = {s["status"] for s in await helpers.deliveries(sessionmaker, shop=OTHER_SHOP)}
         assert statuses == {"processed"}
