@@ -1,7 +1,7 @@
 """Pydantic models of the payload fields tierline reads (extra fields are ignored).
 
 Shopify ids are positive 64-bit integers; money is Decimal (strings or numbers accepted, never
-negative, never NaN); times become aware UTC; strings lose NUL characters, which PostgreSQL
+NaN, never negative but for an order's totals); times become aware UTC; strings lose NUL characters, which PostgreSQL
 cannot store. A payload that fails these models is marked ``failed`` with the reason.
 """
 
@@ -40,6 +40,9 @@ def _none_to_empty_list(value: Any) -> Any:
 ShopifyId = Annotated[int, BeforeValidator(_not_bool), Field(ge=1, le=MAX_BIGINT)]
 Text = Annotated[str, AfterValidator(_no_nul)]
 Amount = Annotated[Decimal, Field(ge=0, le=Decimal("1e14"), allow_inf_nan=False)]
+#: An order total: normally positive, but stored as sent when not (SPEC §4.3: an order with a
+#: negative total is kept and counts nowhere in LTV, like a zero-value one).
+SignedAmount = Annotated[Decimal, Field(ge=Decimal("-1e14"), le=Decimal("1e14"), allow_inf_nan=False)]
 UTCTime = Annotated[datetime, AfterValidator(_to_utc)]
 
 
@@ -108,8 +111,8 @@ class OrderPayload(Payload):
     financial_status: Text | None = None
     fulfillment_status: Text | None = None
     currency: Text | None = None
-    total_price: Amount | None = None
-    current_total_price: Amount | None = None
+    total_price: SignedAmount | None = None
+    current_total_price: SignedAmount | None = None
     payment_gateway_names: Annotated[list[Text], BeforeValidator(_none_to_empty_list)] = []
     tags: Text | None = None
     test: bool | None = None

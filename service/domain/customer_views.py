@@ -126,11 +126,17 @@ _ORDER_PHONE = sa.func.coalesce(
 )
 
 
-def phone_sql(customer_phone: Any, customer_id: Any, shop_id: int) -> Any:
-    """The customer's phone, else the phone of their most recent order that carries one."""
+def phone_sql(customer_phone: Any, customer_id: Any, shop_id: int, settings: ShopSettings) -> Any:
+    """The customer's phone, else the phone of their most recent order that counts (not a test
+    order, unless the shop counts them) and carries one."""
     from_orders = (
         sa.select(_ORDER_PHONE)
-        .where(orders.c.shop_id == shop_id, orders.c.customer_id == customer_id, _ORDER_PHONE.is_not(None))
+        .where(
+            orders.c.shop_id == shop_id,
+            orders.c.customer_id == customer_id,
+            stats.counts_test(settings),
+            _ORDER_PHONE.is_not(None),
+        )
         .order_by(orders.c.created_at.desc(), orders.c.id.desc())
         .limit(1)
         .scalar_subquery()
@@ -283,7 +289,7 @@ async def list_customers(
             sa.select(
                 page.c.id,
                 page.c.email,
-                phone_sql(page.c.phone, page.c.id, shop_id).label("phone"),
+                phone_sql(page.c.phone, page.c.id, shop_id, settings).label("phone"),
                 page.c.first_name,
                 page.c.last_name,
                 page.c.last_order_at,
@@ -406,13 +412,13 @@ def ratio(part: int, whole: int) -> float:
     return round(part / whole, 4) if whole else 0.0
 
 
-async def _customer_row(session: AsyncSession, shop_id: int, customer_id: int) -> Any:
+async def _customer_row(session: AsyncSession, shop_id: int, customer_id: int, settings: ShopSettings) -> Any:
     return (
         await session.execute(
             sa.select(
                 customers.c.id,
                 customers.c.email,
-                phone_sql(customers.c.phone, customers.c.id, shop_id).label("phone"),
+                phone_sql(customers.c.phone, customers.c.id, shop_id, settings).label("phone"),
                 customers.c.first_name,
                 customers.c.last_name,
                 customers.c.default_address,
@@ -438,7 +444,7 @@ async def customer_profile(
     session: AsyncSession, shop_id: int, customer_id: int, settings: ShopSettings, *, now: datetime
 ) -> CustomerProfile | None:
     """``GET /api/customers/{id}``; None when the shop has no such customer."""
-    row = await _customer_row(session, shop_id, customer_id)
+    row = await _customer_row(session, shop_id, customer_id, settings)
     if row is None:
         return None
     figures = (await stats.read(session, shop_id, [customer_id], settings))[customer_id]
@@ -780,7 +786,7 @@ async def customer_addresses(
     session: AsyncSession, shop_id: int, customer_id: int, settings: ShopSettings
 ) -> list[Address] | None:
     """``GET /api/customers/{id}/addresses`` (at most 250); None when the shop has no such customer."""
-    row = await _customer_row(session, shop_id, customer_id)
+    row = await _customer_row(session, shop_id, customer_id, settings)
     if row is None:
         return None
     return (await _addresses(session, shop_id, customer_id, settings, row))[:MAX_ADDRESSES]

@@ -256,6 +256,28 @@ class TestPhoneFallback:
         profile = await get_json(client, key, f"{URL}/{shipping}")
         assert profile["phone"] == "+91 3111 000000"
 
+    async def test_only_orders_that_count_give_a_phone(
+        self, client: Client, sessionmaker: Sessionmaker, settings: Settings
+    ) -> None:
+        """A test order's phone is not the customer's (SPEC §4.3): unless test orders count."""
+        cid = next_id()
+        base = now()
+        await send(
+            sessionmaker,
+            settings,
+            [
+                order(next_id(), cid, "10.00", days_ago(5, base), phone="+916000000000"),
+                order(next_id(), cid, "10.00", days_ago(1, base), phone="+917000000000", test=True),
+            ],
+        )
+        key = await new_api_key(sessionmaker)
+        assert (await get_json(client, key, f"{URL}/{cid}"))["phone"] == "+916000000000"
+        items = (await get_json(client, key, URL))["items"]
+        assert {item["id"]: item["phone"] for item in items}[str(cid)] == "+916000000000"
+        response = await client.put("/api/settings", json={"includeTestOrders": True}, headers=bearer(key))
+        assert response.status_code == 200, response.text
+        assert (await get_json(client, key, f"{URL}/{cid}"))["phone"] == "+917000000000"
+
 
 class TestSorting:
     @pytest.mark.parametrize("limit", [1, 2, 3, 250])

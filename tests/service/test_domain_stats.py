@@ -185,6 +185,11 @@ CASES = [
     Case("total 0.00 excluded (exchange)", [Spec(), Spec("0.00")], figures("1000.00", 1, 0)),
     Case("current total 0.00 excluded", [Spec(), Spec("500.00", current="0.00")], figures("1000.00", 1, 0)),
     Case(
+        "negative total stored and excluded",
+        [Spec(), Spec("-50.00", current="-75.00")],
+        figures("1000.00", 1, 0),
+    ),
+    Case(
         "NULL tracking status counts",
         [Spec(tracking="none"), Spec("200.00", tracking="unshipped_fulfillment")],
         figures("1200.00", 2, 0),

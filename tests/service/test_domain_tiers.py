@@ -7,6 +7,7 @@ The tier of record is read from ``customer_stats.tier_of_record`` and its histor
 
 from __future__ import annotations
 
+import random
 from decimal import Decimal
 from typing import Any
 
@@ -15,6 +16,7 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from service.config import Settings
+from service.domain import tiers
 from service.domain.settings import DEFAULT_COD_GATEWAYS, DEFAULT_RTO_TAGS
 from tests.factories import (
     OTHER_SHOP,
@@ -742,3 +744,141 @@ class TestSettingsChangesRederive:
             "rtoCount": 1,
             "tier": "bronze",
         }
+
+
+async def history_at(
+    sessionmaker: Sessionmaker, customer_id: int, *, shop: str = SHOP
+) -> list[tuple[Any, ...]]:
+    """(from, to, ltv, reason, order id, at) of each change, oldest first."""
+    rows = await helpers.tier_changes(sessionmaker, shop=shop, customer_id=customer_id)
+    return [(r["from_tier"], r["to_tier"], r["ltv"], r["reason"], r["order_id"], r["at"]) for r in rows]
+
+
+class TestTierOfRecordAtItsOwnTime:
+    """SPEC §4.3: a trigger is evaluated at its own history time, from the orders as they stood
+    then, and recorded with that time, so the tier of record and its history do not depend on the
+    order deliveries arrive in (issue 14, item 8)."""
+
+    def story(self, cid: int, first: int, second: int, fid: int) -> list[Delivery]:
+        """First order (12,000) delivered at minute 10; a second (14,000) created at 15 and
+        delivered at 20: silver at 10, gold at 20, whatever the arrival order."""
+        return [
+            order(first, cid, "12000.00"),
+            shipped(first, "in_transit", minutes=2, fulfillment_id=fid),
+            event(fid, first, "delivered", 10),
+            order(second, cid, "14000.00", created=15),
+            shipped(second, "delivered", minutes=20),
+        ]
+
+    async def test_every_arrival_order_gives_the_same_history(
+        self, sessionmaker: Sessionmaker, settings: Settings
+    ) -> None:
+        cid, first, second, fid = next_id(), next_id(), next_id(), next_id()
+        deliveries = self.story(cid, first, second, fid)
+        results = set()
+        for n, permutation in enumerate(
+            [deliveries, list(reversed(deliveries)), [deliveries[i] for i in (3, 4, 2, 0, 1)]]
+        ):
+            shop = f"history-{n}-{next_id()}.myshopify.com"
+            await helpers.apply(sessionmaker, settings, permutation, shop=shop)
+            row = (await helpers.customer_stats(sessionmaker, shop=shop))[cid]
+            results.add((row["tier_of_record"], tuple(await history_at(sessionmaker, cid, shop=shop))))
+        assert results == {
+            (
+                "gold",
+                (
+                    (None, "silver", Decimal("12000.00"), "delivered", first, at(10)),
+                    ("silver", "gold", Decimal("26000.00"), "delivered", second, at(20)),
+                ),
+            )
+        }
+
+    async def test_an_order_first_seen_already_delivered_fires_its_trigger(
+        self, sessionmaker: Sessionmaker, settings: Settings
+    ) -> None:
+        cid, oid = next_id(), next_id()
+        delivered = fulfillment_payload(
+            next_id(), oid, shipment_status="delivered", created=at(3), updated=at(8)
+        )
+        await helpers.apply(sessionmaker, settings, [order(oid, cid, "30000.00", fulfillments=[delivered])])
+        assert await tier_of_record(sessionmaker, cid) == "gold"
+        assert await history_at(sessionmaker, cid) == [
+            (None, "gold", Decimal("30000.00"), "delivered", oid, at(8))
+        ]
+
+    async def test_a_test_order_fires_no_trigger_unless_test_orders_count(
+        self, sessionmaker: Sessionmaker, settings: Settings, client: Client
+    ) -> None:
+        cid, oid = next_id(), next_id()
+        await helpers.apply(
+            sessionmaker,
+            settings,
+            [order(oid, cid, "30000.00", test=True), shipped(oid, "delivered", minutes=8)],
+        )
+        assert await tier_of_record(sessionmaker, cid) is None
+        assert await history_at(sessionmaker, cid) == []
+
+    async def test_rto_never_moves_back_whichever_source_raised_it(
+        self, sessionmaker: Sessionmaker, settings: Settings
+    ) -> None:
+        """A return request starts RTO, the ``rto-in-transit`` tag raises it, removing the tag
+        must not lower it: the return still holds the RTO (SPEC §4.2)."""
+        cid, oid, rid = next_id(), next_id(), next_id()
+        await helpers.apply(
+            sessionmaker,
+            settings,
+            [
+                order(oid, cid, "12000.00"),
+                shipped(oid, "in_transit", minutes=5),
+                return_step(rid, oid, "returns/request", 10),
+                order(oid, cid, "12000.00", updated=20, tags="rto-in-transit"),
+                order(oid, cid, "12000.00", updated=30, tags=""),
+            ],
+        )
+        assert await tracking(sessionmaker, oid) == "rto_in_transit"
+        assert await history_at(sessionmaker, cid) == [(None, "bronze", Decimal("0.00"), "rto", oid, at(10))]
+
+    async def test_the_python_rule_and_the_sql_figures_agree(
+        self, sessionmaker: Sessionmaker, settings: Settings
+    ) -> None:
+        """The guard for figures computed two ways: ``stats.eligible`` (SQL, the live LTV) and
+        ``OrderRecord.eligible_at`` (Python, the LTV at a trigger's time). Evaluated after every
+        fact, the Python rule must give the live LTV; if either rule changes alone, this fails."""
+        rng = random.Random(7)
+        customers = [next_id() for _ in range(3)]
+        deliveries: list[Delivery] = []
+        for n in range(18):
+            oid = next_id()
+            extra: dict[str, Any] = {}
+            if rng.random() < 0.2:
+                extra["cancelled_at"] = at(n + 3).isoformat()
+            if rng.random() < 0.2:
+                extra["test"] = True
+            total = rng.choice(["0.00", "-5.00", "1200.00", "3400.50", "9999.99"])
+            deliveries.append(order(oid, rng.choice(customers), total, created=n, **extra))
+            fate = rng.choice(["none", "in_transit", "delivered", "rto"])
+            if fate != "none":
+                deliveries.append(
+                    shipped(oid, "delivered" if fate == "delivered" else "in_transit", minutes=n + 1)
+                )
+            if fate == "rto":
+                deliveries.append(return_step(next_id(), oid, "returns/request", n + 2))
+        await helpers.apply(sessionmaker, settings, deliveries)
+        stats_rows = await helpers.customer_stats(sessionmaker)
+        rows = (await helpers.orders(sessionmaker)).values()
+        assert any(r["status_log"] for r in rows)
+        for cid in customers:
+            records = [
+                tiers.order_record(
+                    order_id=r["id"],
+                    created_at=r["created_at"],
+                    cancelled_at=r["cancelled_at"],
+                    total=r["total_amount"],
+                    test=r["test"],
+                    status_log=r["status_log"],
+                    manual_log=r["manual_log"],
+                )
+                for r in rows
+                if r["customer_id"] == cid
+            ]
+            assert tiers.ltv_at(records, at(10_000)) == stats_rows[cid]["ltv"], cid

@@ -29,6 +29,7 @@ from service.domain.tracking import (
     forward_status,
     is_rto,
     tag_rto_state,
+    timeline,
 )
 from tests.factories import at
 
@@ -597,3 +598,78 @@ class TestRto:
                 ful("in_transit", updated=10, events=[ev(60, status)]), returns=[ret(20, closed=50)]
             )
             assert derive(order).status == "rto_delivered", status
+
+
+class TestTimeline:
+    """``timeline``: the status at every instant a fact took effect; RTO only moves forward."""
+
+    def test_a_tag_that_raised_an_rto_started_by_a_return_cannot_lower_it(self) -> None:
+        # Shipped at 5; return requested at 10 (RTO begins); tag rto-in-transit at 20 raises it;
+        # the tag removed at 30 must not move it back: the return still holds the RTO.
+        order = OrderFacts(
+            fulfillments=(ful("in_transit", updated=5),),
+            returns=(ret(10),),
+            tags=((at(20), "rto_in_transit"), (at(30), None)),
+        )
+        assert derive(order).status == "rto_initiated"  # the facts alone, at the end
+        found = timeline(order)
+        assert found.result.status == "rto_in_transit"
+        assert found.changes == (
+            (at(5), "in_transit"),
+            (at(10), "rto_initiated"),
+            (at(20), "rto_in_transit"),
+        )
+
+    def test_removing_the_tag_that_started_it_still_reverts(self) -> None:
+        order = OrderFacts(
+            fulfillments=(ful("in_transit", updated=5),),
+            tags=((at(10), "rto_initiated"), (at(20), "rto_in_transit"), (at(30), None)),
+        )
+        found = timeline(order)
+        assert found.result.status == "in_transit"
+        assert found.changes == (
+            (at(5), "in_transit"),
+            (at(10), "rto_initiated"),
+            (at(20), "rto_in_transit"),
+            (at(30), "in_transit"),
+        )
+
+    def test_a_declined_return_reverts_and_a_new_one_starts_afresh(self) -> None:
+        order = OrderFacts(
+            fulfillments=(ful("in_transit", updated=5, events=[ev(25, "out_for_delivery")]),),
+            returns=(ret(10, declined=20), ret(40)),
+        )
+        found = timeline(order)
+        assert [s for _, s in found.changes] == [
+            "in_transit",
+            "rto_initiated",
+            "in_transit",
+            "out_for_delivery",
+            "rto_initiated",
+        ]
+        assert found.result.status == "rto_initiated"
+
+    def test_delivery_time_is_the_last_delivered_observation(self) -> None:
+        order = OrderFacts(fulfillments=(ful("in_transit", updated=5, events=[ev(15, "delivered")]),))
+        found = timeline(order)
+        assert found.changes == ((at(5), "in_transit"), (at(15), "delivered"))
+        assert found.result == TrackingResult("delivered", at(15), None)
+
+    def test_no_facts_no_changes(self) -> None:
+        assert timeline(OrderFacts()) == timeline(OrderFacts())
+        assert timeline(OrderFacts()).changes == ()
+        assert timeline(OrderFacts()).result.status is None
+
+    def test_the_same_in_any_order_of_the_facts(self) -> None:
+        returns = (ret(10), ret(12, declined=14))
+        tags = ((at(20), "rto_in_transit"), (at(30), None))
+        fulfillments = (
+            ful("in_transit", updated=5),
+            ful("in_transit", updated=6, events=[ev(35, "delivered")]),
+        )
+        results = {
+            timeline(OrderFacts(fulfillments=f, returns=r, tags=tags))
+            for f in itertools.permutations(fulfillments)
+            for r in itertools.permutations(returns)
+        }
+        assert len(results) == 1

@@ -1,8 +1,10 @@
-"""SPEC §4.3: the tier of record changes "never on order creation", even for an order that is
-created already in an RTO state (tagged) or already delivered; a later change of the same order
-does fire the trigger."""
+"""SPEC §4.3: creating an order is no tier-of-record trigger, but an order first seen already in
+an RTO state (tagged) or already delivered fires its trigger at that history time; a later change
+of the same order fires the next one at its own time."""
 
 from __future__ import annotations
+
+from decimal import Decimal
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -26,19 +28,32 @@ def fulfilled(order_id: int, status: str, minutes: float) -> dict[str, object]:
     }
 
 
+async def test_plain_creation_sets_nothing(
+    sessionmaker: async_sessionmaker[AsyncSession], settings: Settings
+) -> None:
+    customer_id, order_id = next_id(), next_id() * 10
+    created = order_payload(order_id, customer_id=customer_id, total="12000.00", updated=at(1))
+    await helpers.apply(sessionmaker, settings, [Delivery.of("orders/create", created)])
+    assert (await helpers.customer_stats(sessionmaker))[customer_id]["tier_of_record"] is None
+    assert await helpers.tier_changes(sessionmaker, customer_id=customer_id) == []
+
+
 @pytest.mark.parametrize(
-    ("tags", "fulfillments", "expected_status"),
+    ("tags", "fulfillments", "expected_status", "expected_history"),
     [
-        pytest.param("rto", [], "rto_initiated", id="created tagged rto"),
-        pytest.param("", ["delivered"], "delivered", id="created delivered"),
+        pytest.param("rto", [], "rto_initiated", [("rto", "bronze", "0.00")], id="created tagged rto"),
+        pytest.param(
+            "", ["delivered"], "delivered", [("delivered", "silver", "12000.00")], id="created delivered"
+        ),
     ],
 )
-async def test_creation_never_sets_the_tier_of_record(
+async def test_an_order_created_delivered_or_in_rto_fires_at_that_time(
     sessionmaker: async_sessionmaker[AsyncSession],
     settings: Settings,
     tags: str,
     fulfillments: list[str],
     expected_status: str,
+    expected_history: list[tuple[str, str, str]],
 ) -> None:
     customer_id, order_id = next_id(), next_id() * 10
     created = order_payload(
@@ -52,17 +67,18 @@ async def test_creation_never_sets_the_tier_of_record(
     await helpers.apply(sessionmaker, settings, [Delivery.of("orders/create", created)])
     order = (await helpers.orders(sessionmaker))[order_id]
     assert order["tracking_status"] == expected_status
-    assert (await helpers.customer_stats(sessionmaker))[customer_id]["tier_of_record"] is None
-    assert await helpers.tier_changes(sessionmaker, customer_id=customer_id) == []
 
-    # A later change of the same order is a trigger: the tagged order leaves RTO; the delivered
-    # one moves back to in_transit (no trigger), so its tier of record stays unset.
-    updated = created | {"tags": "", "updated_at": at(5).isoformat()}
-    if fulfillments:
-        updated["fulfillments"] = [fulfilled(order_id, "in_transit", 5)]
-    await helpers.apply(sessionmaker, settings, [Delivery.of("orders/updated", updated)])
-    history = [
-        (h["reason"], h["to_tier"]) for h in await helpers.tier_changes(sessionmaker, customer_id=customer_id)
-    ]
-    expected = [("rto", "silver")] if tags else []
-    assert history == expected
+    def seen(rows: list[helpers.Row]) -> list[tuple[str, str, str]]:
+        assert all(r["at"] == at(1) for r in rows[: len(expected_history)])
+        return [(r["reason"], r["to_tier"], f"{Decimal(r['ltv']):.2f}") for r in rows]
+
+    assert seen(await helpers.tier_changes(sessionmaker, customer_id=customer_id)) == expected_history
+    tier_of_record = (await helpers.customer_stats(sessionmaker))[customer_id]["tier_of_record"]
+    assert tier_of_record == expected_history[-1][1]
+
+    if tags:  # leaving RTO at minute 5 is the next trigger, at its own time
+        updated = created | {"tags": "", "updated_at": at(5).isoformat()}
+        await helpers.apply(sessionmaker, settings, [Delivery.of("orders/updated", updated)])
+        rows = await helpers.tier_changes(sessionmaker, customer_id=customer_id)
+        assert seen(rows) == [*expected_history, ("rto", "silver", "12000.00")]
+        assert rows[-1]["at"] == at(5)

@@ -51,7 +51,8 @@ CORPUS: list[tuple[str, str, bytes]] = [
     ("negative id", "orders/create", _order(id=-5)),
     ("float id", "orders/create", _order(id=1e30)),
     ("money not a number", "orders/create", _order(total_price="abc")),
-    ("negative money", "orders/create", _order(total_price="-5.00", current_total_price="-5.00")),
+    ("negative total", "orders/create", _order(total_price="-5.00", current_total_price="-5.00")),
+    ("negative line price", "orders/create", _order(lines=[{"id": 5, "quantity": 1, "price": "-1.00"}])),
     ("money NaN", "orders/create", _order(total_price="NaN", current_total_price="NaN")),
     ("money huge", "orders/create", _order(total_price="1e400", current_total_price="1e400")),
     ("bad time", "orders/create", _order(updated_at="yesterday")),
@@ -114,7 +115,8 @@ class TestHostileCorpus:
         assert outcome["truncated"][0] == "failed"
         assert outcome["not utf-8"][0] == "failed"
         assert outcome["id above 64 bits"][0] == "failed"
-        assert outcome["negative money"][0] == "failed"
+        assert outcome["negative line price"][0] == "failed"
+        assert outcome["negative total"][0] == "processed"  # stored; counts nowhere in LTV
         assert outcome["unknown fulfillment status"][0] == "processed"  # stored verbatim
         assert outcome["NUL in strings"][0] == "processed"
         assert outcome["unknown topic"][0] == "ignored"

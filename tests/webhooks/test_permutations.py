@@ -17,9 +17,11 @@ and every later example then fails with ``ClosedResourceError`` (tried; that is 
 
 Compared: every column of ``customers``, ``orders`` (tracking status and RTO bookkeeping included),
 ``order_lines`` and ``customer_stats``, and the (resource, id) of ``tombstones``, keyed by primary
-key, except ``shop_id`` (different by construction), ``tombstones.deleted_at`` (the wall-clock time
-of the delete, not payload data) and ``customer_stats.tier_of_record`` (SPEC §4.3 sets it to the
-live tier at the moment of a trigger, so it legitimately depends on what had arrived by then).
+key, except ``shop_id`` (different by construction) and ``tombstones.deleted_at`` (the wall-clock
+time of the delete, not payload data); and the tier history (``tier_changes``) row for row:
+SPEC §4.3 evaluates every trigger at its own time from the orders as they stood then, so the tier
+of record and its history do not depend on arrival order either. Some orders are delivered (a
+fulfillment delivered at a drawn time), so histories have triggers to compare.
 ``customer_stats`` rows whose figures are all zero are left out: ``customers/create`` then
 ``customers/delete`` leaves such a row while the reverse order leaves none, and nothing reads the
 difference (reads join the customer record; unknown ids get zeros).
@@ -45,7 +47,7 @@ from hypothesis import strategies as st
 from service.config import Settings
 from service.domain.settings import DEFAULT_RTO_TAGS
 from service.domain.tracking import OrderFacts, tag_states
-from tests.factories import address, at, customer_payload, iso, line_item, order_payload
+from tests.factories import address, at, customer_payload, fulfillment_payload, iso, line_item, order_payload
 from tests.webhooks import helpers
 from tests.webhooks.helpers import Delivery, Sessionmaker
 
@@ -93,13 +95,15 @@ def line_ids(order_id: int, t: int) -> list[int]:
 
 def order_version(order_id: int, customer_id: int | None, t: int, *, rto: bool = False) -> dict[str, Any]:
     """Version ``t`` of an order; ``rto`` orders carry the RTO tag in every version."""
-    total = Decimal(100 + 7 * t) + Decimal(order_id % 10) / 100
+    # Totals large enough that two or three orders cross the silver and gold thresholds, and
+    # orders created at different times, so a trigger's tier depends on which orders existed then.
+    total = Decimal(4000 + 700 * t) + Decimal(order_id % 10) / 100
     payload = order_payload(
         order_id,
         customer_id=customer_id,
         total=total,
         current_total=total - t,
-        created=at(0),
+        created=at(3 * (order_id % 10)),
         updated=at(t),
         gateways=["cod"] if (order_id + t) % 2 else ["shopify_payments"],
         financial_status=["pending", "paid", "partially_refunded"][t % 3],
@@ -132,6 +136,7 @@ class History:
     order_versions: dict[int, list[int]]
     order_customer: dict[int, int | None]
     order_rto: dict[int, bool]
+    order_delivered: dict[int, int | None]
     deleted_customers: set[int]
     deleted_orders: set[int]
 
@@ -157,14 +162,22 @@ def cases(draw: st.DrawFn) -> tuple[History, list[Event]]:
     order_versions: dict[int, list[int]] = {}
     order_customer: dict[int, int | None] = {}
     order_rto: dict[int, bool] = {}
+    order_delivered: dict[int, int | None] = {}
     for oid in order_ids:
         times = draw(versions, label=f"order {oid} versions")
         customer = draw(st.sampled_from([*customer_ids, None]), label=f"order {oid} customer")
         rto = draw(st.booleans(), label=f"order {oid} tagged rto")
+        delivered = draw(st.one_of(st.none(), st.integers(0, 40)), label=f"order {oid} delivered at")
         order_versions[oid], order_customer[oid], order_rto[oid] = times, customer, rto
+        order_delivered[oid] = delivered
         for i, t in enumerate(times):
             topic = "orders/create" if i == 0 else UPDATE_TOPICS[t % len(UPDATE_TOPICS)]
             events.append(Event(f"o{oid}-{t}", topic, order_version(oid, customer, t, rto=rto)))
+        if delivered is not None:
+            shipment = fulfillment_payload(
+                oid + 1, oid, shipment_status="delivered", created=at(delivered), updated=at(delivered)
+            )
+            events.append(Event(f"f{oid}", "fulfillments/create", shipment))
     deleted_customers = {cid for cid in customer_ids if draw(rarely, label=f"delete customer {cid}")}
     deleted_orders = {oid for oid in order_ids if draw(rarely, label=f"delete order {oid}")}
     events += [Event(f"cd{cid}", "customers/delete", {"id": cid}) for cid in sorted(deleted_customers)]
@@ -182,6 +195,7 @@ def cases(draw: st.DrawFn) -> tuple[History, list[Event]]:
         order_versions,
         order_customer,
         order_rto,
+        order_delivered,
         deleted_customers,
         deleted_orders,
     )
@@ -227,10 +241,13 @@ async def final_state(sessionmaker: Sessionmaker, shop: str) -> dict[str, Any]:
         # A figures row of zeros reads the same as no row (reads join customer records, and the
         # stats API answers zeros for unknown ids), so only rows with some figure are compared.
         "customer_stats": {
-            k: without(v, "shop_id", "tier_of_record")
+            k: without(v, "shop_id")
             for k, v in (await helpers.customer_stats(sessionmaker, shop=shop)).items()
-            if any((v["ltv"], v["order_count"], v["rto_count"], v["last_order_at"]))
+            if any((v["ltv"], v["order_count"], v["rto_count"], v["last_order_at"], v["tier_of_record"]))
         },
+        "tier_changes": [
+            without(row, "shop_id", "id") for row in await helpers.tier_changes(sessionmaker, shop=shop)
+        ],
     }
 
 
@@ -245,7 +262,12 @@ def check_against_model(history: History, state: dict[str, Any]) -> None:
     for oid, t in expected_orders.items():
         payload = order_version(oid, history.order_customer[oid], t, rto=history.order_rto[oid])
         row = state["orders"][oid]
-        assert row["tracking_status"] == ("rto_initiated" if history.order_rto[oid] else None)
+        delivered = history.order_delivered[oid]
+        if history.order_rto[oid]:  # tagged from its first version on: RTO since then
+            moved_after = delivered is not None and delivered > min(history.order_versions[oid])
+            assert row["tracking_status"] == ("rto_delivered" if moved_after else "rto_initiated")
+        else:
+            assert row["tracking_status"] == ("delivered" if delivered is not None else None)
         assert row["total_amount"] == Decimal(payload.get("current_total_price") or payload["total_price"])
         assert row["customer_id"] == history.order_customer[oid]
         assert sorted(state["order_lines"][oid]) == line_ids(oid, t)
