@@ -2,7 +2,8 @@
 
 Shopify ids are positive 64-bit integers; money is Decimal (strings or numbers accepted, never
 NaN, never negative but for an order's totals); times become aware UTC; strings lose NUL
-characters, which PostgreSQL cannot store. A payload that fails these models is marked ``failed`` with the reason.
+characters, which PostgreSQL cannot store. A payload that fails these models is marked
+``failed`` with the reason.
 """
 
 from __future__ import annotations
