@@ -50,6 +50,11 @@ UTCTime = Annotated[datetime, AfterValidator(_to_utc)]
 class Payload(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
+    def mentions(self) -> tuple[frozenset[int], frozenset[int]]:
+        """The (customer ids, order ids) whose data this payload carries: after a redaction of
+        one of them, the stored body is redacted too."""
+        return frozenset(), frozenset()
+
 
 class AddressPayload(Payload):
     id: ShopifyId | None = None
@@ -80,6 +85,9 @@ class CustomerPayload(Payload):
     addresses: Annotated[list[AddressPayload], BeforeValidator(_none_to_empty_list)] = []
     created_at: UTCTime | None = None
     updated_at: UTCTime | None = None
+
+    def mentions(self) -> tuple[frozenset[int], frozenset[int]]:
+        return frozenset([self.id]), frozenset()
 
 
 class DeletedResourcePayload(Payload):
@@ -123,6 +131,10 @@ class OrderPayload(Payload):
     line_items: Annotated[list[LineItemPayload], BeforeValidator(_none_to_empty_list)] = []
     fulfillments: Annotated[list[FulfillmentPayload], BeforeValidator(_none_to_empty_list)] = []
 
+    def mentions(self) -> tuple[frozenset[int], frozenset[int]]:
+        customers = frozenset([self.customer.id]) if self.customer is not None else frozenset()
+        return customers, frozenset([self.id])
+
 
 class FulfillmentPayload(Payload):
     """``fulfillments/create|update`` and the items of an order's ``fulfillments``."""
@@ -136,6 +148,9 @@ class FulfillmentPayload(Payload):
     created_at: UTCTime | None = None
     updated_at: UTCTime | None = None
 
+    def mentions(self) -> tuple[frozenset[int], frozenset[int]]:
+        return frozenset(), frozenset([self.order_id])
+
 
 class FulfillmentEventPayload(Payload):
     id: ShopifyId
@@ -144,6 +159,9 @@ class FulfillmentEventPayload(Payload):
     status: Annotated[str, AfterValidator(_no_nul), Field(min_length=1, max_length=64)]
     happened_at: UTCTime | None = None
     created_at: UTCTime | None = None
+
+    def mentions(self) -> tuple[frozenset[int], frozenset[int]]:
+        return frozenset(), frozenset([self.order_id])
 
 
 class OrderRef(Payload):
@@ -161,6 +179,9 @@ class ReturnPayload(Payload):
     @property
     def order_ref(self) -> int | None:
         return self.order.id if self.order is not None else self.order_id
+
+    def mentions(self) -> tuple[frozenset[int], frozenset[int]]:
+        return frozenset(), frozenset([self.order_ref]) if self.order_ref is not None else frozenset()
 
 
 class RefundTransactionPayload(Payload):
@@ -183,6 +204,9 @@ class RefundPayload(Payload):
     #: Present (an object) when the refund belongs to a return.
     return_: dict[str, Any] | None = Field(default=None, alias="return")
 
+    def mentions(self) -> tuple[frozenset[int], frozenset[int]]:
+        return frozenset(), frozenset([self.order_id])
+
 
 OrderPayload.model_rebuild()
 
@@ -202,10 +226,18 @@ class CustomersDataRequestPayload(Payload):
     orders_requested: Annotated[list[ShopifyId], BeforeValidator(_none_to_empty_list)] = []
     data_request: DataRequestRef | None = None
 
+    def mentions(self) -> tuple[frozenset[int], frozenset[int]]:
+        customers = frozenset([self.customer.id]) if self.customer.id is not None else frozenset()
+        return customers, frozenset(self.orders_requested)
+
 
 class CustomersRedactPayload(Payload):
     customer: ComplianceCustomer
     orders_to_redact: Annotated[list[ShopifyId], BeforeValidator(_none_to_empty_list)] = []
+
+    def mentions(self) -> tuple[frozenset[int], frozenset[int]]:
+        customers = frozenset([self.customer.id]) if self.customer.id is not None else frozenset()
+        return customers, frozenset(self.orders_to_redact)
 
 
 class ShopRedactPayload(Payload):

@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.config import Settings
 from service.db import session_scope
-from service.domain import inbox
+from service.domain import compliance, inbox
 from service.domain.deferred import DeferredFigures
 from service.domain.settings import ShopSettings
 from service.metrics import BATCH_FALLBACKS
@@ -98,6 +98,9 @@ class BatchResult:
 
 
 OnSettled = Callable[[str, str, float], None]
+#: (delivery id, shop id, customer ids, order ids) of each parsed delivery of a batch: after it
+#: is applied, a body that carries data of a redacted customer or order is redacted too.
+Mentions = list[tuple[int, int, frozenset[int], frozenset[int]]]
 
 
 def _context(
@@ -219,6 +222,7 @@ class InboxWorker:
         result = BatchResult()
         settings_cache: dict[int, ShopSettings] = {}
         deferred = DeferredFigures() if batched else None
+        mentions: Mentions = []
         async with session_scope(self._sessionmaker) as session:
             claimed = await inbox.claim_batch(session, self._batch)
             settled: dict[str, list[int]] = {DeliveryStatus.PROCESSED: [], DeliveryStatus.IGNORED: []}
@@ -242,6 +246,7 @@ class InboxWorker:
                         record(delivery, outcome, time.perf_counter() - started)
                         continue
                     key = route.key(payload)
+                    mentions.append((delivery.id, delivery.shop_id, *payload.mentions()))
                     if run is not None and not run.takes(delivery, route.many, key):
                         await self._apply_run(session, run, settings_cache, deferred, record)
                         run = None
@@ -252,7 +257,7 @@ class InboxWorker:
                 if run is not None:
                     await self._apply_run(session, run, settings_cache, deferred, record)
                     run = None
-                outcome = await self._apply(session, delivery, settings_cache, deferred)
+                outcome = await self._apply(session, delivery, settings_cache, deferred, mentions)
                 record(delivery, outcome, time.perf_counter() - started)
                 if delivery.topic in BATCH_BARRIER_TOPICS:
                     break
@@ -260,6 +265,8 @@ class InboxWorker:
                 await self._apply_run(session, run, settings_cache, deferred, record)
             if deferred:
                 await _guarded(deferred.settle(session))
+            processed = set(settled[DeliveryStatus.PROCESSED])
+            await compliance.redact_later_bodies(session, (m for m in mentions if m[0] in processed))
             for status, ids in settled.items():
                 await inbox.settle(session, ids, status)
         return result
@@ -297,6 +304,7 @@ class InboxWorker:
         delivery: inbox.ClaimedDelivery,
         settings_cache: dict[int, ShopSettings],
         deferred: DeferredFigures | None,
+        mentions: Mentions,
     ) -> str:
         log = {"webhook_id": delivery.webhook_id, "topic": delivery.topic, "shop": delivery.shop_domain}
         route = self._router.get(delivery.topic)
@@ -307,6 +315,7 @@ class InboxWorker:
             payload = route.parse(delivery.body)  # before any write: a bad payload needs no rollback
         except ValidationError as exc:
             return await self._fail(session, delivery, describe_validation_error(exc))
+        mentions.append((delivery.id, delivery.shop_id, *payload.mentions()))
         ctx = _context(session, delivery, settings_cache, deferred if route.batchable else None)
         if deferred is not None:
             if not route.batchable and deferred:

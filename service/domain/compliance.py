@@ -2,7 +2,8 @@
 
 Redaction removes the customer record, their personal data on orders (figures stay, no longer
 linked to the customer), their figures and tier history, data exports made for them, and the
-raw inbox bodies that mention them.
+raw inbox bodies that mention them; and it stays: what arrives later for them is stored without
+it (see :func:`redact_customer`).
 """
 
 from __future__ import annotations
@@ -120,8 +121,15 @@ async def redact_customer(
     email: str | None,
     phone: str | None,
 ) -> int:
-    """``customers/redact``. Returns how many inbox bodies were redacted."""
+    """``customers/redact``. Returns how many inbox bodies were redacted.
+
+    The customer and the orders are marked redacted for good: a delivery that arrives later for
+    them is stored without the personal data or the link (``orders`` upserts read the marks), and
+    its inbox body is redacted when it is applied (:func:`redact_later_bodies`). So the final
+    state is the same whether the redaction arrived first or last (SPEC §3).
+    """
     await tombstones.bury(session, shop_id, tombstones.CUSTOMER, customer_id)
+    await tombstones.bury(session, shop_id, tombstones.REDACTED_CUSTOMER, customer_id)
     await session.execute(
         sa.delete(customers).where(customers.c.shop_id == shop_id, customers.c.id == customer_id)
     )
@@ -130,6 +138,7 @@ async def redact_customer(
     order_rows = (
         await session.scalars(sa.select(orders.c.id).where(orders.c.shop_id == shop_id, their_orders))
     ).all()
+    await tombstones.bury(session, shop_id, tombstones.REDACTED_ORDER, *order_rows, *listed)
     await session.execute(
         sa.update(orders)
         .where(orders.c.shop_id == shop_id, their_orders)
@@ -150,16 +159,41 @@ async def redact_customer(
             needles.add(text.encode())
             needles.add(text.encode("unicode_escape"))
     dialect = session.get_bind().dialect.name
-    mentions = sa.and_(deliveries.c.shop_id == shop_id, sa.or_(*(_contains(dialect, n) for n in needles)))
-    await session.execute(
-        sa.update(deliveries)
-        .where(mentions, deliveries.c.status == DeliveryStatus.PENDING)
-        .values(
-            status=DeliveryStatus.IGNORED, last_error="redacted before it was applied", processed_at=utc_now()
-        )
+    # Pending deliveries are left to apply: they are stored without the personal data, like any
+    # that arrives later, and their bodies are redacted as they are applied.
+    mentions = sa.and_(
+        deliveries.c.shop_id == shop_id,
+        deliveries.c.status != DeliveryStatus.PENDING,
+        sa.or_(*(_contains(dialect, n) for n in needles)),
     )
     result = await session.execute(sa.update(deliveries).where(mentions).values(body=REDACTED_BODY))
     return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def redact_later_bodies(
+    session: AsyncSession, mentions: Iterable[tuple[int, int, frozenset[int], frozenset[int]]]
+) -> int:
+    """Redact the inbox bodies of applied deliveries that carry data of a customer or an order
+    redacted before they arrived. ``mentions``: (delivery id, shop id, customer ids, order ids).
+    Returns how many bodies were redacted."""
+    by_shop: dict[int, list[tuple[int, frozenset[int], frozenset[int]]]] = {}
+    for delivery_id, shop_id, customer_ids, order_ids in mentions:
+        if customer_ids or order_ids:
+            by_shop.setdefault(shop_id, []).append((delivery_id, customer_ids, order_ids))
+    hit: list[int] = []
+    for shop_id, items in by_shop.items():
+        customers_gone = await tombstones.buried(
+            session, shop_id, tombstones.REDACTED_CUSTOMER, (c for _, cs, _ in items for c in cs)
+        )
+        orders_gone = await tombstones.buried(
+            session, shop_id, tombstones.REDACTED_ORDER, (o for _, _, os in items for o in os)
+        )
+        hit += [d for d, cs, os in items if cs & customers_gone or os & orders_gone]
+    if hit:
+        await session.execute(
+            sa.update(deliveries).where(deliveries.c.id.in_(hit)).values(body=REDACTED_BODY)
+        )
+    return len(hit)
 
 
 async def export_customer(

@@ -146,6 +146,8 @@ async def apply_order(
 
 
 _UPSERT_COLUMNS = ("shop_id", "id", *_PAYLOAD_COLUMNS)
+#: What a redaction removes from an order (SPEC §6: figures may stay, anonymized).
+_PERSONAL_COLUMNS = frozenset({"customer_id", "email", "phone", "shipping_address", "billing_address"})
 
 
 async def apply_orders(
@@ -290,8 +292,21 @@ def _upsert_statement(dialect: str, *, returning: bool = True) -> Any:
 
     Without ``returning`` it can run as one ``executemany`` over snapshots of distinct orders.
     """
-    params = [typed_param(dialect, c, orders.c[c].type) for c in _UPSERT_COLUMNS]
     buried = tombstones.exists_clause(sa.bindparam("shop_id"), tombstones.ORDER, sa.bindparam("id"))
+    # A redacted customer or order stays redacted: a later snapshot is stored without the
+    # personal data and the link to the customer (SPEC §6), whatever order things arrived in.
+    redacted = sa.or_(
+        tombstones.exists_clause(sa.bindparam("shop_id"), tombstones.REDACTED_ORDER, sa.bindparam("id")),
+        tombstones.exists_clause(
+            sa.bindparam("shop_id"), tombstones.REDACTED_CUSTOMER, sa.bindparam("customer_id")
+        ),
+    )
+    params = [
+        sa.case((redacted, sa.null()), else_=typed_param(dialect, c, orders.c[c].type)).label(c)
+        if c in _PERSONAL_COLUMNS
+        else typed_param(dialect, c, orders.c[c].type)
+        for c in _UPSERT_COLUMNS
+    ]
     stmt = dialect_insert(dialect, orders).from_select(
         list(_UPSERT_COLUMNS), sa.select(*params).where(~buried)
     )
