@@ -29,7 +29,7 @@ class DeliveryContext:
     #: ``X-Shopify-Triggered-At``, else the time tierline received the delivery.
     occurred_at: datetime
     _settings_cache: dict[int, ShopSettings] = field(default_factory=dict)
-    #: Set when the worker applies a whole batch at once: figures and tier triggers go here and
+    #: Set when the worker applies a whole batch at once: figures and tier histories go here and
     #: are settled before the batch commits (only handlers of ``batchable`` routes see it).
     deferred: DeferredFigures | None = None
 
@@ -51,7 +51,7 @@ ManyHandler = Callable[[Sequence[tuple[DeliveryContext, P]]], Awaitable[None]]
 class Route(Generic[P]):
     model: type[P]
     handler: Handler[P]
-    #: The handler leaves figures and tier triggers to ``ctx.deferred`` when it is set, and its
+    #: The handler leaves figures and tier histories to ``ctx.deferred`` when it is set, and its
     #: writes commute with work still owed by earlier deliveries of the batch.
     batchable: bool = False
     #: Optional set-based handler for a run of consecutive deliveries of these topics whose

@@ -4,7 +4,7 @@ A batch is one transaction, and "processed" commits together with the effects, s
 applied twice; a worker killed at any instant rolls the whole batch back and every delivery in
 it is claimed again later.
 
-A batch is first applied whole: no savepoints, and the customers' figures and tier triggers left
+A batch is first applied whole: no savepoints, and the customers' figures and tier histories left
 to one set-based settlement before the commit (:mod:`service.domain.deferred`). If any delivery
 raises, that attempt is rolled back and the batch is claimed again and applied one savepoint per
 delivery, effects at once, so the delivery that raised is retried alone and leaves no partial
@@ -213,7 +213,7 @@ class InboxWorker:
     async def _attempt(self, *, batched: bool) -> BatchResult:
         """One transaction over one claimed batch.
 
-        ``batched``: no savepoints, and figures and tier triggers are left to a
+        ``batched``: no savepoints, and figures and tier histories are left to a
         :class:`DeferredFigures` settled once before the commit; any exception other than a lost
         connection raises ``_BatchFailed`` (after the rollback). Otherwise: each delivery in its
         own savepoint with its effects applied at once, and a handler's exception schedules a retry
