@@ -181,7 +181,8 @@ async def refresh_facts(
     *,
     deferred: DeferredFigures,
 ) -> None:
-    """:func:`refresh_orders` after new facts (fulfillments, events) for these orders, as one."""
+    """:func:`refresh_orders` after new facts (fulfillments, events) for these orders (an order may
+    be named several times), as one."""
     changes = await tracking.refresh(session, shop_id, order_ids, settings.rto_tags)
     deferred.owe(shop_id, settings, {c.customer_id for c in changes if c.customer_id is not None})
 

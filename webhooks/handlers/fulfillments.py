@@ -41,9 +41,12 @@ Fact = FulfillmentPayload | FulfillmentEventPayload
 
 
 async def on_facts(items: Sequence[tuple[DeliveryContext, Fact]]) -> None:
-    """Fulfillments and events of distinct orders, consecutive in one batch: stored with one
-    statement per kind and the orders refreshed together. An order is refreshed even if its fact
-    was already known: re-deriving an unchanged order changes nothing."""
+    """Fulfillments and events consecutive in one batch (several may be of one order): stored with
+    one statement per kind, in delivery order, and their orders refreshed together once. Facts are
+    stored whatever order they come in (each fulfillment behind its ``updated_at`` guard, each
+    event once), and tracking is derived from all of them, so one refresh after storing them all
+    leaves what a refresh after each would. An order is refreshed even if its fact was already
+    known: re-deriving an unchanged order changes nothing."""
     ctx = items[0][0]
     deferred = ctx.deferred
     if deferred is None or len(items) == 1:
@@ -64,8 +67,9 @@ async def on_facts(items: Sequence[tuple[DeliveryContext, Fact]]) -> None:
     )
 
 
-def fact_order(payload: Fact) -> int:
-    return payload.order_id
+def fact_key(payload: Fact) -> tuple[str, int]:
+    """A run of facts takes each fact once (a repeated one starts the next run)."""
+    return type(payload).__name__, payload.id
 
 
 @router.register(
@@ -74,7 +78,7 @@ def fact_order(payload: Fact) -> int:
     model=FulfillmentPayload,
     batchable=True,
     many=on_facts,
-    key=fact_order,
+    key=fact_key,
 )
 async def on_fulfillment(ctx: DeliveryContext, payload: FulfillmentPayload) -> None:
     if await fulfillments.upsert_fulfillment(ctx.session, ctx.shop_id, fulfillment_snapshot(payload)):
@@ -84,7 +88,7 @@ async def on_fulfillment(ctx: DeliveryContext, payload: FulfillmentPayload) -> N
 
 
 @router.register(
-    "fulfillment_events/create", model=FulfillmentEventPayload, batchable=True, many=on_facts, key=fact_order
+    "fulfillment_events/create", model=FulfillmentEventPayload, batchable=True, many=on_facts, key=fact_key
 )
 async def on_fulfillment_event(ctx: DeliveryContext, payload: FulfillmentEventPayload) -> None:
     if await fulfillments.add_event(ctx.session, ctx.shop_id, event_snapshot(ctx, payload)):
