@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.db import dialect_insert, dialect_of, in_ids, insert_ignore
+from service.domain import tiers
 from service.domain.settings import ShopSettings
 from service.domain.tiers import customer_id_ranges, tier_for
 from service.domain.tracking import RTO_STATES
@@ -276,7 +277,8 @@ async def check(
     *,
     progress: Callable[[int], None] | None = None,
 ) -> list[Difference]:
-    """Recompute every customer's figures from orders and list where the stored row differs."""
+    """Recompute every customer's figures from orders, and derive their tier of record and history
+    again, and list where what is stored differs."""
     differences: list[Difference] = []
     # Customers whose orders count but who have no figures row at all are served zeros: report them.
     has_row = (
@@ -331,6 +333,9 @@ async def check(
         done += count
         if progress is not None:
             progress(done)
+    rules = tiers.Rules(settings.tier_thresholds, settings.include_test_orders)
+    for cid, name, stored_value, derived in await tiers.check(session, shop_id, rules):
+        differences.append(Difference(shop_id, cid, name, stored_value, derived))
     return differences
 
 

@@ -391,13 +391,32 @@ async def rederive(
     return moves
 
 
-async def _rederive_chunk(
+@dataclass(slots=True)
+class _Derived:
+    """One customer: the history derived from the facts, the stored one, the stored tier."""
+
+    entries: list[Entry]
+    stored: list[tuple[Any, ...]]
+    of_record: str | None
+    has_row: bool
+
+    @property
+    def rows(self) -> list[tuple[Any, ...]]:
+        return [(e.from_tier, e.to_tier, e.ltv, e.reason, e.order_id, e.at) for e in self.entries]
+
+    @property
+    def tier(self) -> str | None:
+        return self.entries[-1].to_tier if self.entries else None
+
+
+async def _derive_chunk(
     session: AsyncSession,
     shop_id: int,
     ids: list[int],
     rules: Rules,
     evaluations: Sequence[Evaluation],
-) -> list[TierMove]:
+) -> dict[int, _Derived]:
+    """Derive these customers' histories from their stored orders, beside what is stored."""
     dialect = dialect_of(session)
     by_ids = {"shop_id": shop_id, "ids": ids}
     records: dict[int, list[OrderRecord]] = {cid: [] for cid in ids}
@@ -425,27 +444,44 @@ async def _rederive_chunk(
     for row in await session.execute(_stored_statement(dialect), by_ids):
         stored.setdefault(int(row.customer_id), []).append(tuple(row)[1:])
     of_record = {int(cid): tier for cid, tier in await session.execute(_records_statement(dialect), by_ids)}
+    return {
+        cid: _Derived(
+            history(records[cid], evaluations, rules, existed_at=born.get(cid)),
+            stored.get(cid, []),
+            of_record.get(cid),
+            cid in of_record,
+        )
+        for cid in ids
+    }
+
+
+async def _rederive_chunk(
+    session: AsyncSession,
+    shop_id: int,
+    ids: list[int],
+    rules: Rules,
+    evaluations: Sequence[Evaluation],
+) -> list[TierMove]:
     rewrite: list[int] = []
     inserts: list[dict[str, Any]] = []
     moves: list[TierMove] = []
     recorded: list[dict[str, Any]] = []
-    for cid in ids:
-        entries = history(records[cid], evaluations, rules, existed_at=born.get(cid))
-        derived = [(e.from_tier, e.to_tier, e.ltv, e.reason, e.order_id, e.at) for e in entries]
-        if derived != stored.get(cid, []):
+    for cid, found in (await _derive_chunk(session, shop_id, ids, rules, evaluations)).items():
+        if found.rows != found.stored:
             rewrite.append(cid)
-            known = Counter(stored.get(cid, []))
-            for entry, item in zip(entries, derived, strict=True):
+            known = Counter(found.stored)
+            for entry, item in zip(found.entries, found.rows, strict=True):
                 if known[item] > 0:
                     known[item] -= 1
                 else:
                     TIER_CHANGES.labels(reason=entry.reason).inc()
                 inserts.append({"shop_id": shop_id, "customer_id": cid} | _entry_values(entry))
-        tier = entries[-1].to_tier if entries else None
-        if cid in of_record and tier != of_record[cid]:
-            recorded.append({"b_shop_id": shop_id, "b_customer_id": cid, "b_tier": tier})
-            if entries:
-                moves.append(TierMove(cid, of_record[cid], entries[-1].to_tier, entries[-1].ltv))
+        if found.has_row and found.tier != found.of_record:
+            recorded.append({"b_shop_id": shop_id, "b_customer_id": cid, "b_tier": found.tier})
+            if found.entries:
+                last = found.entries[-1]
+                moves.append(TierMove(cid, found.of_record, last.to_tier, last.ltv))
+    dialect = dialect_of(session)
     if rewrite:
         await session.execute(_forget_statement(dialect), {"shop_id": shop_id, "ids": rewrite})
         if inserts:
@@ -453,6 +489,30 @@ async def _rederive_chunk(
     if recorded:
         await session.execute(_set_tier_statement(), recorded)
     return moves
+
+
+async def check(session: AsyncSession, shop_id: int, rules: Rules) -> list[tuple[int, str, object, object]]:
+    """Derive every customer's tier of record and history again and list where the stored ones
+    differ: (customer id, ``tierOfRecord`` or ``tierHistory``, stored, derived)."""
+    evaluations = await evaluations_of(session, shop_id)
+    differences: list[tuple[int, str, object, object]] = []
+    async for low, high, _ in customer_id_ranges(session, shop_id):
+        ids = [
+            int(c)
+            for c in await session.scalars(
+                sa.select(customer_stats.c.customer_id).where(
+                    customer_stats.c.shop_id == shop_id,
+                    customer_stats.c.customer_id >= low,
+                    customer_stats.c.customer_id <= high,
+                )
+            )
+        ]
+        for cid, found in (await _derive_chunk(session, shop_id, ids, rules, evaluations)).items():
+            if found.tier != found.of_record:
+                differences.append((cid, "tierOfRecord", found.of_record, found.tier))
+            if found.rows != found.stored:
+                differences.append((cid, "tierHistory", len(found.stored), len(found.rows)))
+    return differences
 
 
 def _entry_values(entry: Entry) -> dict[str, Any]:

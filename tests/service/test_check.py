@@ -181,3 +181,30 @@ class TestCheck:
             )
         differences = await run_check(sessionmaker)
         assert (customers["rich"], "ltv") in {(d.customer_id, d.field) for d in differences}
+
+
+class TestCheckTierHistory:
+    """``check`` also derives every tier of record and history again (SPEC §4.3)."""
+
+    async def test_a_pipeline_run_with_triggers_leaves_no_difference(
+        self, sessionmaker: Sessionmaker, settings: Settings
+    ) -> None:
+        customers = await populate(sessionmaker, settings)
+        assert await helpers.tier_changes(sessionmaker, customer_id=customers["rto"])
+        assert await run_check(sessionmaker) == []
+
+    async def test_a_tampered_tier_of_record_and_history_are_reported(
+        self, sessionmaker: Sessionmaker, settings: Settings
+    ) -> None:
+        customers = await populate(sessionmaker, settings)
+        cid = customers["rto"]
+        await corrupt(sessionmaker, cid, tier_of_record="platinum")
+        async with session_scope(sessionmaker) as session:
+            await session.execute(
+                sa.delete(helpers.TIER_CHANGES).where(helpers.TIER_CHANGES.c.customer_id == cid)
+            )
+        shop_id = await helpers.shop_id(sessionmaker)
+        assert await run_check(sessionmaker) == [
+            stats.Difference(shop_id, cid, "tierOfRecord", "platinum", "bronze"),
+            stats.Difference(shop_id, cid, "tierHistory", 0, 1),
+        ]
