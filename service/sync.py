@@ -128,6 +128,8 @@ class SyncReport:
     #: Records of an interrupted run that this run did not apply again.
     resumed_after: int = 0
     synced_at: datetime | None = None
+    #: Records handled per resource over the whole backfill (this run and any it resumed).
+    totals: dict[str, int] = dataclasses.field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -410,6 +412,16 @@ class ShopSync:
 
     # --- entry points ---------------------------------------------------------------------------
 
+    async def run(self, kind: str) -> SyncReport:
+        """A worker's job: ``backfill``, or ``reconcile`` (which finishes an unfinished backfill
+        first, and is a backfill for a shop never synced)."""
+        if kind == "reconcile":
+            shop_id = await self.access.open()
+            status = await self._status(shop_id)
+            if status.state.get("phase") not in PHASES and status.last_synced_at is not None:
+                return await self.reconcile()
+        return await self.backfill()
+
     async def backfill(self) -> SyncReport:
         """Every customer and order, through bulk operations; resumes an interrupted run."""
         shop_id = await self.access.open()
@@ -446,6 +458,7 @@ class ShopSync:
             if following < len(PHASES):
                 state["phase"] = PHASES[following]
                 await self._save(shop_id, state)
+        report.totals = {phase: int((state.get("counts") or {}).get(phase) or 0) for phase in PHASES}
         await self._finish(shop_id, started_at, report)
         return report
 
@@ -489,6 +502,7 @@ class ShopSync:
                 await self._commit(shop_id, pending, report, state)
             self._progress(phase, done, 0)
             self._message(f"{phase}: {done} updated since {_iso(status.last_synced_at)}")
+        report.totals = {phase: int(state["counts"].get(phase) or 0) for phase in PHASES}
         await self._finish(shop_id, started_at, report)
         return report
 
