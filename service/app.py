@@ -24,6 +24,7 @@ from service.api.oauth import OAuthController
 from service.api.orders import OrderController
 from service.api.reports import ReportController
 from service.api.settings import SettingsController
+from service.api.shop import ShopController
 from service.api.stats import customer_stats, recalculate
 from service.config import Settings
 from service.db import make_engine, make_sessionmaker
@@ -107,6 +108,7 @@ def create_app(
             ComplianceController,
             OAuthController,
             SettingsController,
+            ShopController,
             OrderController,
             CustomerController,
             ReportController,

@@ -235,3 +235,35 @@ async def exchange_failed(session: AsyncSession, shop_id: int, reason: str) -> N
         .where(shops.c.id == shop_id)
         .values(token_exchange_until=None, token_error=reason[:500], token_error_at=utc_now())
     )
+
+
+@dataclass(frozen=True, slots=True)
+class InstallInfo:
+    domain: str
+    currency: str | None
+    iana_timezone: str | None
+    installed: bool
+    scopes: str | None
+
+
+async def describe(session: AsyncSession, shop_id: int) -> InstallInfo:
+    row = (
+        await session.execute(
+            sa.select(
+                shops.c.domain,
+                shops.c.currency,
+                shops.c.iana_timezone,
+                shops.c.uninstalled_at,
+                shops.c.access_token_enc,
+                shops.c.scopes,
+            ).where(shops.c.id == shop_id)
+        )
+    ).one()
+    installed = row.uninstalled_at is None and row.access_token_enc is not None
+    return InstallInfo(
+        domain=str(row.domain),
+        currency=row.currency,
+        iana_timezone=row.iana_timezone,
+        installed=installed,
+        scopes=row.scopes if installed else None,
+    )

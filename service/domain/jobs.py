@@ -361,3 +361,93 @@ async def schedule(session: AsyncSession, *, every: timedelta, now: datetime | N
         ):
             queued += 1
     return queued
+
+
+@dataclass(frozen=True, slots=True)
+class SyncView:
+    """What ``GET /api/shop`` and the pages say about syncing (docs/shopify-app.md).
+
+    ``state``, ``started_at``, ``finished_at``, ``last_error``, ``customers`` and ``orders``
+    describe the shop's latest job (the first backfill, then each reconciliation); while it runs,
+    the counts are the records committed so far. ``kind`` is that job's kind.
+    """
+
+    state: str
+    kind: str | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    customers: int
+    orders: int
+    last_error: str | None
+    last_reconciled_at: datetime | None
+    next_run_at: datetime | None
+    #: The last completed backfill (the shop's history), for the pages.
+    backfilled_at: datetime | None
+    backfilled_customers: int
+    backfilled_orders: int
+
+
+#: Job states as ``sync.state`` shows them (a job stopped by an uninstall shows as failed).
+_PUBLIC_STATE = {
+    JobState.QUEUED: "queued",
+    JobState.RUNNING: "running",
+    JobState.DONE: "done",
+    JobState.FAILED: "failed",
+    JobState.CANCELLED: "failed",
+}
+
+
+async def sync_view(session: AsyncSession, shop_id: int) -> SyncView:
+    job = await latest(session, shop_id)
+    last_reconciled_at = await last_finished(session, shop_id, RECONCILE)
+    done = (
+        await session.execute(
+            sa.select(jobs.c.finished_at, jobs.c.customers, jobs.c.orders)
+            .where(jobs.c.shop_id == shop_id, jobs.c.kind == BACKFILL, jobs.c.state == JobState.DONE)
+            .order_by(jobs.c.id.desc())
+            .limit(1)
+        )
+    ).first()
+    backfilled = (
+        (done.finished_at, int(done.customers), int(done.orders)) if done is not None else (None, 0, 0)
+    )
+    if job is None:
+        return SyncView("never", None, None, None, 0, 0, None, last_reconciled_at, None, *backfilled)
+    customers, orders = job.customers, job.orders
+    if job.state in JobState.ACTIVE:
+        raw = await session.scalar(sa.select(shops.c.sync_state).where(shops.c.id == shop_id))
+        state: dict[str, Any] = raw if isinstance(raw, dict) else {}
+        counts = state.get("counts")
+        if isinstance(counts, dict) and state.get("mode") == (
+            "bulk" if job.kind == BACKFILL else "reconcile"
+        ):
+            customers = int(counts.get("customers") or 0)
+            orders = int(counts.get("orders") or 0)
+    return SyncView(
+        state=_PUBLIC_STATE.get(job.state, job.state),
+        kind=job.kind,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        customers=customers,
+        orders=orders,
+        last_error=job.last_error,
+        last_reconciled_at=last_reconciled_at,
+        next_run_at=job.next_run_at if job.state == JobState.QUEUED else None,
+        backfilled_at=backfilled[0],
+        backfilled_customers=backfilled[1],
+        backfilled_orders=backfilled[2],
+    )
+
+
+async def retry(session: AsyncSession, shop_id: int) -> str | None:
+    """The merchant's "retry" / "sync now": the kind queued, or None when a job is active."""
+    if await active(session, shop_id) is not None:
+        return None
+    previous = await latest(session, shop_id)
+    last_synced_at = await session.scalar(sa.select(shops.c.last_synced_at).where(shops.c.id == shop_id))
+    if previous is not None and previous.state in (JobState.FAILED, JobState.CANCELLED):
+        kind = previous.kind
+    else:
+        kind = BACKFILL if last_synced_at is None else RECONCILE
+    queued = await enqueue(session, shop_id, kind, trigger="retry")
+    return kind if queued else None
