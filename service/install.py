@@ -126,7 +126,9 @@ class Installer:
         runtime = self._runtime
         if claims.session_id == DEV_SESSION_ID and not self._settings.is_production:
             return Connection("development", await self._shop_id(shop))
-        if runtime.usable_tokens.get(shop, 0.0) > time.monotonic():
+        # API requests (the order grid's, on every page view) trust a recent check; a page load,
+        # rare and human, always looks, so a reinstall is never hidden by a stale answer.
+        if not page and runtime.usable_tokens.get(shop, 0.0) > time.monotonic():
             return Connection("connected", await self._shop_id(shop))
         runtime.usable_tokens.pop(shop, None)
         status = await self._status(shop)
