@@ -716,22 +716,30 @@ def _literal(value: graphql.ValueNode, variables: Mapping[str, Any]) -> Any:
 
 
 def _cost(selection_set: graphql.SelectionSetNode | None, variables: Mapping[str, Any]) -> float:
-    """A rough requested cost: objects 1, connections ``first`` times (1 + their selection)."""
-    if selection_set is None:
-        return 0.0
-    total = 0.0
-    for selection in selection_set.selections:
-        if isinstance(selection, graphql.InlineFragmentNode):
-            total += _cost(selection.selection_set, variables)
-            continue
-        if not isinstance(selection, graphql.FieldNode) or selection.selection_set is None:
-            continue
-        first = next(
-            (_literal(a.value, variables) for a in selection.arguments or () if a.name.value == "first"), None
-        )
-        inner = _cost(selection.selection_set, variables)
-        total += (first or 1) * (1 + inner) if first else 1 + inner
-    return max(1.0, total)
+    """A rough requested cost: each connection costs ``first`` times (1 + its nested connections),
+    so ``orders(first: 10) { lineItems(first: 50) }`` costs 510, as Shopify's docs describe."""
+
+    def walk(selections: graphql.SelectionSetNode | None) -> float:
+        if selections is None:
+            return 0.0
+        total = 0.0
+        for selection in selections.selections:
+            if isinstance(selection, graphql.InlineFragmentNode):
+                total += walk(selection.selection_set)
+            elif isinstance(selection, graphql.FieldNode):
+                first = next(
+                    (
+                        _literal(a.value, variables)
+                        for a in selection.arguments or ()
+                        if a.name.value == "first"
+                    ),
+                    None,
+                )
+                inner = walk(selection.selection_set)
+                total += first * (1 + inner) if first else inner
+        return total
+
+    return max(1.0, walk(selection_set))
 
 
 class Server:
