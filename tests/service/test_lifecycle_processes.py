@@ -120,7 +120,7 @@ async def job_state(sessionmaker: Sessionmaker) -> str | None:
 async def test_a_worker_killed_during_a_backfill_finishes_it_after_restart_with_the_same_figures(
     database_url: str, standin: StandIn, sessionmaker: Sessionmaker, tmp_path: Path
 ) -> None:
-    data = twins.dataset(customers=100, orders=400, seed=21, max_lines=3)
+    data = twins.dataset(customers=60, orders=250, seed=21, max_lines=3)
     standin.add_shop(KILLED, data)
     standin.add_shop(CALM, data)
     settings: Settings = make_settings(database_url, TIERLINE_SHOPIFY_URL=shopify_url(standin))
@@ -182,5 +182,5 @@ async def test_a_worker_killed_during_a_backfill_finishes_it_after_restart_with_
         [outcome] = await JobRunner(sessionmaker, http, settings).drain()
     assert outcome.state == "done", outcome.error
     killed, calm = await shop_state(sessionmaker, KILLED), await shop_state(sessionmaker, CALM)
-    assert len(killed["orders"]) == 400
+    assert len(killed["orders"]) == 250
     assert killed == calm
