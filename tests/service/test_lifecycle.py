@@ -334,10 +334,11 @@ class TestFirstLoad:
                 approved = await browser.get(authorize)
             assert approved.status_code == 302
             callback = httpx.URL(approved.headers["location"])
+            for name, value in start.cookies.items():  # the browser keeps tierline's state cookie
+                client.cookies.set(name, value)
             done = await client.get(
                 "/auth/callback",
                 params=dict(callback.params),
-                cookies=dict(start.cookies),
                 follow_redirects=False,
             )
             assert done.status_code == 302, done.text
