@@ -24,10 +24,12 @@ from service.api.oauth import OAuthController
 from service.api.orders import OrderController
 from service.api.reports import ReportController
 from service.api.settings import SettingsController
+from service.api.shop import ShopController
 from service.api.stats import customer_stats, recalculate
 from service.config import Settings
 from service.db import make_engine, make_sessionmaker
 from service.errors import exception_handlers
+from service.jobs import JobRunner
 from service.metrics import record_settled, timing_middleware
 from service.runtime import Runtime
 from service.ui.pages import PageController, app_root, static_files_router, template_config
@@ -65,6 +67,8 @@ def create_app(
         app.state.runtime = runtime
         worker_task: asyncio.Task[None] | None = None
         worker: InboxWorker | None = None
+        job_runner: JobRunner | None = None
+        jobs_task: asyncio.Task[None] | None = None
         if inline_worker:
             worker = InboxWorker(
                 sessionmaker,
@@ -75,9 +79,17 @@ def create_app(
             )
             runtime.notify_worker = worker.notify
             worker_task = asyncio.create_task(worker.run(), name="tierline-inbox-worker")
+            # Backfills and reconciliations, beside the inbox (docs/shopify-app.md).
+            job_runner = JobRunner(sessionmaker, http, settings, write_gate=runtime.write_gate)
+            runtime.notify_jobs = job_runner.notify
+            jobs_task = asyncio.create_task(job_runner.run(), name="tierline-job-runner")
         try:
             yield
         finally:
+            if job_runner is not None and jobs_task is not None:
+                job_runner.stop()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await jobs_task
             if worker is not None and worker_task is not None:
                 worker.stop()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -96,6 +108,7 @@ def create_app(
             ComplianceController,
             OAuthController,
             SettingsController,
+            ShopController,
             OrderController,
             CustomerController,
             ReportController,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 import time
@@ -115,22 +116,32 @@ def worker(
 
 async def _worker(settings: Settings, *, drain: bool) -> int:
     from service.db import make_engine, make_sessionmaker
+    from service.jobs import JobRunner
     from service.metrics import record_settled
     from webhooks.handlers import build_router
     from webhooks.worker import InboxWorker
 
     engine = make_engine(settings)
-    inbox_worker = InboxWorker(make_sessionmaker(engine), build_router(), settings, on_settled=record_settled)
+    sessionmaker = make_sessionmaker(engine)
+    inbox_worker = InboxWorker(sessionmaker, build_router(), settings, on_settled=record_settled)
     try:
-        if drain:
-            count = await inbox_worker.drain()
-            typer.echo(f"applied {count} deliveries", err=True)
+        async with httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=10.0)) as http:
+            job_runner = JobRunner(sessionmaker, http, settings)
+            if drain:
+                count = await inbox_worker.drain()
+                outcomes = await job_runner.drain()
+                typer.echo(f"applied {count} deliveries, ran {len(outcomes)} sync jobs", err=True)
+                return 0
+
+            def stop() -> None:
+                inbox_worker.stop()
+                job_runner.stop()
+
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, stop)
+            await asyncio.gather(inbox_worker.run(), job_runner.run())
             return 0
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, inbox_worker.stop)
-        await inbox_worker.run()
-        return 0
     finally:
         await engine.dispose()
 
@@ -454,9 +465,12 @@ async def _sync(
     batch_size: int = 500,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> Any:
-    from service.db import make_engine, make_sessionmaker
-    from service.sync import SyncError, sync_shop
-    from shopify_client import ShopifyError
+    """Run the shop's sync job here, in the foreground: the same durable job a worker runs, so a
+    worker and an operator never sync one shop at once (the job is leased to this command)."""
+    from service.db import make_engine, make_sessionmaker, session_scope
+    from service.domain import jobs
+    from service.jobs import JobRunner
+    from service.sync import ShopAccess, SyncError
 
     bars: dict[str, Progress] = {}
 
@@ -470,26 +484,45 @@ async def _sync(
         typer.echo(text, err=True)
 
     engine = make_engine(settings)
+    sessionmaker = make_sessionmaker(engine)
+    kind = jobs.RECONCILE if reconcile else jobs.BACKFILL
     try:
         async with httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=10.0), transport=transport) as http:
-            return await sync_shop(
-                make_sessionmaker(engine),
-                http,
-                settings,
-                shop,
-                reconcile=reconcile,
-                batch_size=batch_size,
-                progress=progress,
-                message=message,
+            runner = JobRunner(sessionmaker, http, settings, owner=f"tierline-sync:{os.getpid()}")
+            shop_id = await ShopAccess(sessionmaker, http, settings, shop).open()  # not installed: says so
+            async with session_scope(sessionmaker) as session:
+                job, blocking = await jobs.take_over(
+                    session,
+                    shop_id,
+                    kind,
+                    runner.owner,
+                    lease_seconds=settings.job_lease_seconds,
+                    trigger="operator",
+                )
+            if job is None:
+                what = f"a {blocking.kind} ({blocking.state})" if blocking is not None else "another sync"
+                raise fail(
+                    f"{what} of {shop} is being run by a worker; it continues on its own "
+                    "(progress: GET /api/shop). Try again when it has finished",
+                    code=1,
+                )
+            outcome = await runner.run_job(
+                job, progress=progress, message=message, batch_size=batch_size, exact=True
             )
     except SyncError as exc:
         raise fail(str(exc), code=1) from exc
-    except ShopifyError as exc:
-        raise fail(f"Shopify: {exc} ({type(exc).__name__}); run the command again to resume", code=1) from exc
     finally:
         for bar in bars.values():
             bar.done()
         await engine.dispose()
+    if outcome.state != "done" or outcome.report is None:
+        retry = (
+            " (a worker tries again later; run the command again to resume now)"
+            if outcome.state == "retry"
+            else ""
+        )
+        raise fail(f"{outcome.error or outcome.state}{retry}", code=1)
+    return outcome.report
 
 
 webhooks_app = typer.Typer(help="Shop-specific webhook subscriptions (custom apps).", no_args_is_help=True)

@@ -11,6 +11,8 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shopify_client import DEFAULT_SHOP_ORIGIN, check_origin_template
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./data/tierline.db"
@@ -66,11 +68,22 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=10, ge=1, alias="TIERLINE_DB_POOL_SIZE")
     log_format: Literal["auto", "json", "console"] = Field(default="auto", alias="TIERLINE_LOG_FORMAT")
     dev_shop: str = Field(default="tierline-dev.myshopify.com", alias="TIERLINE_DEV_SHOP")
+    # Shopify calls and background sync jobs (docs/shopify-app.md).
+    shopify_url: str = Field(default=DEFAULT_SHOP_ORIGIN, alias="TIERLINE_SHOPIFY_URL")
+    reconcile_hours: float = Field(default=6.0, gt=0, le=24 * 30, alias="TIERLINE_RECONCILE_HOURS")
+    job_lease_seconds: float = Field(default=60.0, ge=1, le=3600, alias="TIERLINE_JOB_LEASE")
+    bulk_poll_seconds: float = Field(default=5.0, gt=0, le=600, alias="TIERLINE_BULK_POLL")
+    job_concurrency: int = Field(default=2, ge=1, le=32, alias="TIERLINE_JOB_CONCURRENCY")
 
     @field_validator("database_url")
     @classmethod
     def _normalize_url(cls, value: str) -> str:
         return normalize_database_url(value)
+
+    @field_validator("shopify_url")
+    @classmethod
+    def _check_shopify_url(cls, value: str) -> str:
+        return check_origin_template(value)
 
     @property
     def is_production(self) -> bool:
@@ -96,6 +109,9 @@ class Settings(BaseSettings):
             value: str = getattr(self, attr)
             if value.strip().lower() in _PLACEHOLDERS or value == DEV_SECRETS[attr]:
                 missing.append(env_name)
+        # A stand-in Shopify is for development and tests only: production talks to the shop.
+        if self.is_production and self.shopify_url != DEFAULT_SHOP_ORIGIN:
+            missing.append("TIERLINE_SHOPIFY_URL")
         return missing
 
     def with_dev_fallbacks(self) -> Settings:

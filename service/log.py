@@ -36,6 +36,9 @@ ALLOWED_EXTRA = frozenset(
         "duration_ms",
         "env",
         "revision",
+        "job",
+        "kind",
+        "owner",
     }
 )
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None)).keys()) | {"message", "asctime"}

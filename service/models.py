@@ -60,6 +60,61 @@ class Shop(SQLModel, table=True):
     #: Backfill bookkeeping: the running bulk operation and how far its results were applied.
     sync_state: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType)
     last_synced_at: datetime | None = _utc()
+    #: The token exchange of a first embedded load: held while one request exchanges (so
+    #: concurrent loads exchange once), and the last refusal (shown, retried on the next load).
+    token_exchange_until: datetime | None = _utc()
+    token_error: str | None = Field(default=None, sa_type=sa.Text)
+    token_error_at: datetime | None = _utc()
+
+
+class JobState:
+    """States of a sync job. ``queued`` and ``running`` are active: one at a time per shop."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    ACTIVE = (QUEUED, RUNNING)
+
+
+class ShopJob(SQLModel, table=True):
+    """A durable backfill or reconciliation of one shop, run by a worker under a lease.
+
+    Resume state (phase, bulk operation id, records applied) lives in ``shops.sync_state``,
+    written in the same transactions as the records it counts; this row says who runs the job,
+    when it may run next, and how it ended.
+    """
+
+    __tablename__ = "shop_jobs"
+    __table_args__ = (
+        sa.Index("ix_shop_jobs_due", "state", "next_run_at"),
+        sa.Index("ix_shop_jobs_shop", "shop_id", "kind", "id"),
+        sa.Index(
+            "uq_shop_jobs_active",
+            "shop_id",
+            unique=True,
+            sqlite_where=sa.text("state IN ('queued', 'running')"),
+            postgresql_where=sa.text("state IN ('queued', 'running')"),
+        ),
+    )
+
+    id: int | None = Field(default=None, sa_type=BigIntPK, primary_key=True)
+    shop_id: int = Field(sa_type=sa.BigInteger, foreign_key="shops.id", ondelete="CASCADE")
+    kind: str = Field(max_length=16)
+    state: str = Field(default=JobState.QUEUED, max_length=16)
+    #: Why it was queued: install, reinstall, schedule, retry, operator.
+    trigger: str = Field(default="schedule", max_length=16)
+    attempts: int = Field(default=0)
+    next_run_at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime)
+    lease_owner: str | None = Field(default=None, max_length=64)
+    lease_expires_at: datetime | None = _utc()
+    created_at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime)
+    started_at: datetime | None = _utc()
+    finished_at: datetime | None = _utc()
+    customers: int = Field(default=0)
+    orders: int = Field(default=0)
+    last_error: str | None = Field(default=None, sa_type=sa.Text)
 
 
 class ApiKey(SQLModel, table=True):

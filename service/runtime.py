@@ -24,6 +24,10 @@ class Runtime:
     http: httpx.AsyncClient
     #: Wakes the in-process worker after intake commits a new delivery.
     notify_worker: Callable[[], None] = _nothing
+    #: Wakes the in-process job runner after a sync job was queued (install, retry).
+    notify_jobs: Callable[[], None] = _nothing
+    #: Shop domain → monotonic time until which its stored token is known to be usable.
+    usable_tokens: dict[str, float] = field(default_factory=dict)
     #: Shop domain → id, filled by intake (shop rows are never deleted, only their data).
     shop_ids: dict[str, int] = field(default_factory=dict)
     #: SQLite has one writer and its lock is not fair: intake and the in-process worker take

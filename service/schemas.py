@@ -153,6 +153,34 @@ class RecalculationRead(Schema):
     upgrades: list[TierChangeItem] = Field(description="The first 100 changes.")
 
 
+class SyncRead(Schema):
+    state: Literal["never", "queued", "running", "done", "failed"] = Field(
+        description="The latest sync job's state: the first backfill, then each reconciliation."
+    )
+    started_at: datetime | None
+    finished_at: datetime | None
+    customers: int = Field(description="Customer records the latest job applied (so far, while it runs).")
+    orders: int = Field(description="Order records the latest job applied (so far, while it runs).")
+    last_error: str | None
+    last_reconciled_at: datetime | None
+
+
+class WriteBackRead(Schema):
+    pending: int
+    failed: int
+    last_written_at: datetime | None
+
+
+class ShopRead(Schema):
+    domain: str
+    currency: str | None = Field(description="ISO 4217, from the Admin API; null until it was read.")
+    timezone: str | None = Field(description="IANA time zone, from the Admin API; null until it was read.")
+    installed: bool = Field(description="Installed, with an offline token stored.")
+    scopes: str | None = Field(description="The scopes the stored token was granted (comma-separated).")
+    sync: SyncRead
+    write_back: WriteBackRead
+
+
 class InstallRead(Schema):
     shop: str
     installed: bool

@@ -26,11 +26,13 @@ through the token endpoint and the new pair is stored before it is used.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
 import tempfile
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
@@ -54,7 +56,10 @@ from shopify_client import (
     AdminClient,
     BulkOperationError,
     BulkOperationResult,
+    OAuthHTTPError,
     ShopifyError,
+    UnknownBulkOperationError,
+    UserErrorsError,
     download_jsonl,
     needs_refresh,
     parse_bulk_jsonl,
@@ -78,6 +83,14 @@ SQLITE_MAX_BATCH_SIZE = 100
 DEFAULT_POLL_SECONDS = 5.0
 #: How long a run waits for one bulk operation (Shopify allows up to 10 days; rerun to wait more).
 DEFAULT_BULK_TIMEOUT_SECONDS = 24 * 3600.0
+#: Bulk operations one run starts for a phase before it gives up (FAILED, CANCELED, EXPIRED).
+MAX_BULK_ATTEMPTS = 3
+#: Bulk operations of a phase that ended in TIMEOUT before the phase is read page by page.
+TIMEOUTS_BEFORE_PAGES = 2
+#: ``bulkOperationRunQuery`` user error codes that mean "one is already running".
+BUSY_CODES = frozenset({"OPERATION_IN_PROGRESS", "LIMIT_REACHED"})
+#: Bulk operation states that will still produce a result.
+LIVE_BULK_STATUSES = frozenset({"CREATED", "RUNNING", "COMPLETED"})
 
 
 class SyncError(Exception):
@@ -86,6 +99,23 @@ class SyncError(Exception):
 
 class NotInstalledError(SyncError):
     """The shop has no usable stored access token."""
+
+
+class AccessDeniedError(SyncError):
+    """Shopify denied the bulk query (``ACCESS_DENIED``): the grant lacks a scope."""
+
+
+def _same_query(a: str | None, b: str) -> bool:
+    return a is not None and " ".join(a.split()) == " ".join(b.split())
+
+
+@asynccontextmanager
+async def _write_scope(
+    sessionmaker: async_sessionmaker[AsyncSession], gate: asyncio.Lock | None
+) -> AsyncIterator[AsyncSession]:
+    """A write transaction; on SQLite in ``serve``, taken in turn with intake and the inbox worker."""
+    async with gate or contextlib.nullcontext(), session_scope(sessionmaker) as session:
+        yield session
 
 
 @dataclass(slots=True)
@@ -98,6 +128,8 @@ class SyncReport:
     #: Records of an interrupted run that this run did not apply again.
     resumed_after: int = 0
     synced_at: datetime | None = None
+    #: Records handled per resource over the whole backfill (this run and any it resumed).
+    totals: dict[str, int] = dataclasses.field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -218,6 +250,7 @@ class ShopAccess:
         *,
         sleep: Sleep = asyncio.sleep,
         now: Clock = utc_now,
+        write_gate: asyncio.Lock | None = None,
     ) -> None:
         self.shop = shop.lower()
         self._sessionmaker = sessionmaker
@@ -226,6 +259,7 @@ class ShopAccess:
         self._cipher = TokenCipher(settings.tierline_encryption_key)
         self._sleep = sleep
         self._now = now
+        self._gate = write_gate
         self._shop_id: int | None = None
         self._token: AccessToken | None = None
 
@@ -262,6 +296,15 @@ class ShopAccess:
         remaining = (self._token.expires_at - self._now()).total_seconds() - 300
         return max(0.0, remaining)
 
+    async def forget_token(self, reason: str) -> None:
+        """Shopify refuses the stored token: drop it, so the next embedded load exchanges anew."""
+        if self._shop_id is None:
+            return
+        async with _write_scope(self._sessionmaker, self._gate) as session:
+            await installs.forget_token(session, self._shop_id, reason)
+        self._token = None
+        logger.warning("sync.token_forgotten", extra={"shop": self.shop, "reason": reason[:200]})
+
     async def token(self) -> AccessToken:
         """The access token, refreshed first when it expires within five minutes."""
         if self._token is None:
@@ -287,10 +330,21 @@ class ShopAccess:
                 settings.shopify_api_secret,
                 token.refresh_token,
                 now=now,
+                origin=settings.shopify_url,
             )
+        except OAuthHTTPError as exc:
+            if 400 <= exc.status < 500:
+                # invalid_grant: the refresh token was revoked or has expired. Nothing but a new
+                # grant helps: the next embedded load exchanges a session token for one.
+                await self.forget_token(f"refresh refused (HTTP {exc.status})")
+                raise NotInstalledError(
+                    f"Shopify refused to refresh the access token of {self.shop} (HTTP {exc.status}): "
+                    "the merchant must open the app in the Shopify admin again"
+                ) from exc
+            raise SyncError(f"Shopify refused to refresh the access token of {self.shop}: {exc}") from exc
         except ShopifyError as exc:
             raise SyncError(f"Shopify refused to refresh the access token of {self.shop}: {exc}") from exc
-        async with session_scope(self._sessionmaker) as session:
+        async with _write_scope(self._sessionmaker, self._gate) as session:
             stored = await installs.store_refreshed_token(session, self.shop_id, fresh, self._cipher)
         if not stored:
             raise NotInstalledError(f"{self.shop} was uninstalled while syncing")
@@ -307,11 +361,17 @@ class ShopAccess:
     async def client(self, *, sleep: Sleep | None = None) -> AdminClient:
         """An Admin GraphQL client with a token valid for at least five more minutes."""
         token = await self.token()
-        return AdminClient(self._http, self.shop, token.access_token, sleep=sleep or self._sleep)
+        return AdminClient(
+            self._http,
+            self.shop,
+            token.access_token,
+            sleep=sleep or self._sleep,
+            origin=self._settings.shopify_url,
+        )
 
 
 class ShopSync:
-    """One run of ``tierline sync`` for one shop."""
+    """One run of ``tierline sync`` (or of a worker's sync job) for one shop."""
 
     def __init__(
         self,
@@ -327,12 +387,16 @@ class ShopSync:
         message: MessageFn | None = None,
         sleep: Sleep = asyncio.sleep,
         now: Clock = utc_now,
+        write_gate: asyncio.Lock | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
-        self.access = ShopAccess(sessionmaker, http, settings, shop, sleep=sleep, now=now)
+        self.access = ShopAccess(
+            sessionmaker, http, settings, shop, sleep=sleep, now=now, write_gate=write_gate
+        )
         self._sessionmaker = sessionmaker
         self._http = http
+        self._settings = settings
         self._batch_size = min(batch_size, SQLITE_MAX_BATCH_SIZE) if settings.is_sqlite else batch_size
         self._poll_interval = poll_interval
         self._bulk_timeout = bulk_timeout
@@ -340,12 +404,23 @@ class ShopSync:
         self._message = message or (lambda _text: None)
         self._sleep = sleep
         self._now = now
+        self._gate = write_gate
 
     @property
     def shop(self) -> str:
         return self.access.shop
 
     # --- entry points ---------------------------------------------------------------------------
+
+    async def run(self, kind: str) -> SyncReport:
+        """A worker's job: ``backfill``, or ``reconcile`` (which finishes an unfinished backfill
+        first, and is a backfill for a shop never synced)."""
+        if kind == "reconcile":
+            shop_id = await self.access.open()
+            status = await self._status(shop_id)
+            if status.state.get("phase") not in PHASES and status.last_synced_at is not None:
+                return await self.reconcile()
+        return await self.backfill()
 
     async def backfill(self) -> SyncReport:
         """Every customer and order, through bulk operations; resumes an interrupted run."""
@@ -366,13 +441,24 @@ class ShopSync:
             await self._save(shop_id, state)
         for phase in PHASES[PHASES.index(state["phase"]) :]:
             state["phase"] = phase
-            with await self._bulk_result(shop_id, phase, state) as result:
-                await self._apply_phase(shop_id, phase, state, result, report)
-            state = {"mode": "bulk", "phase": phase, "startedAt": state["startedAt"], "applied": 0}
+            spool = await self._bulk_result(shop_id, phase, state)
+            if spool is None:
+                await self._page_phase(shop_id, phase, state, report)
+            else:
+                with spool as result:
+                    await self._apply_phase(shop_id, phase, state, result, report)
+            state = {
+                "mode": "bulk",
+                "phase": phase,
+                "startedAt": state["startedAt"],
+                "applied": 0,
+                "counts": dict(state.get("counts") or {}),
+            }
             following = PHASES.index(phase) + 1
             if following < len(PHASES):
                 state["phase"] = PHASES[following]
                 await self._save(shop_id, state)
+        report.totals = {phase: int((state.get("counts") or {}).get(phase) or 0) for phase in PHASES}
         await self._finish(shop_id, started_at, report)
         return report
 
@@ -393,6 +479,7 @@ class ShopSync:
         await self._remember_details(shop_id)
         report = SyncReport(self.shop, "reconcile")
         started_at = self._now()
+        state: dict[str, Any] = {"mode": "reconcile", "startedAt": _iso(started_at), "counts": {}}
         search = backfill.updated_since_filter(status.last_synced_at)
         self._message(f"reconciling {self.shop}: records with {search}")
         for phase in PHASES:
@@ -404,45 +491,67 @@ class ShopSync:
                     node = await self._complete_line_items(client, node)
                 pending.append(node)
                 if len(pending) >= self._batch_size:
-                    await self._commit(shop_id, pending, report)
                     done += len(pending)
+                    state["counts"][phase] = done
+                    await self._commit(shop_id, pending, report, state)
                     pending = []
                     self._progress(phase, done, 0)
             if pending:
-                await self._commit(shop_id, pending, report)
                 done += len(pending)
+                state["counts"][phase] = done
+                await self._commit(shop_id, pending, report, state)
             self._progress(phase, done, 0)
             self._message(f"{phase}: {done} updated since {_iso(status.last_synced_at)}")
+        report.totals = {phase: int(state["counts"].get(phase) or 0) for phase in PHASES}
         await self._finish(shop_id, started_at, report)
         return report
 
     # --- bulk operations ------------------------------------------------------------------------
 
-    async def _bulk_result(self, shop_id: int, phase: str, state: dict[str, Any]) -> BulkResult:
-        """The phase's records: from the recorded bulk operation if it completed, else a new one."""
-        result: BulkOperationResult | None = None
-        operation_id = state.get("bulkOperationId")
-        if isinstance(operation_id, str):
-            result = await self._wait(operation_id)
-            if result.status != "COMPLETED":
-                self._message(
-                    f"{phase}: bulk operation {operation_id} is {result.status}; starting a new one"
-                )
-                result = None
-        if result is None:
-            client = await self.access.client()
-            operation_id = await client.run_bulk_query(BULK_QUERIES[phase])
-            state.update(bulkOperationId=operation_id, url=None, applied=0)
+    async def _bulk_result(self, shop_id: int, phase: str, state: dict[str, Any]) -> BulkResult | None:
+        """The phase's records from a completed bulk operation: the recorded one, one a crashed
+        run had started, or a new one. None when the phase is to be read page by page instead
+        (its bulk operations keep timing out)."""
+        if state.get("paged"):
+            return None
+        attempts = 0
+        while True:
+            result: BulkOperationResult | None = None
+            operation_id = state.get("bulkOperationId")
+            if isinstance(operation_id, str):
+                result = await self._wait(operation_id)
+                if result is None:
+                    self._message(f"{phase}: Shopify no longer knows bulk operation {operation_id}")
+            if result is None:
+                operation_id = await self._start(shop_id, phase, state)
+                result = await self._wait(operation_id)
+                if result is None:
+                    raise SyncError(f"Shopify does not know the bulk operation {operation_id} it started")
+            if result.status == "COMPLETED":
+                break
+            attempts += 1
+            timeouts = int(state.get("timeouts") or 0) + (result.error_code == "TIMEOUT")
+            state.update(bulkOperationId=None, url=None, applied=0, timeouts=timeouts)
+            state.setdefault("counts", {})[phase] = 0
             await self._save(shop_id, state)
-            self._message(f"{phase}: bulk operation {operation_id} started")
-            result = await self._wait(operation_id)
-            if result.status != "COMPLETED":
-                state.update(bulkOperationId=None, url=None, applied=0)
-                await self._save(shop_id, state)
-                raise SyncError(
-                    f"the {phase} bulk operation ended {result.status} "
-                    f"({result.error_code or 'no error code'}); run the command again to start a new one"
+            described = (
+                f"the {phase} bulk operation ended {result.status} ({result.error_code or 'no error code'})"
+            )
+            if result.partial_data_url:
+                described += "; its partial results are incomplete and not used"
+            if result.error_code == "ACCESS_DENIED":
+                raise AccessDeniedError(
+                    f"{described}: Shopify denied access to {phase}. The app's grant lacks a scope "
+                    f"it needs ({self._settings.scopes}); the merchant must approve them"
                 )
+            if timeouts >= TIMEOUTS_BEFORE_PAGES:
+                state.update(paged=True, cursor=None)
+                await self._save(shop_id, state)
+                self._message(f"{described}; reading {phase} page by page instead")
+                return None
+            if attempts >= MAX_BULK_ATTEMPTS:
+                raise SyncError(f"{described}; run the command again to start a new one")
+            self._message(f"{described}; starting a new one")
         spool = BulkResult()
         if result.url is None:  # completed without any object
             return spool
@@ -458,8 +567,50 @@ class ShopSync:
             raise
         return spool
 
-    async def _wait(self, operation_id: str) -> BulkOperationResult:
-        """Poll until the operation ends, with a client whose token stays valid meanwhile."""
+    async def _start(self, shop_id: int, phase: str, state: dict[str, Any]) -> str:
+        """A bulk operation for ``phase``: one this backfill already started (a crash can come
+        between Shopify starting it and its id being stored) or a new one. Its id is stored."""
+        client = await self.access.client()
+        query = BULK_QUERIES[phase]
+        operation_id = await self._started_before(client, query, state)
+        if operation_id is None:
+            try:
+                operation_id = await client.run_bulk_query(query)
+            except UserErrorsError as exc:
+                codes = {str(error.get("code")) for error in exc.user_errors}
+                if not codes & BUSY_CODES:
+                    raise
+                operation_id = await self._started_before(client, query, state)
+                if operation_id is None:
+                    raise SyncError(
+                        f"another bulk query is running on {self.shop} ({exc}); trying again later"
+                    ) from exc
+            self._message(f"{phase}: bulk operation {operation_id} started")
+        else:
+            self._message(f"{phase}: bulk operation {operation_id} picked up again")
+        state.update(bulkOperationId=operation_id, url=None, applied=0)
+        state.setdefault("counts", {})[phase] = 0
+        await self._save(shop_id, state)
+        return operation_id
+
+    async def _started_before(self, client: AdminClient, query: str, state: dict[str, Any]) -> str | None:
+        """The newest bulk operation of this backfill's query, created since it began, that will
+        still give a result."""
+        since = _parse_iso(state.get("startedAt"))
+        for operation in await client.bulk_queries():
+            created = _parse_iso(operation.created_at) if operation.created_at else None
+            if (
+                operation.id is not None
+                and operation.status in LIVE_BULK_STATUSES
+                and _same_query(operation.query, query)
+                and (since is None or created is None or created >= since)
+            ):
+                return operation.id
+        return None
+
+    async def _wait(self, operation_id: str) -> BulkOperationResult | None:
+        """Poll until the operation ends, with a client whose token stays valid meanwhile.
+        None when Shopify does not know the operation."""
         waited_total = 0.0
         while True:
             waited = 0.0
@@ -477,10 +628,14 @@ class ShopSync:
                 return await client.poll_bulk_operation(
                     operation_id, interval=self._poll_interval, timeout=chunk
                 )
+            except UnknownBulkOperationError:
+                return None
             except BulkOperationError:
                 waited_total += waited
                 # A timeout of this chunk only: poll on with a refreshed token, up to bulk_timeout.
                 if waited < chunk or waited_total >= self._bulk_timeout:
+                    with contextlib.suppress(ShopifyError):
+                        await client.cancel_bulk_operation(operation_id)
                     raise
 
     # --- applying -------------------------------------------------------------------------------
@@ -501,23 +656,60 @@ class ShopSync:
         self._progress(phase, applied, total)
         while applied < total:
             chunk = result.records(applied, applied + self._batch_size)
-            async with session_scope(self._sessionmaker) as session:
+            async with _write_scope(self._sessionmaker, self._gate) as session:
                 await self._ensure_installed(session, shop_id)
                 await self._apply_records(
                     session, shop_id, chunk, report, await get_shop_settings(session, shop_id)
                 )
                 applied += len(chunk)
                 state["applied"] = applied
+                state.setdefault("counts", {})[phase] = applied
                 await sync_state.save(session, shop_id, state)
             self._progress(phase, applied, total)
         self._message(f"{phase}: {total} records applied")
 
-    async def _commit(self, shop_id: int, records: Sequence[Mapping[str, Any]], report: SyncReport) -> None:
-        async with session_scope(self._sessionmaker) as session:
+    async def _page_phase(self, shop_id: int, phase: str, state: dict[str, Any], report: SyncReport) -> None:
+        """The whole connection page by page (when bulk operations keep timing out); the cursor
+        of the next page commits with each page's records, so a rerun continues there."""
+        cursor = state.get("cursor")
+        applied = int(state.get("applied") or 0)
+        if applied:
+            report.resumed_after += applied
+        while True:
+            client = await self.access.client()
+            variables = {"after": cursor if isinstance(cursor, str) else None, "query": None}
+            nodes, following = await client.page(PAGE_QUERIES[phase], variables, (phase,))
+            if phase == "orders":
+                nodes = [await self._complete_line_items(client, node) for node in nodes]
+            async with _write_scope(self._sessionmaker, self._gate) as session:
+                await self._ensure_installed(session, shop_id)
+                await self._apply_records(
+                    session, shop_id, nodes, report, await get_shop_settings(session, shop_id)
+                )
+                applied += len(nodes)
+                state.update(applied=applied, cursor=following)
+                state.setdefault("counts", {})[phase] = applied
+                await sync_state.save(session, shop_id, state)
+            self._progress(phase, applied, 0)
+            if following is None:
+                break
+            cursor = following
+        self._message(f"{phase}: {applied} records applied page by page")
+
+    async def _commit(
+        self,
+        shop_id: int,
+        records: Sequence[Mapping[str, Any]],
+        report: SyncReport,
+        state: dict[str, Any] | None = None,
+    ) -> None:
+        async with _write_scope(self._sessionmaker, self._gate) as session:
             await self._ensure_installed(session, shop_id)
             await self._apply_records(
                 session, shop_id, records, report, await get_shop_settings(session, shop_id)
             )
+            if state is not None:
+                await sync_state.save(session, shop_id, state)
 
     async def _apply_records(
         self,
@@ -580,17 +772,17 @@ class ShopSync:
         except ShopifyError as exc:
             self._message(f"could not read {self.shop}'s currency and time zone ({exc}); continuing")
             return
-        async with session_scope(self._sessionmaker) as session:
+        async with _write_scope(self._sessionmaker, self._gate) as session:
             await shops.set_details(
                 session, shop_id, currency=details.currency, iana_timezone=details.iana_timezone
             )
 
     async def _save(self, shop_id: int, state: dict[str, Any]) -> None:
-        async with session_scope(self._sessionmaker) as session:
+        async with _write_scope(self._sessionmaker, self._gate) as session:
             await sync_state.save(session, shop_id, state)
 
     async def _finish(self, shop_id: int, started_at: datetime, report: SyncReport) -> None:
-        async with session_scope(self._sessionmaker) as session:
+        async with _write_scope(self._sessionmaker, self._gate) as session:
             await sync_state.finish(session, shop_id, synced_at=started_at, summary=report.summary())
         report.synced_at = started_at
 

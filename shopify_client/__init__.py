@@ -24,6 +24,7 @@ from shopify_client.errors import (
     ShopifyHTTPError,
     ShopifyTransportError,
     ThrottledError,
+    UnknownBulkOperationError,
     UserErrorsError,
 )
 from shopify_client.oauth import (
@@ -37,6 +38,7 @@ from shopify_client.oauth import (
     token_exchange,
     token_url,
 )
+from shopify_client.urls import DEFAULT_SHOP_ORIGIN, check_origin_template, shop_origin
 from shopify_client.verify import (
     SessionToken,
     decode_session_token,
@@ -50,6 +52,7 @@ from shopify_client.verify import (
 )
 
 __all__ = [
+    "DEFAULT_SHOP_ORIGIN",
     "AccessToken",
     "AdminClient",
     "BulkOperationError",
@@ -68,8 +71,10 @@ __all__ = [
     "ShopifyTransportError",
     "ThrottleStatus",
     "ThrottledError",
+    "UnknownBulkOperationError",
     "UserErrorsError",
     "authorize_url",
+    "check_origin_template",
     "decode_session_token",
     "download_jsonl",
     "exchange_code",
@@ -83,6 +88,7 @@ __all__ = [
     "parse_bulk_jsonl",
     "parse_query_cost",
     "refresh_access_token",
+    "shop_origin",
     "throttle_wait_seconds",
     "token_exchange",
     "token_url",

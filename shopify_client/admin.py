@@ -25,8 +25,10 @@ from shopify_client.errors import (
     ShopifyHTTPError,
     ShopifyTransportError,
     ThrottledError,
+    UnknownBulkOperationError,
     UserErrorsError,
 )
+from shopify_client.urls import DEFAULT_SHOP_ORIGIN, shop_origin
 from shopify_client.verify import normalize_shop_domain
 
 logger = logging.getLogger(__name__)
@@ -52,7 +54,25 @@ BULK_RUN_QUERY_MUTATION = """
 mutation BulkOperationRunQuery($query: String!) {
   bulkOperationRunQuery(query: $query) {
     bulkOperation { id status }
+    userErrors { field message code }
+  }
+}
+"""
+
+BULK_CANCEL_MUTATION = """
+mutation BulkOperationCancel($id: ID!) {
+  bulkOperationCancel(id: $id) {
+    bulkOperation { id status }
     userErrors { field message }
+  }
+}
+"""
+
+#: The app's recent bulk queries, newest first (to adopt one a crashed run had started).
+BULK_OPERATIONS_QUERY = """
+query TierlineBulkOperations($query: String) {
+  bulkOperations(first: 10, query: $query) {
+    nodes { id status errorCode objectCount url partialDataUrl query createdAt }
   }
 }
 """
@@ -104,13 +124,20 @@ class QueryCost:
 
 @dataclass(frozen=True, slots=True)
 class BulkOperationResult:
-    """A bulk operation's state; ``url`` is set once it has ``COMPLETED`` with results."""
+    """A bulk operation's state; ``url`` is set once it has ``COMPLETED`` with results.
+
+    ``partial_data_url`` is what a ``FAILED`` operation (``TIMEOUT``, ``INTERNAL_SERVER_ERROR``)
+    managed to read: incomplete by definition. ``id`` and ``query`` are set when listed.
+    """
 
     status: str
     url: str | None
     object_count: int
     error_code: str | None
     partial_data_url: str | None = None
+    id: str | None = None
+    query: str | None = None
+    created_at: str | None = None
 
 
 def parse_query_cost(body: Mapping[str, Any]) -> QueryCost | None:
@@ -170,12 +197,13 @@ class AdminClient:
         *,
         sleep: Sleep = asyncio.sleep,
         max_attempts: int = 5,
+        origin: str = DEFAULT_SHOP_ORIGIN,
     ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         self.shop = normalize_shop_domain(shop)
         self.api_version = api_version
-        self.endpoint = f"https://{self.shop}/admin/api/{api_version}/graphql.json"
+        self.endpoint = f"{shop_origin(self.shop, origin)}/admin/api/{api_version}/graphql.json"
         self.last_cost: QueryCost | None = None
         self._http = http
         self._access_token = access_token
@@ -254,6 +282,39 @@ class AdminClient:
             raise GraphQLError(["bulkOperationRunQuery returned no bulk operation"])
         return operation_id
 
+    async def cancel_bulk_operation(self, operation_id: str) -> None:
+        """Ask Shopify to cancel a running bulk operation (``bulkOperationCancel``)."""
+        data = await self.graphql(BULK_CANCEL_MUTATION, {"id": operation_id})
+        _mutation_payload(data, "bulkOperationCancel")
+
+    async def bulk_queries(self, search: str | None = None) -> list[BulkOperationResult]:
+        """The app's latest bulk queries on this shop (newest first), with their query text."""
+        query = "operation_type:query" + (f" {search}" if search else "")
+        data = await self.graphql(BULK_OPERATIONS_QUERY, {"query": query})
+        connection = _connection(data, ("bulkOperations",))
+        return [] if connection is None else [_bulk_result(node) for node in _nodes(connection)]
+
+    async def page(
+        self, query: str, variables: Mapping[str, Any] | None, connection_path: Sequence[str]
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of a connection: its nodes, and the cursor of the next page (None at the end).
+
+        Waits first until the bucket can pay for the previous query's requested cost.
+        """
+        wait = self.last_cost.seconds_until_affordable() if self.last_cost else 0.0
+        if wait > 0:
+            await self._sleep(min(wait, MAX_WAIT_SECONDS))
+        data = await self.graphql(query, variables)
+        connection = _connection(data, connection_path)
+        if connection is None:
+            return [], None
+        page_info = connection.get("pageInfo")
+        if not isinstance(page_info, Mapping):
+            raise GraphQLError([f"{'.'.join(connection_path)} has no pageInfo"])
+        cursor = page_info.get("endCursor")
+        more = bool(page_info.get("hasNextPage")) and isinstance(cursor, str)
+        return _nodes(connection), cursor if more else None
+
     async def poll_bulk_operation(
         self,
         operation_id: str,
@@ -271,7 +332,7 @@ class AdminClient:
             data = await self.graphql(BULK_OPERATION_QUERY, {"id": operation_id})
             node = data.get("node")
             if not isinstance(node, Mapping):
-                raise BulkOperationError(f"no bulk operation {operation_id}")
+                raise UnknownBulkOperationError(f"no bulk operation {operation_id}")
             result = _bulk_result(node)
             if result.status in TERMINAL_BULK_STATUSES:
                 return result
@@ -491,10 +552,16 @@ def _bulk_result(node: Mapping[str, Any]) -> BulkOperationResult:
     partial = node.get("partialDataUrl")
     error_code = node.get("errorCode")
     count = node.get("objectCount")
+    operation_id = node.get("id")
+    query = node.get("query")
+    created = node.get("createdAt")
     return BulkOperationResult(
         status=str(node.get("status") or "UNKNOWN"),
         url=url if isinstance(url, str) else None,
         object_count=int(count) if isinstance(count, int | str) and str(count).isdigit() else 0,
         error_code=error_code if isinstance(error_code, str) else None,
         partial_data_url=partial if isinstance(partial, str) else None,
+        id=operation_id if isinstance(operation_id, str) else None,
+        query=query if isinstance(query, str) else None,
+        created_at=created if isinstance(created, str) else None,
     )

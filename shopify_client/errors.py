@@ -14,6 +14,7 @@
     ├── GraphQLError                   top-level GraphQL ``errors``
     │   └── UserErrorsError            a mutation's ``userErrors``
     └── BulkOperationError             a bulk operation timed out or its JSONL is malformed
+        └── UnknownBulkOperationError  Shopify does not know that operation id
 """
 
 from __future__ import annotations
@@ -88,6 +89,10 @@ class UserErrorsError(GraphQLError):
 
 class BulkOperationError(ShopifyError):
     """A bulk operation did not finish in time, or its JSONL result cannot be read."""
+
+
+class UnknownBulkOperationError(BulkOperationError):
+    """Shopify does not know the bulk operation asked about (another install's, or purged)."""
 
 
 def _user_error_message(error: Mapping[str, Any]) -> str:

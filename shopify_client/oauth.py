@@ -1,7 +1,8 @@
 """OAuth for Shopify apps: the authorize URL, code exchange, refresh and token exchange.
 
 URL building and scope checks are pure functions; the three token requests take an injected
-``httpx.AsyncClient`` and post form fields to ``https://{shop}/admin/oauth/access_token``.
+``httpx.AsyncClient`` and post form fields to ``{origin}/admin/oauth/access_token``, where
+``origin`` is ``https://{shop}`` unless a stand-in Shopify is configured (:mod:`shopify_client.urls`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from urllib.parse import urlencode
 import httpx
 
 from shopify_client.errors import OAuthError, OAuthHTTPError, ShopifyTransportError
-from shopify_client.verify import normalize_shop_domain
+from shopify_client.urls import DEFAULT_SHOP_ORIGIN, shop_origin
 
 TOKEN_EXCHANGE_GRANT_TYPE = "urn:ietf:params:oauth:grant-type:token-exchange"  # noqa: S105
 ID_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:id_token"  # noqa: S105
@@ -46,9 +47,9 @@ class AccessToken:
     associated_user_id: int | None = None
 
 
-def token_url(shop: str) -> str:
+def token_url(shop: str, origin: str = DEFAULT_SHOP_ORIGIN) -> str:
     """``https://{shop}/admin/oauth/access_token`` for a valid shop domain."""
-    return f"https://{normalize_shop_domain(shop)}/admin/oauth/access_token"
+    return f"{shop_origin(shop, origin)}/admin/oauth/access_token"
 
 
 def authorize_url(
@@ -59,6 +60,7 @@ def authorize_url(
     state: str,
     *,
     online: bool = False,
+    origin: str = DEFAULT_SHOP_ORIGIN,
 ) -> str:
     """The URL that asks the merchant to grant ``scopes`` (authorization-code grant).
 
@@ -72,7 +74,7 @@ def authorize_url(
     params += [("redirect_uri", redirect_uri), ("state", state)]
     if online:
         params.append(("grant_options[]", "per-user"))
-    return f"https://{normalize_shop_domain(shop)}/admin/oauth/authorize?{urlencode(params, safe=',')}"
+    return f"{shop_origin(shop, origin)}/admin/oauth/authorize?{urlencode(params, safe=',')}"
 
 
 async def exchange_code(
@@ -84,12 +86,13 @@ async def exchange_code(
     *,
     expiring: bool = True,
     now: datetime | None = None,
+    origin: str = DEFAULT_SHOP_ORIGIN,
 ) -> AccessToken:
     """Exchange the callback's ``code`` for an access token (``expiring=1`` by default)."""
     form = {"client_id": api_key, "client_secret": api_secret, "code": code}
     if expiring:
         form["expiring"] = "1"
-    return await _request_token(http, shop, form, now)
+    return await _request_token(http, shop, form, now, origin)
 
 
 async def refresh_access_token(
@@ -100,6 +103,7 @@ async def refresh_access_token(
     refresh_token: str,
     *,
     now: datetime | None = None,
+    origin: str = DEFAULT_SHOP_ORIGIN,
 ) -> AccessToken:
     """Trade a refresh token for a new access token and a new refresh token."""
     form = {
@@ -108,7 +112,7 @@ async def refresh_access_token(
         "grant_type": "refresh_token",
         "refresh_token": refresh_token,
     }
-    return await _request_token(http, shop, form, now)
+    return await _request_token(http, shop, form, now, origin)
 
 
 async def token_exchange(
@@ -121,6 +125,7 @@ async def token_exchange(
     online: bool = False,
     expiring: bool = True,
     now: datetime | None = None,
+    origin: str = DEFAULT_SHOP_ORIGIN,
 ) -> AccessToken:
     """Exchange an App Bridge session token for an offline (default) or online access token.
 
@@ -136,7 +141,7 @@ async def token_exchange(
     }
     if expiring and not online:
         form["expiring"] = "1"
-    return await _request_token(http, shop, form, now)
+    return await _request_token(http, shop, form, now, origin)
 
 
 def needs_refresh(token: AccessToken, now: datetime, margin: timedelta = timedelta(minutes=5)) -> bool:
@@ -177,9 +182,9 @@ def parse_access_token(data: Mapping[str, Any], now: datetime) -> AccessToken:
 
 
 async def _request_token(
-    http: httpx.AsyncClient, shop: str, form: dict[str, str], now: datetime | None
+    http: httpx.AsyncClient, shop: str, form: dict[str, str], now: datetime | None, origin: str
 ) -> AccessToken:
-    url = token_url(shop)
+    url = token_url(shop, origin)
     try:
         response = await http.post(url, data=form, headers={"Accept": "application/json"})
     except httpx.TransportError as exc:

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 from litestar import Litestar
@@ -153,9 +154,20 @@ def sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return make_sessionmaker(engine)
 
 
+def _no_network(request: httpx.Request) -> httpx.Response:
+    raise httpx.ConnectError(f"tests do not reach {request.url.host}", request=request)
+
+
 @pytest.fixture
-def app(settings: Settings) -> Litestar:
-    return create_app(settings)
+async def offline_http() -> AsyncIterator[httpx.AsyncClient]:
+    """The app's HTTP client in tests: Shopify is never reached unless a test fakes it."""
+    async with httpx.AsyncClient(transport=httpx.MockTransport(_no_network)) as http:
+        yield http
+
+
+@pytest.fixture
+def app(settings: Settings, offline_http: httpx.AsyncClient) -> Litestar:
+    return create_app(settings, http_client=offline_http)
 
 
 @pytest.fixture

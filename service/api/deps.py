@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from service.db import session_scope
 from service.domain.api_keys import AuthenticatedShop, shop_for_api_key, shop_for_session_token
 from service.errors import UnauthorizedError
+from service.install import Installer
 from service.runtime import Runtime
 from shopify_client import InvalidSessionTokenError, decode_session_token
 
@@ -38,7 +39,11 @@ async def provide_shop(
     runtime: NamedDependency[Runtime],
     db_session: NamedDependency[AsyncSession],
 ) -> AuthenticatedShop:
-    """``Authorization: Bearer`` with an App Bridge session token or a per-shop API key."""
+    """``Authorization: Bearer`` with an App Bridge session token or a per-shop API key.
+
+    A session token for a shop without a usable offline token exchanges it first (the first
+    embedded load, SPEC §6.1), before this request's transaction reads anything.
+    """
     auth = request.headers.get("authorization", "")
     scheme, _, token = auth.partition(" ")
     token = token.strip()
@@ -58,7 +63,14 @@ async def provide_shop(
             raise UnauthorizedError(
                 f"invalid session token: {exc}", headers={"WWW-Authenticate": "Bearer"}
             ) from exc
+        connection = await Installer(runtime).ensure(claims, token, page=False)
         shop = await shop_for_session_token(db_session, claims.shop)
+        if shop is None:
+            runtime.usable_tokens.pop(claims.shop, None)  # uninstalled since: look again next time
+            detail = f"tierline is not installed on {claims.shop}"
+            if connection.detail:
+                detail += f" ({connection.detail})"
+            raise UnauthorizedError(detail, headers={"WWW-Authenticate": "Bearer"})
     else:
         shop = await shop_for_api_key(db_session, token)
     if shop is None:

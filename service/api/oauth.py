@@ -19,17 +19,13 @@ from litestar.di import NamedDependency
 from litestar.response import Redirect
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.crypto import TokenCipher, read_state, sign_state
-from service.domain import installs, shops
-from service.domain.shops import get_or_create_shop_id
+from service.crypto import read_state, sign_state
 from service.errors import AppError, BadRequestError, UnauthorizedError
+from service.install import Installer
 from service.runtime import Runtime
 from service.schemas import InstallRead
 from shopify_client import (
-    AccessToken,
-    AdminClient,
     InvalidSessionTokenError,
-    ShopDetails,
     ShopifyError,
     authorize_url,
     decode_session_token,
@@ -75,27 +71,6 @@ def _checked_shop(query: dict[str, str | list[str]], runtime: Runtime) -> str:
     return shop.lower()
 
 
-async def _install(runtime: Runtime, session: AsyncSession, shop: str, token: AccessToken) -> None:
-    """Store the shop's tokens, then its currency and time zone (for the merchant pages).
-
-    The details are a courtesy: if Shopify does not answer them, the install still succeeds
-    (logged), the pages show amounts in INR and times in UTC, and ``tierline sync`` fills them.
-    They are asked for before the first write, so no transaction is open during the call.
-    """
-    client = AdminClient(runtime.http, shop, token.access_token, max_attempts=2)
-    try:
-        details: ShopDetails | None = await client.shop_details()
-    except ShopifyError as exc:
-        logger.warning("oauth.shop_details_failed", extra={"shop": shop, "error": type(exc).__name__})
-        details = None
-    shop_id = await get_or_create_shop_id(session, shop)
-    await installs.store_token(session, shop_id, token, TokenCipher(runtime.settings.tierline_encryption_key))
-    if details is not None:
-        await shops.set_details(
-            session, shop_id, currency=details.currency, iana_timezone=details.iana_timezone
-        )
-
-
 def _redirect_uri(runtime: Runtime) -> str:
     return runtime.settings.shopify_app_url.rstrip("/") + "/auth/callback"
 
@@ -113,7 +88,12 @@ class OAuthController(Controller):
             {"nonce": nonce, "shop": shop}, runtime.settings.shopify_api_secret, ttl_seconds=STATE_TTL_SECONDS
         )
         target = authorize_url(
-            shop, runtime.settings.shopify_api_key, runtime.settings.scopes, _redirect_uri(runtime), nonce
+            shop,
+            runtime.settings.shopify_api_key,
+            runtime.settings.scopes,
+            _redirect_uri(runtime),
+            nonce,
+            origin=runtime.settings.shopify_url,
         )
         secure = runtime.settings.shopify_app_url.startswith("https://")
         return Redirect(
@@ -151,7 +131,12 @@ class OAuthController(Controller):
         settings = runtime.settings
         try:
             token = await exchange_code(
-                runtime.http, shop, settings.shopify_api_key, settings.shopify_api_secret, code
+                runtime.http,
+                shop,
+                settings.shopify_api_key,
+                settings.shopify_api_secret,
+                code,
+                origin=settings.shopify_url,
             )
         except ShopifyError as exc:
             logger.warning("oauth.exchange_failed", extra={"shop": shop, "error": type(exc).__name__})
@@ -159,7 +144,7 @@ class OAuthController(Controller):
         lacking = missing_scopes(token.scope, settings.scopes)
         if lacking:
             raise ForbiddenError("the install did not grant: " + ", ".join(sorted(lacking)))
-        await _install(runtime, db_session, shop, token)
+        await Installer(runtime).install(shop, token)
         logger.info("oauth.installed", extra={"shop": shop})
         response = Redirect(f"https://{shop}/admin/apps/{quote(settings.shopify_api_key)}", status_code=302)
         response.delete_cookie(STATE_COOKIE, path="/auth")
@@ -193,6 +178,7 @@ class OAuthController(Controller):
                 settings.shopify_api_key,
                 settings.shopify_api_secret,
                 session_token.strip(),
+                origin=settings.shopify_url,
             )
         except ShopifyError as exc:
             logger.warning(
@@ -202,5 +188,48 @@ class OAuthController(Controller):
         lacking = missing_scopes(token.scope, settings.scopes)
         if lacking:
             raise ForbiddenError("the install did not grant: " + ", ".join(sorted(lacking)))
-        await _install(runtime, db_session, claims.shop, token)
+        await Installer(runtime).install(claims.shop, token)
         return Response(InstallRead(shop=claims.shop, installed=True, scopes=token.scope))
+
+    @get("/reconsent", summary="Embedded apps: approve scopes the grant lacks (authorization-code grant)")
+    async def reconsent(self, request: Request[Any, Any, Any], runtime: NamedDependency[Runtime]) -> Redirect:
+        """The merchant page's "Review permissions" button opens this at the top level (outside the
+        admin's iframe) with a fresh session token: the state cookie is then first-party, and the
+        merchant lands on Shopify's authorize page for ``SCOPES``; ``/auth/callback`` finishes."""
+        settings = runtime.settings
+        token = request.query_params.get("id_token", "")
+        try:
+            claims = decode_session_token(
+                token, api_key=settings.shopify_api_key, secrets=settings.webhook_secrets
+            )
+        except InvalidSessionTokenError as exc:
+            raise UnauthorizedError(
+                f"invalid session token: {exc}; open tierline from your Shopify admin"
+            ) from exc
+        nonce = secrets.token_urlsafe(24)
+        state = sign_state(
+            {"nonce": nonce, "shop": claims.shop}, settings.shopify_api_secret, ttl_seconds=STATE_TTL_SECONDS
+        )
+        target = authorize_url(
+            claims.shop,
+            settings.shopify_api_key,
+            settings.scopes,
+            _redirect_uri(runtime),
+            nonce,
+            origin=settings.shopify_url,
+        )
+        return Redirect(
+            target,
+            status_code=302,
+            cookies=[
+                Cookie(
+                    key=STATE_COOKIE,
+                    value=state,
+                    max_age=STATE_TTL_SECONDS,
+                    path="/auth",
+                    httponly=True,
+                    secure=settings.shopify_app_url.startswith("https://"),
+                    samesite="lax",
+                )
+            ],
+        )

@@ -1,14 +1,22 @@
-"""App installation state of a shop: tokens (encrypted at rest), install and uninstall."""
+"""App installation state of a shop: tokens (encrypted at rest), install and uninstall, and
+whether the stored token is still usable (else the next embedded load exchanges a new one)."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.crypto import TokenCipher
+from service.domain import jobs
 from service.models import Shop
 from service.types import utc_now
-from shopify_client import AccessToken
+from shopify_client import AccessToken, missing_scopes
+
+#: A token this close to expiry counts as expired (the refresh margin of ``tierline sync``).
+REFRESH_MARGIN = timedelta(minutes=5)
 
 shops = Shop.__table__  # type: ignore[attr-defined]
 
@@ -31,6 +39,9 @@ async def store_token(session: AsyncSession, shop_id: int, token: AccessToken, c
             scopes=token.scope,
             installed_at=sa.case((still_installed, shops.c.installed_at), else_=utc_now()),
             uninstalled_at=None,
+            token_exchange_until=None,
+            token_error=None,
+            token_error_at=None,
         )
     )
 
@@ -85,7 +96,8 @@ async def load_token(session: AsyncSession, shop_id: int, cipher: TokenCipher) -
 
 
 async def mark_uninstalled(session: AsyncSession, shop_id: int) -> None:
-    """``app/uninstalled``: drop the tokens; API keys and session tokens stop working."""
+    """``app/uninstalled``: drop the tokens; API keys and session tokens stop working. The shop's
+    sync job stops, and an unfinished backfill is forgotten: a reinstall backfills anew."""
     await session.execute(
         sa.update(shops)
         .where(shops.c.id == shop_id)
@@ -95,5 +107,163 @@ async def mark_uninstalled(session: AsyncSession, shop_id: int) -> None:
             refresh_token_enc=None,
             token_expires_at=None,
             refresh_token_expires_at=None,
+            token_exchange_until=None,
+            sync_state={},
         )
+    )
+    await jobs.cancel_for_shop(session, shop_id, "stopped: the app was uninstalled")
+
+
+async def forget_token(session: AsyncSession, shop_id: int, reason: str) -> None:
+    """Shopify refuses the stored token (a revoked or expired refresh token): drop it without
+    marking the shop uninstalled. The next embedded load exchanges a session token for a new one."""
+    await session.execute(
+        sa.update(shops)
+        .where(shops.c.id == shop_id)
+        .values(
+            access_token_enc=None,
+            refresh_token_enc=None,
+            token_expires_at=None,
+            refresh_token_expires_at=None,
+            token_error=reason[:500],
+            token_error_at=utc_now(),
+        )
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class TokenStatus:
+    """Whether a shop's stored offline token can be used, and if not, why.
+
+    ``reason``: ``ok``, ``never`` (no token was ever stored), ``uninstalled``, ``forgotten``
+    (Shopify refused it or its refresh), ``expired`` (refresh token expired), ``scopes`` (the
+    grant no longer covers ``SCOPES``) or ``unreadable`` (encrypted under another key).
+    """
+
+    shop_id: int
+    reason: str
+    uninstalled: bool
+    installed_before: bool
+    error: str | None
+    error_at: datetime | None
+    exchange_until: datetime | None
+    scopes: str | None
+
+    @property
+    def usable(self) -> bool:
+        return self.reason == "ok"
+
+
+async def token_status(
+    session: AsyncSession, shop_id: int, *, required_scopes: str, cipher: TokenCipher, now: datetime
+) -> TokenStatus:
+    row = (
+        await session.execute(
+            sa.select(
+                shops.c.access_token_enc,
+                shops.c.refresh_token_enc,
+                shops.c.token_expires_at,
+                shops.c.refresh_token_expires_at,
+                shops.c.scopes,
+                shops.c.installed_at,
+                shops.c.uninstalled_at,
+                shops.c.token_error,
+                shops.c.token_error_at,
+                shops.c.token_exchange_until,
+            ).where(shops.c.id == shop_id)
+        )
+    ).one()
+    if row.uninstalled_at is not None:
+        reason = "uninstalled"
+    elif row.access_token_enc is None:
+        reason = "forgotten" if row.installed_at is not None else "never"
+    elif missing_scopes(row.scopes or "", required_scopes):
+        reason = "scopes"
+    elif (
+        row.token_expires_at is not None
+        and row.token_expires_at <= now + REFRESH_MARGIN
+        and (
+            row.refresh_token_enc is None
+            or (row.refresh_token_expires_at is not None and row.refresh_token_expires_at <= now)
+        )
+    ):
+        reason = "expired"
+    else:
+        try:
+            cipher.decrypt(row.access_token_enc)
+            reason = "ok"
+        except ValueError:
+            reason = "unreadable"
+    return TokenStatus(
+        shop_id=shop_id,
+        reason=reason,
+        uninstalled=row.uninstalled_at is not None,
+        installed_before=row.installed_at is not None,
+        error=row.token_error,
+        error_at=row.token_error_at,
+        exchange_until=row.token_exchange_until,
+        scopes=row.scopes if row.access_token_enc is not None else None,
+    )
+
+
+async def claim_exchange(
+    session: AsyncSession,
+    shop_id: int,
+    *,
+    now: datetime,
+    hold: timedelta,
+    failed_before: datetime | None = None,
+) -> bool:
+    """Take the right to exchange a session token for this shop for ``hold``; False when another
+    request holds it (or, with ``failed_before``, when an exchange failed after that time)."""
+    conditions = [
+        shops.c.id == shop_id,
+        sa.or_(shops.c.token_exchange_until.is_(None), shops.c.token_exchange_until < now),
+    ]
+    if failed_before is not None:
+        conditions.append(sa.or_(shops.c.token_error_at.is_(None), shops.c.token_error_at < failed_before))
+    result = await session.execute(
+        sa.update(shops).where(*conditions).values(token_exchange_until=now + hold)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def exchange_failed(session: AsyncSession, shop_id: int, reason: str) -> None:
+    """A refused exchange: shown on the page, tried again on the next load."""
+    await session.execute(
+        sa.update(shops)
+        .where(shops.c.id == shop_id)
+        .values(token_exchange_until=None, token_error=reason[:500], token_error_at=utc_now())
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class InstallInfo:
+    domain: str
+    currency: str | None
+    iana_timezone: str | None
+    installed: bool
+    scopes: str | None
+
+
+async def describe(session: AsyncSession, shop_id: int) -> InstallInfo:
+    row = (
+        await session.execute(
+            sa.select(
+                shops.c.domain,
+                shops.c.currency,
+                shops.c.iana_timezone,
+                shops.c.uninstalled_at,
+                shops.c.access_token_enc,
+                shops.c.scopes,
+            ).where(shops.c.id == shop_id)
+        )
+    ).one()
+    installed = row.uninstalled_at is None and row.access_token_enc is not None
+    return InstallInfo(
+        domain=str(row.domain),
+        currency=row.currency,
+        iana_timezone=row.iana_timezone,
+        installed=installed,
+        scopes=row.scopes if installed else None,
     )

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -26,9 +26,15 @@ import jwt
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.config import Settings
+from service.domain.jobs import SyncView
 from service.domain.shops import ShopProfile, find_shop
-from service.errors import UnauthorizedError
-from shopify_client import InvalidSessionTokenError, decode_session_token, is_valid_shop_domain
+from service.errors import AppError, UnauthorizedError
+from service.install import Connection
+from shopify_client import InvalidSessionTokenError, SessionToken, decode_session_token, is_valid_shop_domain
+
+#: Called with a verified session token before the page reads anything: the first embedded load
+#: exchanges it for an offline token (service.install).
+Connect = Callable[[SessionToken, str], Awaitable[Connection]]
 
 ADMIN_ORIGIN = "https://admin.shopify.com"
 APP_BRIDGE_SRC = "https://cdn.shopify.com/shopifycloud/app-bridge.js"
@@ -52,6 +58,29 @@ class PageUnauthorizedError(UnauthorizedError):
         self.host = host
 
 
+class PageConnectionError(AppError):
+    """An uninstalled shop (a reinstall) whose token exchange did not succeed: an HTML page that
+    says why, with a retry (or, for missing scopes, a way to approve them). Never a 500."""
+
+    def __init__(self, connection: Connection, *, shop: str, host: str | None, id_token: str) -> None:
+        if connection.state == "consent":
+            self.status_code = 403
+            detail = "tierline needs your approval for more access to your shop."
+        elif connection.state == "pending":
+            self.status_code = 503
+            detail = "tierline is being connected to your shop: this takes a few seconds."
+        else:
+            self.status_code = 502
+            detail = (
+                f"tierline could not connect to your shop: {connection.detail or 'Shopify did not answer'}."
+            )
+        super().__init__(detail)
+        self.connection = connection
+        self.shop = shop
+        self.host = host
+        self.id_token = id_token
+
+
 @dataclass(frozen=True, slots=True)
 class PageContext:
     shop: ShopProfile
@@ -61,6 +90,12 @@ class PageContext:
     api_key: str
     #: Development only: the session token the page's scripts send to the JSON API.
     dev_token: str | None
+    #: The outcome of the first-load token exchange (None in development).
+    connection: Connection | None = None
+    #: Backfill and reconciliation state, for the banner (set by the page dependency).
+    sync: SyncView | None = None
+    #: The page's own session token (embedded): the consent button uses it without App Bridge.
+    id_token: str | None = None
 
     def url(self, path: str, **params: Any) -> str:
         """A link to another page, with the embedded context (``shop``, ``host``) kept."""
@@ -121,11 +156,16 @@ def _shop_param(value: str | None) -> str | None:
 
 
 async def authenticate_page(
-    session: AsyncSession, settings: Settings, query: Mapping[str, str]
+    session: AsyncSession, settings: Settings, query: Mapping[str, str], *, connect: Connect | None = None
 ) -> PageContext:
-    """The shop a page is for, from ``id_token`` (or, in development only, the development shop)."""
+    """The shop a page is for, from ``id_token`` (or, in development only, the development shop).
+
+    With ``connect``, a verified token is first handed to it (the token exchange of a first
+    embedded load) before ``session`` reads anything.
+    """
     token = query.get("id_token")
     host = _host(query.get("host"))
+    connection: Connection | None = None
     if token:
         try:
             claims = decode_session_token(
@@ -140,6 +180,8 @@ async def authenticate_page(
         if named is not None and named != claims.shop:
             raise PageUnauthorizedError("the shop parameter does not match the session token")
         domain, embedded, dev_token = claims.shop, True, None
+        if connect is not None:
+            connection = await connect(claims, token)
     elif settings.is_production:
         raise PageUnauthorizedError(
             "open tierline from your Shopify admin", shop=_shop_param(query.get("shop")), host=host
@@ -150,7 +192,15 @@ async def authenticate_page(
     if shop is None:
         shop = ShopProfile(UNSEEN_SHOP_ID, domain, None, None, uninstalled=False)
     if shop.uninstalled:
+        if connection is not None and token and not connection.connected:
+            raise PageConnectionError(connection, shop=domain, host=host, id_token=token)
         raise PageUnauthorizedError("tierline is not installed on this shop")
     return PageContext(
-        shop=shop, embedded=embedded, host=host, api_key=settings.shopify_api_key, dev_token=dev_token
+        shop=shop,
+        embedded=embedded,
+        host=host,
+        api_key=settings.shopify_api_key,
+        dev_token=dev_token,
+        connection=connection,
+        id_token=token if embedded else None,
     )

@@ -7,10 +7,12 @@ template. Pages only read: saving settings and replaying deliveries are ``fetch(
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlencode
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from litestar import Controller, Request, Router, get
@@ -25,14 +27,17 @@ from litestar.template.config import TemplateConfig
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.api.ids import path_id
-from service.domain import customer_views, inbox, reports
+from service.domain import customer_views, inbox, jobs, reports
 from service.domain.pagination import MAX_LIMIT
 from service.domain.settings import get_shop_settings, to_document
 from service.errors import AppError, NotFoundError
+from service.install import Connection, Installer
 from service.runtime import Runtime
 from service.types import utc_now
 from service.ui.auth import (
     APP_BRIDGE_SRC,
+    UNSEEN_SHOP_ID,
+    PageConnectionError,
     PageContext,
     PageUnauthorizedError,
     authenticate_page,
@@ -40,13 +45,14 @@ from service.ui.auth import (
 )
 from service.ui.charts import month_chart, tier_chart
 from service.ui.display import Display
+from shopify_client import SessionToken
 
 logger = logging.getLogger(__name__)
 
 UI_DIR = Path(__file__).parent
 PAGE_SIZE = 25
 #: Bumped with the scripts and styles so browsers do not keep an old copy.
-ASSET_VERSION = "1"
+ASSET_VERSION = "2"
 CustomerSort = Literal["ltv", "orderCount", "lastOrderAt", "name"]
 SORT_LABELS = {
     "ltv": "LTV (highest first)",
@@ -86,8 +92,15 @@ async def provide_page(
     runtime: NamedDependency[Runtime],
     db_session: NamedDependency[AsyncSession],
 ) -> PageContext:
-    page = await authenticate_page(db_session, runtime.settings, request.query_params)
+    installer = Installer(runtime)
+
+    async def connect(claims: SessionToken, token: str) -> Connection:
+        return await installer.ensure(claims, token, page=True)
+
+    page = await authenticate_page(db_session, runtime.settings, request.query_params, connect=connect)
     request.state.page_shop = page.shop.domain
+    if page.shop.id != UNSEEN_SHOP_ID:
+        page = dataclasses.replace(page, sync=await jobs.sync_view(db_session, page.shop.id))
     return page
 
 
@@ -154,16 +167,36 @@ def render(
 def _error_page(request: Request[Any, Any, Any], status: int, detail: str, exc: Exception) -> Template:
     bounce_shop = exc.shop if isinstance(exc, PageUnauthorizedError) else None
     bounce_host = exc.host if isinstance(exc, PageUnauthorizedError) else None
-    frame_shop = getattr(request.state, "page_shop", None) or bounce_shop
+    connect = exc if isinstance(exc, PageConnectionError) else None
+    frame_shop = (
+        getattr(request.state, "page_shop", None) or bounce_shop or (connect.shop if connect else None)
+    )
     runtime: Runtime = request.app.state.runtime
+    retry_url = None
+    if connect is not None:
+        retry_url = (
+            request.url.path
+            + "?"
+            + urlencode({"shop": connect.shop, **({"host": connect.host} if connect.host else {})})
+        )
     return Template(
         template_name="error.html",
         context={
             "page": None,
-            "title": "Sign-in needed" if status == 401 else "Something is not right",
+            "title": (
+                "Sign-in needed"
+                if status == 401
+                else "Connecting tierline to your shop"
+                if connect is not None
+                else "Something is not right"
+            ),
             "status": status,
             "detail": detail,
             "bounce": bounce_shop is not None and bounce_host is not None,
+            "connect": connect.connection if connect else None,
+            "connect_shop": connect.shop if connect else None,
+            "connect_token": connect.id_token if connect else None,
+            "retry_url": retry_url,
             "api_key": runtime.settings.shopify_api_key,
             "app_bridge_src": APP_BRIDGE_SRC,
             "asset_version": ASSET_VERSION,

@@ -74,6 +74,11 @@ class FakeShopify:
         self.break_download: set[str] = set()
         #: Operation ids that report this status instead of completing.
         self.operation_status: dict[str, str] = {}
+        #: The query each bulk operation was started with, and operations cancelled.
+        self.bulk_queries: dict[str, str] = {}
+        self.cancelled: list[str] = []
+        #: Statuses that ``bulkOperations`` lists (none by default: nothing to adopt).
+        self.listed: set[str] = set()
         #: Subscription topics already present ("already taken").
         self.subscribed: set[str] = set()
         #: Status and body the token endpoint answers with, when set.
@@ -138,6 +143,7 @@ class FakeShopify:
             phase = "customers" if "customers {" in variables["query"] else "orders"
             operation_id = f"gid://shopify/BulkOperation/{next(self._ids)}"
             self.operations[operation_id] = phase
+            self.bulk_queries[operation_id] = variables["query"]
             return {
                 "bulkOperationRunQuery": {
                     "bulkOperation": {"id": operation_id, "status": "CREATED"},
@@ -146,6 +152,18 @@ class FakeShopify:
             }
         if "BulkOperationStatus" in query:
             return {"node": self._operation(variables["id"])}
+        if "TierlineBulkOperations" in query:
+            # Newest first; an operation already listed as running is offered for adoption.
+            nodes = [
+                {**(self._operation(op_id, count=False) or {}), "query": self.bulk_queries.get(op_id)}
+                for op_id in reversed(self.operations)
+            ]
+            listed = [node for node in nodes if node.get("status") in self.listed]
+            return {"bulkOperations": {"nodes": listed}}
+        if "bulkOperationCancel" in query:
+            self.cancelled.append(variables["id"])
+            self.operation_status[variables["id"]] = "CANCELED"
+            return {"bulkOperationCancel": {"bulkOperation": {"id": variables["id"]}, "userErrors": []}}
         if "webhookSubscriptionCreate" in query:
             topic = variables["topic"]
             if topic in self.subscribed:
@@ -177,15 +195,16 @@ class FakeShopify:
                 return {connection: self._page(self.pages.get(connection, []), variables.get("after"))}
         raise AssertionError(f"unexpected query: {query[:80]}")
 
-    def _operation(self, operation_id: str) -> dict[str, Any] | None:
+    def _operation(self, operation_id: str, *, count: bool = True) -> dict[str, Any] | None:
         phase = self.operations.get(operation_id)
         if phase is None:
             return None
-        self.polls[operation_id] = self.polls.get(operation_id, 0) + 1
+        if count:
+            self.polls[operation_id] = self.polls.get(operation_id, 0) + 1
         forced = self.operation_status.get(operation_id)
         if forced is not None:
             return {"id": operation_id, "status": forced, "errorCode": None, "objectCount": "0", "url": None}
-        if self.polls[operation_id] < self.polls_until_done:
+        if self.polls.get(operation_id, 0) < self.polls_until_done:
             return {
                 "id": operation_id,
                 "status": "RUNNING",
@@ -200,7 +219,7 @@ class FakeShopify:
             "errorCode": None,
             "objectCount": str(content.count(b"\n")),
             # A fresh signed URL on every status query, as Shopify's.
-            "url": f"https://{STORAGE_HOST}/{phase}.jsonl?sig={self.polls[operation_id]}"
+            "url": f"https://{STORAGE_HOST}/{phase}.jsonl?sig={self.polls.get(operation_id, 0)}"
             if content
             else None,
             "partialDataUrl": None,

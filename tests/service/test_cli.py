@@ -182,6 +182,31 @@ class TestMigrate:
         assert result.exit_code != 0
         assert "TIERLINE_ENCRYPTION_KEY" in result.output
 
+    @pytest.mark.parametrize(
+        "command", [["migrate"], ["worker", "--drain"], ["serve", "--host", "256.0.0.1", "--port", "1"]]
+    )
+    def test_production_refuses_a_stand_in_shopify(
+        self, url: str, database_file: Path, command: list[str]
+    ) -> None:
+        result = run(command, url, **production_env(TIERLINE_SHOPIFY_URL="http://127.0.0.1:9010/{shop}"))
+
+        assert result.exit_code != 0
+        assert "TIERLINE_SHOPIFY_URL" in result.output
+        assert "SHOPIFY_API_SECRET" not in result.output
+        assert not database_file.exists()
+
+    def test_production_accepts_the_default_shopify_url(self, url: str) -> None:
+        result = run(["migrate"], url, **production_env(TIERLINE_SHOPIFY_URL="https://{shop}"))
+
+        assert result.exit_code == 0, result.output
+
+    @pytest.mark.parametrize("value", ["http://127.0.0.1:9010", "ftp://{shop}", "https://{shop}/?x=1"])
+    def test_a_malformed_shopify_url_is_refused_by_name(self, url: str, value: str) -> None:
+        result = run(["migrate"], url, TIERLINE_SHOPIFY_URL=value)
+
+        assert result.exit_code != 0
+        assert "TIERLINE_SHOPIFY_URL" in result.output
+
     def test_production_with_every_secret_migrates(self, url: str, database_file: Path) -> None:
         result = run(["migrate"], url, **production_env())
 

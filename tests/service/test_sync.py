@@ -241,13 +241,29 @@ class TestBackfill:
         assert report.orders == 20
         assert fake.bulk_phases() == ["customers", "orders", "orders"]
 
-    async def test_a_failed_operation_is_a_clear_error_and_the_next_run_starts_anew(
+    async def test_a_failed_operation_is_started_again_within_the_run(
         self, sessionmaker: Sessionmaker, settings: Settings
     ) -> None:
         data = twins.dataset(customers=3, orders=3, seed=2)
         await install(sessionmaker, OTHER_SHOP)
         fake = fake_for(data, OTHER_SHOP)
         fake.operation_status["gid://shopify/BulkOperation/1"] = "FAILED"
+        messages: list[str] = []
+
+        report = await run_sync(sessionmaker, settings, fake, message=messages.append)
+
+        assert (report.customers, report.orders) == (3, 3)
+        assert fake.bulk_phases() == ["customers", "customers", "orders"]
+        assert any("ended FAILED (no error code); starting a new one" in m for m in messages)
+
+    async def test_operations_that_keep_failing_are_a_clear_error_and_the_next_run_starts_anew(
+        self, sessionmaker: Sessionmaker, settings: Settings
+    ) -> None:
+        data = twins.dataset(customers=3, orders=3, seed=2)
+        await install(sessionmaker, OTHER_SHOP)
+        fake = fake_for(data, OTHER_SHOP)
+        for n in (1, 2, 3):
+            fake.operation_status[f"gid://shopify/BulkOperation/{n}"] = "FAILED"
 
         with pytest.raises(SyncError, match="customers bulk operation ended FAILED"):
             await run_sync(sessionmaker, settings, fake)

@@ -456,12 +456,19 @@ class TestProduction:
         response = await production.get("/app", params={"id_token": session_token(OTHER_SHOP), "shop": SHOP})
         assert response.status_code == 401
 
-    async def test_uninstalled_shop_is_401(
+    async def test_uninstalled_shop_whose_reinstall_fails_sees_why_and_a_retry_not_its_data(
         self, production: Client, sessionmaker: Sessionmaker, seed: Seed
     ) -> None:
         await set_shop(sessionmaker, uninstalled_at=datetime.now(UTC))
-        response = await production.get("/app", params={"id_token": session_token()})
-        assert response.status_code == 401
+        # The token exchange cannot reach Shopify here (tests have no network).
+        response = await production.get("/app", params={"id_token": session_token(), "host": "YWRtaW4"})
+        assert response.status_code == 502
+        assert "tierline could not connect to your shop" in response.text
+        assert "Shopify could not be reached" in response.text
+        assert link(response.text, "Try again") == f"/?shop={SHOP}&host=YWRtaW4".replace("/?", "/app?")
+        assert "Priya" not in response.text
+        without_token = await production.get("/app", params={"shop": SHOP})
+        assert without_token.status_code == 401
 
     async def test_dev_tokens_are_never_minted_in_production(self, database_url: str) -> None:
         settings = make_settings(database_url, TIERLINE_ENV="production")

@@ -442,7 +442,13 @@ class TestPollBulkOperation:
         client, http = make_client(shopify, sleep)
         async with http:
             result = await client.poll_bulk_operation("gid://shopify/BulkOperation/1", interval=3.0)
-        assert result == BulkOperationResult("COMPLETED", "https://storage.example/result.jsonl", 12345, None)
+        assert result == BulkOperationResult(
+            "COMPLETED",
+            "https://storage.example/result.jsonl",
+            12345,
+            None,
+            id="gid://shopify/BulkOperation/1",
+        )
         assert sleep.delays == [3.0, 3.0]
         assert [body["variables"] for body in shopify.bodies] == [{"id": "gid://shopify/BulkOperation/1"}] * 3
         assert "node(id: $id)" in shopify.bodies[0]["query"]

@@ -12,6 +12,7 @@ import pytest
 
 from shopify_client import (
     AccessToken,
+    AdminClient,
     InvalidShopDomainError,
     OAuthError,
     OAuthHTTPError,
@@ -23,7 +24,9 @@ from shopify_client import (
     missing_scopes,
     needs_refresh,
     refresh_access_token,
+    shop_origin,
     token_exchange,
+    token_url,
 )
 
 pytestmark = pytest.mark.anyio
@@ -357,3 +360,29 @@ class TestMissingScopes:
 
     def test_empty_grant_misses_everything(self) -> None:
         assert missing_scopes("", "read_orders") == {"read_orders"}
+
+
+class TestShopOrigin:
+    """``TIERLINE_SHOPIFY_URL``: every URL tierline calls for a shop starts from the template."""
+
+    def test_the_default_is_the_shop_itself(self) -> None:
+        assert token_url("Acme.myshopify.com") == "https://acme.myshopify.com/admin/oauth/access_token"
+
+    def test_a_stand_in_template_puts_the_shop_in_the_path(self) -> None:
+        origin = "http://127.0.0.1:9010/{shop}/"
+        assert token_url("acme.myshopify.com", origin) == (
+            "http://127.0.0.1:9010/acme.myshopify.com/admin/oauth/access_token"
+        )
+        assert authorize_url(
+            "acme.myshopify.com", "key", "read_orders", "https://app/cb", "n", origin=origin
+        ).startswith("http://127.0.0.1:9010/acme.myshopify.com/admin/oauth/authorize?")
+
+    @pytest.mark.parametrize("template", ["https://example.com", "mailto:{shop}", "https://{shop}#x", ""])
+    def test_templates_without_shop_or_http_are_refused(self, template: str) -> None:
+        with pytest.raises(ValueError, match="must"):
+            shop_origin("acme.myshopify.com", template)
+
+    async def test_the_admin_client_uses_it(self) -> None:
+        async with httpx.AsyncClient() as http:
+            client = AdminClient(http, "acme.myshopify.com", "t", origin="http://127.0.0.1:1/{shop}")
+        assert client.endpoint == "http://127.0.0.1:1/acme.myshopify.com/admin/api/2026-04/graphql.json"

@@ -19,7 +19,7 @@ from sqlmodel import SQLModel
 from service.config import Settings
 from service.crypto import TokenCipher
 from service.db import session_scope
-from service.domain import installs
+from service.domain import installs, jobs
 from shopify_client import AccessToken
 from tests.factories import (
     ENCRYPTION_KEY,
@@ -150,6 +150,7 @@ async def install(sessionmaker: Sessionmaker, shop: str = SHOP) -> int:
             AccessToken(access_token="shpat_live", scope="read_orders", refresh_token="shprt_live"),
             TokenCipher(ENCRYPTION_KEY),
         )
+        await jobs.queue_after_install(session, shop_id, reinstall=False)  # the first backfill
     return shop_id
 
 

@@ -272,10 +272,86 @@
     }
   }
 
+  // --- connecting and syncing (the banner) ----------------------------------------------------
+
+  // Approving scopes happens on Shopify's page, outside the admin's iframe: open tierline's
+  // /auth/reconsent at the top level with a fresh session token; it sends the merchant on.
+  function reconsentButtons() {
+    for (const button of document.querySelectorAll("button[data-reconsent]")) {
+      button.addEventListener("click", async () => {
+        const token = embedded() ? await window.shopify.idToken() : button.dataset.token;
+        const target = new URL("/auth/reconsent", window.location.href);
+        target.searchParams.set("shop", button.dataset.shop);
+        target.searchParams.set("id_token", token);
+        window.open(target.toString(), "_top");
+      });
+    }
+  }
+
+  function showSync(banner, shop) {
+    const sync = shop.sync;
+    for (const key of ["customers", "orders"]) {
+      const slot = banner.querySelector(`[data-sync=${key}]`);
+      if (slot) slot.textContent = Number(sync[key]).toLocaleString();
+    }
+    const queued = banner.querySelector("[data-sync=queued]");
+    if (queued) queued.textContent = sync.state === "queued" ? " (waiting to start)" : "";
+    banner.dataset.syncState = sync.state;
+    if (sync.state === "done") {
+      banner.querySelector("p").textContent =
+        `Done: ${Number(sync.customers).toLocaleString()} customers and ${Number(sync.orders).toLocaleString()} orders. `;
+      const reload = document.createElement("a");
+      reload.href = window.location.pathname + window.location.search;
+      reload.textContent = "Reload to see every figure";
+      banner.querySelector("p").append(reload);
+    } else if (sync.state === "failed") {
+      banner.querySelector("p").textContent = `The sync failed: ${sync.lastError || "unknown error"}. Reload to retry.`;
+    }
+  }
+
+  // While a backfill or reconciliation runs, show its progress (GET /api/shop every 3 s).
+  function followSync() {
+    const banner = document.getElementById("sync-banner");
+    if (!banner || !["queued", "running"].includes(banner.dataset.syncState)) return;
+    const timer = window.setInterval(async () => {
+      try {
+        const result = await api("GET", "/api/shop");
+        if (!result.ok) return;
+        showSync(banner, result.data);
+        if (!["queued", "running"].includes(result.data.sync.state)) window.clearInterval(timer);
+      } catch (_) {
+        // the next tick tries again
+      }
+    }, 3000);
+  }
+
+  function syncRetry() {
+    const button = document.querySelector("button[data-sync-retry]");
+    if (!button) return;
+    const status = document.getElementById("sync-retry-status");
+    button.addEventListener("click", async () => {
+      button.disabled = true;
+      status.textContent = "Queuing…";
+      const result = await api("POST", "/api/shop/sync");
+      if (!result.ok) {
+        status.textContent = `Not queued: ${result.data.detail || result.status}`;
+        button.disabled = false;
+        return;
+      }
+      const banner = document.getElementById("sync-banner");
+      banner.dataset.syncState = result.data.sync.state;
+      status.textContent = `Queued (${result.data.sync.state}). This page follows its progress.`;
+      followSync();
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", () => {
     bounce();
     keepSession();
     settingsForm();
     replayButtons();
+    reconsentButtons();
+    followSync();
+    syncRetry();
   });
 })();

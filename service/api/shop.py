@@ -1,0 +1,84 @@
+"""``GET /api/shop`` and ``POST /api/shop/sync``: the shop's install and sync state (SPEC §6.1)."""
+
+from __future__ import annotations
+
+from litestar import Controller, get, post
+from litestar.di import NamedDependency
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.domain import installs, jobs
+from service.domain.api_keys import AuthenticatedShop
+from service.errors import AppError
+from service.runtime import Runtime
+from service.schemas import ShopRead, SyncRead, WriteBackRead
+
+
+class NotConnectedError(AppError):
+    status_code = 409
+
+
+async def shop_read(session: AsyncSession, shop_id: int) -> ShopRead:
+    info = await installs.describe(session, shop_id)
+    view = await jobs.sync_view(session, shop_id)
+    return ShopRead(
+        domain=info.domain,
+        currency=info.currency,
+        timezone=info.iana_timezone,
+        installed=info.installed,
+        scopes=info.scopes,
+        sync=SyncRead(
+            state=view.state,
+            started_at=view.started_at,
+            finished_at=view.finished_at,
+            customers=view.customers,
+            orders=view.orders,
+            last_error=view.last_error,
+            last_reconciled_at=view.last_reconciled_at,
+        ),
+        # Write-back (SPEC §6.2) is not built yet: nothing is ever pending.
+        write_back=WriteBackRead(pending=0, failed=0, last_written_at=None),
+    )
+
+
+class ShopController(Controller):
+    path = "/api/shop"
+    tags = ["shop"]
+
+    @get(
+        "/",
+        summary="The shop: currency, time zone, install, and the backfill/reconciliation state",
+        description=(
+            "`sync` describes the latest sync job (the first backfill, then each reconciliation "
+            "every TIERLINE_RECONCILE_HOURS); while it runs, `customers` and `orders` count the "
+            "records applied so far."
+        ),
+    )
+    async def get_shop(
+        self, db_session: NamedDependency[AsyncSession], shop: NamedDependency[AuthenticatedShop]
+    ) -> ShopRead:
+        return await shop_read(db_session, shop.id)
+
+    @post(
+        "/sync",
+        summary="Retry a failed sync, or sync now",
+        description=(
+            "Queues the failed job again (or a backfill when none has completed, else a "
+            "reconciliation). A job already queued or running is left as it is. 409 when tierline "
+            "holds no usable token for the shop (open the app from the Shopify admin)."
+        ),
+        status_code=202,
+    )
+    async def sync_now(
+        self,
+        db_session: NamedDependency[AsyncSession],
+        shop: NamedDependency[AuthenticatedShop],
+        runtime: NamedDependency[Runtime],
+    ) -> ShopRead:
+        info = await installs.describe(db_session, shop.id)
+        if not info.installed:
+            raise NotConnectedError(
+                "tierline holds no access token for this shop: open the app from your Shopify admin"
+            )
+        if await jobs.retry(db_session, shop.id) is not None:
+            runtime.notify_jobs()
+        return await shop_read(db_session, shop.id)
