@@ -1,7 +1,7 @@
 """shop jobs (backfill and reconciliation) and the embedded token exchange
 
 Revision ID: a15c0b4e7d21
-Revises: 99c48915cffd
+Revises: b7e2d41c9a03
 Create Date: 2026-12-03 10:00:00.000000
 """
 
@@ -15,7 +15,7 @@ from alembic import op
 import service.types
 
 revision: str = "a15c0b4e7d21"
-down_revision: str | None = "99c48915cffd"
+down_revision: str | None = "b7e2d41c9a03"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
