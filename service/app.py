@@ -78,6 +78,7 @@ def create_app(
         try:
             yield
         finally:
+            await runtime.settle_background()
             if worker is not None and worker_task is not None:
                 worker.stop()
                 with contextlib.suppress(asyncio.CancelledError):
