@@ -203,6 +203,10 @@ class TierHistoryRead(Schema):
     ltv: MoneyStr
     reason: TierReason
     order_id: IdStr | None
+    order_name: str | None = Field(
+        description="The order's name as Shopify shows it (`#1186`); null without an order or when "
+        "the order was deleted since."
+    )
     at: datetime
 
 
