@@ -24,7 +24,7 @@ from service.api.oauth import OAuthController
 from service.api.orders import OrderController
 from service.api.reports import ReportController
 from service.api.settings import SettingsController
-from service.api.stats import customer_stats, recalculate
+from service.api.stats import customer_stats, recalculate, tier_suggestion
 from service.config import Settings
 from service.db import make_engine, make_sessionmaker
 from service.errors import exception_handlers
@@ -102,6 +102,7 @@ def create_app(
             ReportController,
             customer_stats,
             recalculate,
+            tier_suggestion,
             app_root,
             PageController,
             static_files_router(),

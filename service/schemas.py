@@ -337,6 +337,15 @@ class TierCountsRead(Schema):
     bronze: int
 
 
+class TierSuggestionRead(Schema):
+    tier_thresholds: TierThresholdsRead = Field(
+        description="95th, 85th and 65th percentiles of the LTVs of customers with an eligible order, "
+        "each rounded down to two significant digits, strictly decreasing."
+    )
+    counts: TierCountsRead = Field(description="Customers per tier with these thresholds.")
+    based_on: int = Field(description="Customers with an eligible order: the LTVs drawn from.")
+
+
 class OverviewRead(Schema):
     customer_count: int
     tiers: TierCountsRead

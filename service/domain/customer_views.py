@@ -468,7 +468,9 @@ async def customer_profile(
             .select_from(
                 tier_changes.outerjoin(
                     orders,
-                    sa.and_(orders.c.shop_id == tier_changes.c.shop_id, orders.c.id == tier_changes.c.order_id),
+                    sa.and_(
+                        orders.c.shop_id == tier_changes.c.shop_id, orders.c.id == tier_changes.c.order_id
+                    ),
                 )
             )
             .where(tier_changes.c.shop_id == shop_id, tier_changes.c.customer_id == customer_id)
