@@ -12,7 +12,6 @@ import httpx
 from litestar import Litestar
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.plugins.pydantic import PydanticPlugin
 
 from service.api.compliance import ComplianceController
@@ -23,6 +22,7 @@ from service.api.health import health, metrics, ready
 from service.api.oauth import OAuthController
 from service.api.orders import OrderController
 from service.api.reports import ReportController
+from service.api.schema_docs import render_plugin, schema_asset
 from service.api.settings import SettingsController
 from service.api.stats import customer_stats, recalculate, tier_suggestion
 from service.config import Settings
@@ -106,6 +106,7 @@ def create_app(
             app_root,
             PageController,
             static_files_router(),
+            schema_asset,
         ],
         dependencies={
             "runtime": Provide(provide_runtime, sync_to_thread=False),
@@ -122,7 +123,7 @@ def create_app(
             version=VERSION,
             description="Customer value for Shopify merchants: LTV, spend tiers and COD RTO counts.",
             path="/schema",
-            render_plugins=[ScalarRenderPlugin()],
+            render_plugins=[render_plugin()],
         ),
         middleware=[timing_middleware],
         logging_config=None,
