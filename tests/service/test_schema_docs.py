@@ -38,7 +38,8 @@ async def test_every_asset_of_the_docs_page_is_served_here(docs_client: Client) 
     for reference in references:
         if reference.startswith("data:"):
             continue
-        assert reference.startswith("/") and not reference.startswith("//"), reference
+        assert reference.startswith("/"), reference
+        assert not reference.startswith("//"), reference
         asset = await docs_client.get(reference)
         assert asset.status_code == 200, reference
         assert len(asset.content) > 10_000, reference
