@@ -204,7 +204,8 @@ def error_copy(status: int, detail: str) -> ErrorCopy:
     if status in (400, 422):
         return ErrorCopy(
             "This link is not valid",
-            f"Part of the address (a filter, a sort or a page link) is not one tierline understands: {detail}.",
+            "Part of the address (a filter, a sort or a page link) is not one tierline understands: "
+            f"{detail}.",
             "Start again from the customer list.",
         )
     if status == 503:
