@@ -258,12 +258,14 @@ def simulate(
         ),
     ] = None,
     shop: Annotated[
-        str | None, typer.Option(help="Shop domain to send as (default TIERLINE_DEV_SHOP).")
+        str | None, typer.Option(metavar="DOMAIN", help="Shop domain to send as (default TIERLINE_DEV_SHOP).")
     ] = None,
-    customers: Annotated[int, typer.Option(min=1, help="Customers to create.")] = 50,
-    orders: Annotated[int, typer.Option(min=0, help="Distinct orders to place.")] = 200,
-    seed: Annotated[int, typer.Option(help="Same seed, same deliveries (ids and bodies).")] = 1,
-    concurrency: Annotated[int, typer.Option(min=1, max=256, help="Deliveries in flight at once.")] = 8,
+    customers: Annotated[int, typer.Option(metavar="N", min=1, help="Customers to create.")] = 50,
+    orders: Annotated[int, typer.Option(metavar="N", min=0, help="Distinct orders to place.")] = 200,
+    seed: Annotated[int, typer.Option(metavar="S", help="Same seed, same deliveries (ids and bodies).")] = 1,
+    concurrency: Annotated[
+        int, typer.Option(metavar="C", min=1, max=256, help="Deliveries in flight at once.")
+    ] = 8,
 ) -> None:
     """Send realistic signed webhooks to a running server: a demo and a load generator.
 
@@ -359,11 +361,11 @@ async def _simulate(
 @app.command()
 def replay(
     status: Annotated[
-        str | None, typer.Option(help="failed|dead|ignored (default: failed and dead).")
+        str | None, typer.Option(metavar="STATUS", help="failed|dead|ignored (default: failed and dead).")
     ] = None,
-    topic: Annotated[str | None, typer.Option(help="Only this topic.")] = None,
-    shop: Annotated[str | None, typer.Option(help="Only this shop domain.")] = None,
-    id: Annotated[int | None, typer.Option("--id", help="Only this delivery id.")] = None,
+    topic: Annotated[str | None, typer.Option(metavar="TOPIC", help="Only this topic.")] = None,
+    shop: Annotated[str | None, typer.Option(metavar="DOMAIN", help="Only this shop domain.")] = None,
+    id: Annotated[int | None, typer.Option("--id", metavar="ID", help="Only this delivery id.")] = None,
 ) -> None:
     """Put failed, dead or ignored deliveries back in the queue."""
     if status is not None and status not in ("failed", "dead", "ignored"):
@@ -406,7 +408,9 @@ async def _shop_ids(session: Any, shop: str | None) -> list[tuple[int, str]]:
 
 @app.command("recalc-tiers")
 def recalc_tiers(
-    shop: Annotated[str | None, typer.Option(help="Only this shop domain (default: every shop).")] = None,
+    shop: Annotated[
+        str | None, typer.Option(metavar="DOMAIN", help="Only this shop domain (default: every shop).")
+    ] = None,
 ) -> None:
     """Set every customer's tier of record to the live tier (history reason: batch)."""
     if shop is not None and not is_valid_shop_domain(shop):
@@ -432,7 +436,9 @@ async def _recalc_tiers(settings: Settings, shop: str | None) -> None:
 
 @app.command()
 def check(
-    shop: Annotated[str | None, typer.Option(help="Only this shop domain (default: every shop).")] = None,
+    shop: Annotated[
+        str | None, typer.Option(metavar="DOMAIN", help="Only this shop domain (default: every shop).")
+    ] = None,
 ) -> None:
     """Recompute every customer's figures from orders; report any difference from what is served."""
     if shop is not None and not is_valid_shop_domain(shop):
@@ -583,12 +589,13 @@ async def _api_key_revoke(settings: Settings, key_id: int) -> tuple[Any, bool]:
 
 @app.command()
 def sync(
-    shop: Annotated[str, typer.Option(help="The shop's myshopify.com domain (installed).")],
+    shop: Annotated[str, typer.Option(metavar="DOMAIN", help="The shop's myshopify.com domain (installed).")],
     reconcile: Annotated[
         bool, typer.Option(help="Only what changed since the last sync (updated_at:>), page by page.")
     ] = False,
     batch_size: Annotated[
-        int, typer.Option(min=1, max=5000, help="Records per transaction (SQLite uses at most 100).")
+        int,
+        typer.Option(metavar="N", min=1, max=5000, help="Records per transaction (SQLite uses at most 100)."),
     ] = 500,
 ) -> None:
     """Backfill a shop's customers and orders from the Admin API (bulk operations), resumably.
@@ -661,10 +668,12 @@ app.add_typer(webhooks_app, name="webhooks")
 
 @webhooks_app.command("register")
 def webhooks_register(
-    shop: Annotated[str, typer.Option(help="The shop's myshopify.com domain (installed).")],
+    shop: Annotated[str, typer.Option(metavar="DOMAIN", help="The shop's myshopify.com domain (installed).")],
     url: Annotated[
         str | None,
-        typer.Option(help="HTTPS address to deliver to (default: SHOPIFY_APP_URL + /webhooks/shopify)."),
+        typer.Option(
+            metavar="URL", help="HTTPS address to deliver to (default: SHOPIFY_APP_URL + /webhooks/shopify)."
+        ),
     ] = None,
 ) -> None:
     """Subscribe one shop to every topic tierline handles, through the Admin GraphQL API.
