@@ -203,7 +203,7 @@ def route_problem(method: str | None, path: str) -> str | None:
     app = application()
     probe = re.sub(r"\{[^}/]*\}", "1", path)
     try:
-        _, handler, *_ = app.asgi_router.handle_routing(probe, method or "GET")  # type: ignore[arg-type]
+        _, handler, *_ = app.asgi_router.handle_routing(probe, method or "GET")
     except MethodNotAllowedException:
         return None if method is None else f"route {method} {path}: the route does not answer {method}"
     except NotFoundException:
