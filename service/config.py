@@ -95,7 +95,8 @@ class Settings(BaseSettings):
     def _app_url_follows_port(self) -> Settings:
         """Without SHOPIFY_APP_URL, the app's own address (HOST/PORT) is its URL (development)."""
         if "shopify_app_url" not in self.model_fields_set:
-            self.shopify_app_url = self.local_url
+            # Written past __setattr__ so that the field still counts as not set (a default).
+            self.__dict__["shopify_app_url"] = self.local_url
         return self
 
     @property

@@ -36,7 +36,7 @@ SECRETS = {
 }
 #: Help texts read from the real command: one of each kind of parameter (flags, integers with
 #: ranges, strings, a positional id). ``test_cli.py`` reads every command's help in process.
-HELP_COMMANDS = [[], ["serve"], ["worker"], ["simulate"], ["api-key", "revoke"]]
+HELP_COMMANDS = [["serve"], ["simulate"], ["api-key", "revoke"]]
 #: An option followed by a type in angle brackets (``--port <int>``, ``--help <bool>``).
 TYPE_NOISE = re.compile(r"--[\w-]+ <\w")
 
