@@ -294,6 +294,13 @@ def simulate(
     )
 
 
+def no_server(base: str) -> str:
+    return (
+        f"no tierline server answers at {base}; start one with `make run`, or name yours with "
+        "PORT (in the environment or .env) or --url"
+    )
+
+
 async def _simulate(
     settings: Settings,
     *,
@@ -320,7 +327,7 @@ async def _simulate(
         except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
             raise fail(f"not an http(s) URL: {url!r}") from exc
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-            raise fail(f"no tierline server answers at {base}; start one with `make run`", code=1) from exc
+            raise fail(no_server(base), code=1) from exc
         except httpx.TransportError as exc:
             raise fail(
                 f"the server at {base} did not answer GET /health ({type(exc).__name__})", code=1
@@ -349,7 +356,7 @@ async def _simulate(
         f"latency p50 {report.p50_ms:.1f} ms, p99 {report.p99_ms:.1f} ms"
     )
     if report.sent and report.errors == report.sent and set(report.error_kinds) <= {"ConnectError"}:
-        raise fail(f"no tierline server answers at {base}; start one with `make run`", code=1)
+        raise fail(no_server(base), code=1)
     if not report.ok:
         problems = [f"HTTP {code}: {count}" for code, count in report.status_counts.items() if code != 200]
         problems += [f"{kind}: {count}" for kind, count in report.error_kinds.items()]
