@@ -12,7 +12,6 @@ import httpx
 from litestar import Litestar
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.plugins.pydantic import PydanticPlugin
 
 from service.api.compliance import ComplianceController
@@ -23,9 +22,10 @@ from service.api.health import health, metrics, ready
 from service.api.oauth import OAuthController
 from service.api.orders import OrderController
 from service.api.reports import ReportController
+from service.api.schema_docs import render_plugin, schema_asset
 from service.api.settings import SettingsController
 from service.api.shop import ShopController
-from service.api.stats import customer_stats, recalculate
+from service.api.stats import customer_stats, recalculate, tier_suggestion
 from service.config import Settings
 from service.db import make_engine, make_sessionmaker
 from service.errors import exception_handlers
@@ -90,6 +90,7 @@ def create_app(
                 job_runner.stop()
                 with contextlib.suppress(asyncio.CancelledError):
                     await jobs_task
+            await runtime.settle_background()
             if worker is not None and worker_task is not None:
                 worker.stop()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -114,9 +115,11 @@ def create_app(
             ReportController,
             customer_stats,
             recalculate,
+            tier_suggestion,
             app_root,
             PageController,
             static_files_router(),
+            schema_asset,
         ],
         dependencies={
             "runtime": Provide(provide_runtime, sync_to_thread=False),
@@ -133,7 +136,7 @@ def create_app(
             version=VERSION,
             description="Customer value for Shopify merchants: LTV, spend tiers and COD RTO counts.",
             path="/schema",
-            render_plugins=[ScalarRenderPlugin()],
+            render_plugins=[render_plugin()],
         ),
         middleware=[timing_middleware],
         logging_config=None,

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import signal
+import socket
 import sys
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -15,6 +19,8 @@ import httpx
 import typer
 from pydantic import ValidationError
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.config import MissingSecretsError, Settings
 from service.log import configure_logging
@@ -22,13 +28,21 @@ from shopify_client import is_valid_shop_domain
 
 logger = logging.getLogger("tierline")
 
+#: Plain help (no boxes, no ``<bool>`` type labels) and plain tracebacks (never local variables,
+#: which could hold secrets) for the errors no command expects.
+TYPER_OPTIONS: dict[str, Any] = {
+    "no_args_is_help": True,
+    "add_completion": False,
+    "rich_markup_mode": None,
+    "pretty_exceptions_enable": False,
+}
+
 app = typer.Typer(
     name="tierline",
     help="Customer value for Shopify merchants: webhook intake, LTV, tiers and COD RTO counts.",
-    no_args_is_help=True,
-    add_completion=False,
+    **TYPER_OPTIONS,
 )
-api_key_app = typer.Typer(help="Manage per-shop API keys.", no_args_is_help=True)
+api_key_app = typer.Typer(help="Manage per-shop API keys.", **TYPER_OPTIONS)
 app.add_typer(api_key_app, name="api-key")
 
 
@@ -43,8 +57,11 @@ def load_settings(*, secrets_required: bool = False) -> Settings:
     try:
         settings = Settings()
     except ValidationError as exc:
-        fields = ", ".join(str(e["loc"][0]) for e in exc.errors())
-        raise fail(f"invalid settings: {fields}") from exc
+        problems = "; ".join(
+            f"{e['loc'][0] if e['loc'] else 'settings'}: {e['msg'].removeprefix('Value error, ')}"
+            for e in exc.errors()
+        )
+        raise fail(f"invalid settings: {problems}") from exc
     configure_logging(production=settings.is_production, fmt=settings.log_format)
     if secrets_required or not settings.is_production:
         try:
@@ -59,10 +76,92 @@ def describe_database(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
+def _reason(exc: BaseException) -> str:
+    """The first line of a database error's cause, without SQLAlchemy's decoration."""
+    cause = getattr(exc, "orig", None) or exc
+    text = str(cause).strip().splitlines()
+    return text[0][:300] if text else type(cause).__name__
+
+
+async def database_problem(engine: AsyncEngine, settings: Settings) -> tuple[str | None, bool]:
+    """(message, reachable): what stops a command from using this database, or (None, True)."""
+    from service.migrate import schema_state
+
+    database = describe_database(settings.database_url)
+    try:
+        state = await schema_state(engine)
+    except (OperationalError, DBAPIError, OSError) as exc:
+        return f"cannot reach the database {database}: {_reason(exc)}", False
+    return state.problem(database), True
+
+
+@asynccontextmanager
+async def open_database(settings: Settings) -> AsyncIterator[AsyncEngine]:
+    """An engine on a reachable database migrated to this code's revision; else one line and exit 1."""
+    from service.db import make_engine
+
+    engine = make_engine(settings)
+    try:
+        problem, _ = await database_problem(engine, settings)
+        if problem:
+            raise fail(problem, code=1)
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+def check_database(settings: Settings) -> None:
+    """For the long-running commands: refuse a database that is not migrated. One that cannot be
+    reached yet is only a warning (it may be starting too); ``/ready`` reports it meanwhile."""
+    from service.db import make_engine
+
+    async def _check() -> tuple[str | None, bool]:
+        engine = make_engine(settings)
+        try:
+            return await database_problem(engine, settings)
+        finally:
+            await engine.dispose()
+
+    problem, reachable = asyncio.run(_check())
+    if problem and reachable:
+        raise fail(problem, code=1)
+    if problem:
+        logger.warning("database.unreachable", extra={"database": describe_database(settings.database_url)})
+        typer.echo(f"tierline: {problem}; starting anyway, /ready says when it answers", err=True)
+
+
+def listen_socket(host: str, port: int) -> socket.socket:
+    """Bind the server's socket before announcing it, so a busy port is refused in one line."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise fail(f"cannot listen on {host!r}: {exc.strerror or 'unknown host'}") from exc
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise fail(
+                f"port {port} on {host} is already in use (another tierline serve?): stop that "
+                "process, or choose another port with --port or PORT",
+                code=1,
+            ) from exc
+        raise fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}", code=1) from exc
+    sock.set_inheritable(True)
+    return sock
+
+
 @app.command()
 def serve(
-    host: Annotated[str | None, typer.Option(help="Interface to bind (default HOST or 127.0.0.1).")] = None,
-    port: Annotated[int | None, typer.Option(help="Port (default PORT or 8000).")] = None,
+    host: Annotated[
+        str | None, typer.Option(metavar="HOST", help="Interface to bind (default HOST or 127.0.0.1).")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(metavar="PORT", min=1, max=65535, help="Port (default PORT or 8000).")
+    ] = None,
 ) -> None:
     """Serve the webhook endpoint and the read API (and the worker, with TIERLINE_WORKER=inline)."""
     import uvicorn
@@ -71,7 +170,9 @@ def serve(
 
     settings = load_settings(secrets_required=True)
     host = host or settings.host
-    port = port or settings.port
+    port = settings.port if port is None else port
+    check_database(settings)
+    sock = listen_socket(host, port)
     database = describe_database(settings.database_url)
     if settings.is_production:
         logger.info(
@@ -101,7 +202,7 @@ def serve(
         timeout_graceful_shutdown=8,
         server_header=False,
     )
-    uvicorn.Server(config).run()
+    uvicorn.Server(config).run(sockets=[sock])
 
 
 @app.command()
@@ -110,6 +211,7 @@ def worker(
 ) -> None:
     """Run the inbox worker on its own (several may run against one PostgreSQL)."""
     settings = load_settings(secrets_required=True)
+    check_database(settings)
     typer.echo(f"tierline worker  database: {describe_database(settings.database_url)}", err=True)
     sys.exit(asyncio.run(_worker(settings, drain=drain)))
 
@@ -160,15 +262,21 @@ def migrate() -> None:
 @app.command()
 def simulate(
     url: Annotated[
-        str, typer.Option(help="Base URL of a running tierline server.")
-    ] = "http://127.0.0.1:8000",
-    shop: Annotated[
-        str | None, typer.Option(help="Shop domain to send as (default TIERLINE_DEV_SHOP).")
+        str | None,
+        typer.Option(
+            metavar="URL",
+            help="Base URL of a running tierline server (default: http://HOST:PORT from the settings).",
+        ),
     ] = None,
-    customers: Annotated[int, typer.Option(min=1, help="Customers to create.")] = 50,
-    orders: Annotated[int, typer.Option(min=0, help="Distinct orders to place.")] = 200,
-    seed: Annotated[int, typer.Option(help="Same seed, same deliveries (ids and bodies).")] = 1,
-    concurrency: Annotated[int, typer.Option(min=1, max=256, help="Deliveries in flight at once.")] = 8,
+    shop: Annotated[
+        str | None, typer.Option(metavar="DOMAIN", help="Shop domain to send as (default TIERLINE_DEV_SHOP).")
+    ] = None,
+    customers: Annotated[int, typer.Option(metavar="N", min=1, help="Customers to create.")] = 50,
+    orders: Annotated[int, typer.Option(metavar="N", min=0, help="Distinct orders to place.")] = 200,
+    seed: Annotated[int, typer.Option(metavar="S", help="Same seed, same deliveries (ids and bodies).")] = 1,
+    concurrency: Annotated[
+        int, typer.Option(metavar="C", min=1, max=256, help="Deliveries in flight at once.")
+    ] = 8,
 ) -> None:
     """Send realistic signed webhooks to a running server: a demo and a load generator.
 
@@ -187,13 +295,20 @@ def simulate(
     asyncio.run(
         _simulate(
             settings,
-            url=url,
+            url=url or settings.local_url,
             shop=shop.lower(),
             customers=customers,
             orders=orders,
             seed=seed,
             concurrency=concurrency,
         )
+    )
+
+
+def no_server(base: str) -> str:
+    return (
+        f"no tierline server answers at {base}; start one with `make run`, or name yours with "
+        "PORT (in the environment or .env) or --url"
     )
 
 
@@ -223,7 +338,7 @@ async def _simulate(
         except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
             raise fail(f"not an http(s) URL: {url!r}") from exc
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-            raise fail(f"no tierline server answers at {base}; start one with `make run`", code=1) from exc
+            raise fail(no_server(base), code=1) from exc
         except httpx.TransportError as exc:
             raise fail(
                 f"the server at {base} did not answer GET /health ({type(exc).__name__})", code=1
@@ -252,7 +367,7 @@ async def _simulate(
         f"latency p50 {report.p50_ms:.1f} ms, p99 {report.p99_ms:.1f} ms"
     )
     if report.sent and report.errors == report.sent and set(report.error_kinds) <= {"ConnectError"}:
-        raise fail(f"no tierline server answers at {base}; start one with `make run`", code=1)
+        raise fail(no_server(base), code=1)
     if not report.ok:
         problems = [f"HTTP {code}: {count}" for code, count in report.status_counts.items() if code != 200]
         problems += [f"{kind}: {count}" for kind, count in report.error_kinds.items()]
@@ -264,11 +379,11 @@ async def _simulate(
 @app.command()
 def replay(
     status: Annotated[
-        str | None, typer.Option(help="failed|dead|ignored (default: failed and dead).")
+        str | None, typer.Option(metavar="STATUS", help="failed|dead|ignored (default: failed and dead).")
     ] = None,
-    topic: Annotated[str | None, typer.Option(help="Only this topic.")] = None,
-    shop: Annotated[str | None, typer.Option(help="Only this shop domain.")] = None,
-    id: Annotated[int | None, typer.Option("--id", help="Only this delivery id.")] = None,
+    topic: Annotated[str | None, typer.Option(metavar="TOPIC", help="Only this topic.")] = None,
+    shop: Annotated[str | None, typer.Option(metavar="DOMAIN", help="Only this shop domain.")] = None,
+    id: Annotated[int | None, typer.Option("--id", metavar="ID", help="Only this delivery id.")] = None,
 ) -> None:
     """Put failed, dead or ignored deliveries back in the queue."""
     if status is not None and status not in ("failed", "dead", "ignored"):
@@ -283,23 +398,19 @@ def replay(
 async def _replay(
     settings: Settings, *, status: str | None, topic: str | None, shop: str | None, delivery_id: int | None
 ) -> int:
-    from service.db import make_engine, make_sessionmaker, session_scope
+    from service.db import make_sessionmaker, session_scope
     from service.domain import inbox
     from service.domain.shops import find_shop_id
 
-    engine = make_engine(settings)
-    try:
-        async with session_scope(make_sessionmaker(engine)) as session:
-            shop_id = None
-            if shop is not None:
-                shop_id = await find_shop_id(session, shop.lower())
-                if shop_id is None:
-                    return 0
-            return await inbox.replay(
-                session, shop_id=shop_id, status=status, topic=topic, delivery_id=delivery_id
-            )
-    finally:
-        await engine.dispose()
+    async with open_database(settings) as engine, session_scope(make_sessionmaker(engine)) as session:
+        shop_id = None
+        if shop is not None:
+            shop_id = await find_shop_id(session, shop.lower())
+            if shop_id is None:
+                return 0
+        return await inbox.replay(
+            session, shop_id=shop_id, status=status, topic=topic, delivery_id=delivery_id
+        )
 
 
 async def _shop_ids(session: Any, shop: str | None) -> list[tuple[int, str]]:
@@ -315,7 +426,9 @@ async def _shop_ids(session: Any, shop: str | None) -> list[tuple[int, str]]:
 
 @app.command("recalc-tiers")
 def recalc_tiers(
-    shop: Annotated[str | None, typer.Option(help="Only this shop domain (default: every shop).")] = None,
+    shop: Annotated[
+        str | None, typer.Option(metavar="DOMAIN", help="Only this shop domain (default: every shop).")
+    ] = None,
 ) -> None:
     """Set every customer's tier of record to the live tier (history reason: batch)."""
     if shop is not None and not is_valid_shop_domain(shop):
@@ -325,11 +438,10 @@ def recalc_tiers(
 
 
 async def _recalc_tiers(settings: Settings, shop: str | None) -> None:
-    from service.db import make_engine, make_sessionmaker, session_scope
+    from service.db import make_sessionmaker, session_scope
     from service.domain.rederive import recalculate_tiers
 
-    engine = make_engine(settings)
-    try:
+    async with open_database(settings) as engine:
         async with session_scope(make_sessionmaker(engine)) as session:
             targets = await _shop_ids(session, shop)
         for shop_id, domain in targets:
@@ -338,13 +450,13 @@ async def _recalc_tiers(settings: Settings, shop: str | None) -> None:
                 result = await recalculate_tiers(session, shop_id, progress=progress.update)
                 progress.done()
             typer.echo(f"{domain}: {result.total} customers, {result.updated} tiers of record changed")
-    finally:
-        await engine.dispose()
 
 
 @app.command()
 def check(
-    shop: Annotated[str | None, typer.Option(help="Only this shop domain (default: every shop).")] = None,
+    shop: Annotated[
+        str | None, typer.Option(metavar="DOMAIN", help="Only this shop domain (default: every shop).")
+    ] = None,
 ) -> None:
     """Recompute every customer's figures from orders; report any difference from what is served."""
     if shop is not None and not is_valid_shop_domain(shop):
@@ -356,29 +468,25 @@ def check(
 
 
 async def _check(settings: Settings, shop: str | None) -> int:
-    from service.db import make_engine, make_sessionmaker, session_scope
+    from service.db import make_sessionmaker, session_scope
     from service.domain import stats
     from service.domain.settings import get_shop_settings
 
-    engine = make_engine(settings)
     found = 0
-    try:
-        async with session_scope(make_sessionmaker(engine)) as session:
-            targets = await _shop_ids(session, shop)
-            for shop_id, domain in targets:
-                shop_settings = await get_shop_settings(session, shop_id)
-                progress = Progress(f"{domain}: checking customers")
-                differences = await stats.check(session, shop_id, shop_settings, progress=progress.count)
-                progress.done()
-                for diff in differences:
-                    typer.echo(
-                        f"{domain} customer {diff.customer_id}: {diff.field} served {diff.stored}, "
-                        f"recomputed {diff.recomputed}"
-                    )
-                found += len(differences)
-                typer.echo(f"{domain}: {len(differences)} differences")
-    finally:
-        await engine.dispose()
+    async with open_database(settings) as engine, session_scope(make_sessionmaker(engine)) as session:
+        targets = await _shop_ids(session, shop)
+        for shop_id, domain in targets:
+            shop_settings = await get_shop_settings(session, shop_id)
+            progress = Progress(f"{domain}: checking customers")
+            differences = await stats.check(session, shop_id, shop_settings, progress=progress.count)
+            progress.done()
+            for diff in differences:
+                typer.echo(
+                    f"{domain} customer {diff.customer_id}: {diff.field} served {diff.stored}, "
+                    f"recomputed {diff.recomputed}"
+                )
+            found += len(differences)
+            typer.echo(f"{domain}: {len(differences)} differences")
     return found
 
 
@@ -407,7 +515,7 @@ class Progress:
 
 @api_key_app.command("create")
 def api_key_create(
-    shop: Annotated[str, typer.Option(help="The shop's myshopify.com domain.")],
+    shop: Annotated[str, typer.Option(metavar="DOMAIN", help="The shop's myshopify.com domain.")],
 ) -> None:
     """Create an API key for a shop; the key is printed once, on the last line."""
     if not is_valid_shop_domain(shop):
@@ -419,25 +527,93 @@ def api_key_create(
 
 
 async def _api_key_create(settings: Settings, shop: str) -> str:
-    from service.db import make_engine, make_sessionmaker, session_scope
+    from service.db import make_sessionmaker, session_scope
     from service.domain.api_keys import create_api_key
 
-    engine = make_engine(settings)
-    try:
-        async with session_scope(make_sessionmaker(engine)) as session:
-            return await create_api_key(session, shop)
-    finally:
-        await engine.dispose()
+    async with open_database(settings) as engine, session_scope(make_sessionmaker(engine)) as session:
+        return await create_api_key(session, shop)
+
+
+def _when(moment: datetime | None, missing: str) -> str:
+    return missing if moment is None else f"{moment.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+
+
+@api_key_app.command("list")
+def api_key_list(
+    shop: Annotated[
+        str | None,
+        typer.Option(metavar="DOMAIN", help="Only this shop's keys (default: every shop's)."),
+    ] = None,
+) -> None:
+    """List API keys: id, shop, prefix, created, last used, revoked. Never the key itself."""
+    if shop is not None and not is_valid_shop_domain(shop):
+        raise fail(f"not a shop domain: {shop!r} (expected name.myshopify.com)")
+    settings = load_settings()
+    keys = asyncio.run(_api_key_list(settings, shop.lower() if shop else None))
+    if not keys:
+        typer.echo(f"no API keys{f' for {shop.lower()}' if shop else ''}", err=True)
+        return
+    rows = [("id", "shop", "prefix", "created", "last used", "revoked")]
+    rows += [
+        (
+            str(key.id),
+            key.shop,
+            f"{key.prefix}…",
+            _when(key.created_at, "-"),
+            _when(key.last_used_at, "never"),
+            _when(key.revoked_at, "-"),
+        )
+        for key in keys
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        typer.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+async def _api_key_list(settings: Settings, shop: str | None) -> list[Any]:
+    from service.db import make_sessionmaker, session_scope
+    from service.domain.api_keys import list_api_keys
+
+    async with (
+        open_database(settings) as engine,
+        session_scope(make_sessionmaker(engine), readonly=True) as session,
+    ):
+        return await list_api_keys(session, shop)
+
+
+@api_key_app.command("revoke")
+def api_key_revoke(
+    key_id: Annotated[int, typer.Argument(metavar="ID", min=1, help="The key's id (from `api-key list`).")],
+) -> None:
+    """Revoke an API key: every request with it is refused (401) from now on."""
+    settings = load_settings()
+    key, changed = asyncio.run(_api_key_revoke(settings, key_id))
+    if key is None:
+        raise fail(f"no API key with id {key_id} (see `tierline api-key list`)", code=1)
+    if changed:
+        typer.echo(f"revoked API key {key.id} ({key.prefix}…) of {key.shop}")
+    else:
+        revoked = _when(key.revoked_at, "")
+        typer.echo(f"API key {key.id} ({key.prefix}…) of {key.shop} was already revoked {revoked}")
+
+
+async def _api_key_revoke(settings: Settings, key_id: int) -> tuple[Any, bool]:
+    from service.db import make_sessionmaker, session_scope
+    from service.domain.api_keys import revoke_api_key
+
+    async with open_database(settings) as engine, session_scope(make_sessionmaker(engine)) as session:
+        return await revoke_api_key(session, key_id)
 
 
 @app.command()
 def sync(
-    shop: Annotated[str, typer.Option(help="The shop's myshopify.com domain (installed).")],
+    shop: Annotated[str, typer.Option(metavar="DOMAIN", help="The shop's myshopify.com domain (installed).")],
     reconcile: Annotated[
         bool, typer.Option(help="Only what changed since the last sync (updated_at:>), page by page.")
     ] = False,
     batch_size: Annotated[
-        int, typer.Option(min=1, max=5000, help="Records per transaction (SQLite uses at most 100).")
+        int,
+        typer.Option(metavar="N", min=1, max=5000, help="Records per transaction (SQLite uses at most 100)."),
     ] = 500,
 ) -> None:
     """Backfill a shop's customers and orders from the Admin API (bulk operations), resumably.
@@ -467,7 +643,7 @@ async def _sync(
 ) -> Any:
     """Run the shop's sync job here, in the foreground: the same durable job a worker runs, so a
     worker and an operator never sync one shop at once (the job is leased to this command)."""
-    from service.db import make_engine, make_sessionmaker, session_scope
+    from service.db import make_sessionmaker, session_scope
     from service.domain import jobs
     from service.jobs import JobRunner
     from service.sync import ShopAccess, SyncError
@@ -483,11 +659,13 @@ async def _sync(
         bars.clear()
         typer.echo(text, err=True)
 
-    engine = make_engine(settings)
-    sessionmaker = make_sessionmaker(engine)
     kind = jobs.RECONCILE if reconcile else jobs.BACKFILL
     try:
-        async with httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=10.0), transport=transport) as http:
+        async with (
+            open_database(settings) as engine,
+            httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=10.0), transport=transport) as http,
+        ):
+            sessionmaker = make_sessionmaker(engine)
             runner = JobRunner(sessionmaker, http, settings, owner=f"tierline-sync:{os.getpid()}")
             shop_id = await ShopAccess(sessionmaker, http, settings, shop).open()  # not installed: says so
             async with session_scope(sessionmaker) as session:
@@ -514,7 +692,6 @@ async def _sync(
     finally:
         for bar in bars.values():
             bar.done()
-        await engine.dispose()
     if outcome.state != "done" or outcome.report is None:
         retry = (
             " (a worker tries again later; run the command again to resume now)"
@@ -531,10 +708,12 @@ app.add_typer(webhooks_app, name="webhooks")
 
 @webhooks_app.command("register")
 def webhooks_register(
-    shop: Annotated[str, typer.Option(help="The shop's myshopify.com domain (installed).")],
+    shop: Annotated[str, typer.Option(metavar="DOMAIN", help="The shop's myshopify.com domain (installed).")],
     url: Annotated[
         str | None,
-        typer.Option(help="HTTPS address to deliver to (default: SHOPIFY_APP_URL + /webhooks/shopify)."),
+        typer.Option(
+            metavar="URL", help="HTTPS address to deliver to (default: SHOPIFY_APP_URL + /webhooks/shopify)."
+        ),
     ] = None,
 ) -> None:
     """Subscribe one shop to every topic tierline handles, through the Admin GraphQL API.
@@ -564,21 +743,21 @@ def webhooks_register(
 async def _webhooks_register(
     settings: Settings, shop: str, url: str, *, transport: httpx.AsyncBaseTransport | None = None
 ) -> Any:
-    from service.db import make_engine, make_sessionmaker
+    from service.db import make_sessionmaker
     from service.subscriptions import SubscriptionError, register_webhooks
     from service.sync import SyncError
     from shopify_client import ShopifyError
 
-    engine = make_engine(settings)
     try:
-        async with httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0), transport=transport) as http:
+        async with (
+            open_database(settings) as engine,
+            httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0), transport=transport) as http,
+        ):
             return await register_webhooks(make_sessionmaker(engine), http, settings, shop, url)
     except (SyncError, SubscriptionError) as exc:
         raise fail(str(exc), code=1) from exc
     except ShopifyError as exc:
         raise fail(f"Shopify: {exc} ({type(exc).__name__})", code=1) from exc
-    finally:
-        await engine.dispose()
 
 
 def main() -> None:

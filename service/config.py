@@ -8,8 +8,10 @@ from __future__ import annotations
 import logging
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from shopify_client import DEFAULT_SHOP_ORIGIN, check_origin_template
 
@@ -17,13 +19,17 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./data/tierline.db"
 
-#: Development fallbacks, documented in README.md. Never accepted in production.
+#: Development fallbacks, documented in README.md. Never accepted in production. The secret is
+#: 32 bytes or more, the least HS256 keys should have (PyJWT warns below that).
 DEV_SECRETS: dict[str, str] = {
     "shopify_api_key": "tierline-dev-api-key",
-    "shopify_api_secret": "tierline-dev-secret",
+    "shopify_api_secret": "tierline-dev-secret-for-development-only",
     "tierline_encryption_key": "tierline-dev-encryption-key-0000000000000000",
 }
-_PLACEHOLDERS = {"", "changeme", "change-me", "xxx", "secret", "todo", "placeholder"}
+#: Values that count as unset; the earlier, shorter development secret among them.
+_PLACEHOLDERS = {"", "changeme", "change-me", "xxx", "secret", "todo", "placeholder", "tierline-dev-secret"}
+#: The databases tierline runs on (SPEC §2); URLs are first normalized to these drivers.
+SUPPORTED_DRIVERS = ("sqlite+aiosqlite", "postgresql+psycopg")
 
 
 class MissingSecretsError(RuntimeError):
@@ -78,7 +84,39 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _normalize_url(cls, value: str) -> str:
-        return normalize_database_url(value)
+        url = normalize_database_url(value.strip())
+        try:
+            driver = make_url(url).drivername
+        except ArgumentError:
+            raise ValueError(
+                "not a database URL (expected sqlite+aiosqlite:///path/to/file.db or "
+                "postgresql://user@host:5432/name)"
+            ) from None
+        if driver not in SUPPORTED_DRIVERS:
+            raise ValueError(
+                f"unsupported database {driver.split('+')[0]!r}: tierline runs on SQLite "
+                "(sqlite+aiosqlite:///path/to/file.db) or PostgreSQL (postgresql://user@host:5432/name)"
+            )
+        return url
+
+    @model_validator(mode="after")
+    def _app_url_follows_port(self) -> Settings:
+        """Without SHOPIFY_APP_URL, the app's own address (HOST/PORT) is its URL (development)."""
+        if "shopify_app_url" not in self.model_fields_set:
+            # Written past __setattr__ so that the field still counts as not set (a default).
+            self.__dict__["shopify_app_url"] = self.local_url
+        return self
+
+    @property
+    def local_url(self) -> str:
+        """Where a client on this machine reaches ``tierline serve``: ``http://127.0.0.1:PORT``
+        (an address that listens on every interface is reached on the loopback one)."""
+        host = self.host.strip()
+        if host in ("", "0.0.0.0", "::", "[::]"):  # noqa: S104 (a comparison, not a bind)
+            host = "127.0.0.1"
+        elif ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
 
     @field_validator("shopify_url")
     @classmethod
@@ -124,9 +162,12 @@ class Settings(BaseSettings):
             return self
         if self.is_production:
             raise MissingSecretsError(missing)
-        updates: dict[str, str] = {}
-        for attr, value in DEV_SECRETS.items():
-            if getattr(self, attr).strip().lower() in _PLACEHOLDERS:
-                updates[attr] = value
-                logger.warning("config.dev_secret", extra={"setting": attr.upper()})
+        updates: dict[str, str] = {
+            attr: value
+            for attr, value in DEV_SECRETS.items()
+            if getattr(self, attr).strip().lower() in _PLACEHOLDERS
+        }
+        if updates:
+            # One line for all of them: every command and `serve` builds its settings once.
+            logger.warning("config.dev_secrets", extra={"setting": ",".join(a.upper() for a in updates)})
         return self.model_copy(update=updates)

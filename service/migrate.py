@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.config import Settings
-from service.db import make_engine
+from service.db import READONLY_OPTION, make_engine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 #: Serializes concurrent `tierline migrate` runs (several release machines) on PostgreSQL.
@@ -50,3 +54,58 @@ async def upgrade(settings: Settings, revision: str = "head") -> str | None:
             return await connection.run_sync(_current)
     finally:
         await engine.dispose()
+
+
+@cache
+def _revisions() -> tuple[str, frozenset[str]]:
+    """The head revision of this code and every revision it knows."""
+    scripts = ScriptDirectory.from_config(alembic_config())
+    return scripts.get_current_head() or "", frozenset(r.revision for r in scripts.walk_revisions())
+
+
+def head_revision() -> str:
+    return _revisions()[0]
+
+
+def _stored_revision(connection: Connection) -> str | None:
+    if not sa.inspect(connection).has_table("alembic_version"):
+        return None
+    return _current(connection)
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaState:
+    """Where a database's schema stands against this code's migrations."""
+
+    current: str | None
+    head: str
+    known: bool
+
+    @property
+    def ready(self) -> bool:
+        return self.current == self.head
+
+    def problem(self, database: str) -> str | None:
+        """One line for an operator, or None when the schema is at head."""
+        if self.ready:
+            return None
+        if self.current is None:
+            return f"the database {database} is not migrated: run `tierline migrate` first"
+        if self.known:
+            return (
+                f"the database {database} is at revision {self.current}, this tierline needs "
+                f"{self.head}: run `tierline migrate`"
+            )
+        return (
+            f"the database {database} is at revision {self.current}, which this tierline does not know "
+            "(a newer tierline migrated it): run the newer tierline"
+        )
+
+
+async def schema_state(engine: AsyncEngine) -> SchemaState:
+    """Read the stored revision (raises SQLAlchemy's errors when the database cannot be reached)."""
+    async with engine.connect() as connection:
+        await connection.execution_options(**{READONLY_OPTION: True})
+        current = await connection.run_sync(_stored_revision)
+    head, known = _revisions()
+    return SchemaState(current=current, head=head, known=current in known)

@@ -128,6 +128,8 @@ class ApiKey(SQLModel, table=True):
     prefix: str = Field(max_length=16)
     created_at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime)
     revoked_at: datetime | None = _utc()
+    #: When the key last authenticated a request (recorded at most once a minute per key).
+    last_used_at: datetime | None = _utc()
 
 
 class WebhookDelivery(SQLModel, table=True):

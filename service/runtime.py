@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from service.config import Settings
+
+#: How long shutdown waits for background writes.
+BACKGROUND_GRACE_SECONDS = 5.0
 
 
 def _nothing() -> None:
@@ -33,3 +37,18 @@ class Runtime:
     #: SQLite has one writer and its lock is not fair: intake and the in-process worker take
     #: turns through this FIFO lock so a busy worker cannot starve intake. None on PostgreSQL.
     write_gate: asyncio.Lock | None = None
+    #: Small writes done after a request (an API key's ``last_used_at``), awaited at shutdown.
+    background: set[asyncio.Task[None]] = field(default_factory=set)
+    #: API keys whose ``last_used_at`` write is under way (one at a time per key).
+    key_uses_pending: set[int] = field(default_factory=set)
+
+    def spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        """Run ``work`` beside the request; the task is kept until done so it is not collected."""
+        task = asyncio.get_running_loop().create_task(work, name=name)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+
+    async def settle_background(self) -> None:
+        """Wait (at most a few seconds) for the background writes still running, at shutdown."""
+        if self.background:
+            await asyncio.wait(list(self.background), timeout=BACKGROUND_GRACE_SECONDS)

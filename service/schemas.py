@@ -231,6 +231,10 @@ class TierHistoryRead(Schema):
     ltv: MoneyStr
     reason: TierReason
     order_id: IdStr | None
+    order_name: str | None = Field(
+        description="The order's name as Shopify shows it (`#1186`); null without an order or when "
+        "the order was deleted since."
+    )
     at: datetime
 
 
@@ -359,6 +363,15 @@ class TierCountsRead(Schema):
     gold: int
     silver: int
     bronze: int
+
+
+class TierSuggestionRead(Schema):
+    tier_thresholds: TierThresholdsRead = Field(
+        description="95th, 85th and 65th percentiles of the LTVs of customers with an eligible order, "
+        "each rounded down to two significant digits, strictly decreasing."
+    )
+    counts: TierCountsRead = Field(description="Customers per tier with these thresholds.")
+    based_on: int = Field(description="Customers with an eligible order: the LTVs drawn from.")
 
 
 class OverviewRead(Schema):

@@ -118,6 +118,7 @@ def _history_read(entry: customer_views.TierHistoryEntry) -> TierHistoryRead:
             "ltv": money(entry.ltv),
             "reason": entry.reason,
             "orderId": str(entry.order_id) if entry.order_id is not None else None,
+            "orderName": entry.order_name,
             "at": entry.at,
         }
     )

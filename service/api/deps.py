@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+import sqlalchemy as sa
 from litestar import Request
 from litestar.datastructures import State
 from litestar.di import NamedDependency
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.db import session_scope
-from service.domain.api_keys import AuthenticatedShop, shop_for_api_key, shop_for_session_token
+from service.domain.api_keys import (
+    AuthenticatedShop,
+    record_key_use,
+    shop_for_api_key,
+    shop_for_session_token,
+)
 from service.errors import UnauthorizedError
 from service.install import Installer
 from service.runtime import Runtime
+from service.types import utc_now
 from shopify_client import InvalidSessionTokenError, decode_session_token
+
+logger = logging.getLogger(__name__)
 
 
 def provide_runtime(state: State) -> Runtime:
@@ -75,4 +85,24 @@ async def provide_shop(
         shop = await shop_for_api_key(db_session, token)
     if shop is None:
         raise UnauthorizedError("invalid or revoked credentials", headers={"WWW-Authenticate": "Bearer"})
+    now = utc_now()
+    if shop.key_id is not None and shop.key_use_due(now) and shop.key_id not in runtime.key_uses_pending:
+        runtime.key_uses_pending.add(shop.key_id)
+        runtime.spawn(_record_key_use(runtime, shop.key_id), name="tierline-api-key-use")
     return shop
+
+
+async def _record_key_use(runtime: Runtime, key_id: int) -> None:
+    """Write a key's ``last_used_at`` in a transaction of its own, after the request's lookup: the
+    request never waits for it, and a failure only costs the bookkeeping."""
+    try:
+        if runtime.write_gate is not None:
+            async with runtime.write_gate, session_scope(runtime.sessionmaker) as session:
+                await record_key_use(session, key_id, utc_now())
+        else:
+            async with session_scope(runtime.sessionmaker) as session:
+                await record_key_use(session, key_id, utc_now())
+    except (sa.exc.SQLAlchemyError, OSError) as exc:
+        logger.warning("api_key.last_used_not_recorded", extra={"error": type(exc).__name__})
+    finally:
+        runtime.key_uses_pending.discard(key_id)

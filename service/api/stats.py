@@ -1,8 +1,8 @@
-"""``POST /api/stats/customers`` and ``POST /api/tiers/recalculate``."""
+"""``POST /api/stats/customers``, ``POST /api/tiers/recalculate`` and ``GET /api/tiers/suggestion``."""
 
 from __future__ import annotations
 
-from litestar import post
+from litestar import get, post
 from litestar.di import NamedDependency
 from litestar.params import JSONBody
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -12,12 +12,16 @@ from service.domain import stats
 from service.domain.api_keys import AuthenticatedShop
 from service.domain.rederive import recalculate_tiers
 from service.domain.settings import get_shop_settings
+from service.domain.thresholds import suggest_thresholds
 from service.schemas import (
     CustomerStatsRead,
     RecalculationRead,
     StatsRequest,
     StatsResponse,
     TierChangeItem,
+    TierCountsRead,
+    TierSuggestionRead,
+    TierThresholdsRead,
     money,
 )
 
@@ -67,4 +71,27 @@ async def recalculate(
             )
             for m in result.changes
         ],
+    )
+
+
+@get(
+    "/api/tiers/suggestion",
+    summary="Tier thresholds drawn from the shop's own LTVs, with the tier counts they would give",
+    description=(
+        "Platinum at the 95th percentile of the LTVs of customers with an eligible order, gold at the "
+        "85th, silver at the 65th (nearest rank), each rounded down to two significant digits and "
+        "strictly decreasing. Nothing is saved: PUT /api/settings applies them. 409 when no "
+        "customer has an eligible order yet."
+    ),
+    tags=["tiers"],
+)
+async def tier_suggestion(
+    db_session: NamedDependency[AsyncSession], shop: NamedDependency[AuthenticatedShop]
+) -> TierSuggestionRead:
+    settings = await get_shop_settings(db_session, shop.id)
+    found = await suggest_thresholds(db_session, shop.id, settings)
+    return TierSuggestionRead(
+        tier_thresholds=TierThresholdsRead(**{t: money(v) for t, v in found.thresholds.items()}),
+        counts=TierCountsRead(**found.counts),
+        based_on=found.based_on,
     )

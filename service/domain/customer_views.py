@@ -331,6 +331,9 @@ class TierHistoryEntry:
     reason: str
     order_id: int | None
     at: datetime
+    #: The order's name as Shopify shows it (``#1186``); None without an order, or when the order
+    #: was deleted since.
+    order_name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -466,6 +469,15 @@ async def customer_profile(
                 tier_changes.c.reason,
                 tier_changes.c.order_id,
                 tier_changes.c.at,
+                orders.c.name.label("order_name"),
+            )
+            .select_from(
+                tier_changes.outerjoin(
+                    orders,
+                    sa.and_(
+                        orders.c.shop_id == tier_changes.c.shop_id, orders.c.id == tier_changes.c.order_id
+                    ),
+                )
             )
             .where(tier_changes.c.shop_id == shop_id, tier_changes.c.customer_id == customer_id)
             .order_by(tier_changes.c.id.desc())
@@ -478,7 +490,8 @@ async def customer_profile(
         summary=summary,
         tier_of_record=row.tier_of_record,
         tier_history=[
-            TierHistoryEntry(h.from_tier, h.to_tier, h.ltv, h.reason, h.order_id, h.at) for h in history
+            TierHistoryEntry(h.from_tier, h.to_tier, h.ltv, h.reason, h.order_id, h.at, h.order_name)
+            for h in history
         ],
         metrics=await _metrics(session, shop_id, customer_id, settings, figures, row.last_order_at, now),
         affinity=await _affinity(session, shop_id, customer_id, settings),

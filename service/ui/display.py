@@ -30,6 +30,28 @@ SYMBOLS = {
     "HKD": "HK$",
 }
 TIER_LABELS = {"platinum": "Platinum", "gold": "Gold", "silver": "Silver", "bronze": "Bronze"}
+#: Why a tier of record changed (SPEC §4.3 reasons), as a merchant reads it.
+REASON_LABELS = {
+    "delivered": "Order delivered",
+    "rto": "Order returned to origin (RTO)",
+    "manual": "Tracking status set by an integration",
+    "batch": "Tiers recalculated",
+    "thresholds": "Tier thresholds changed",
+}
+#: Shopify's order financial statuses.
+FINANCIAL_LABELS = {
+    "pending": "Payment pending",
+    "authorized": "Authorized",
+    "partially_paid": "Partially paid",
+    "paid": "Paid",
+    "partially_refunded": "Partially refunded",
+    "refunded": "Refunded",
+    "voided": "Voided",
+    "expired": "Expired",
+}
+#: Short scales for chart labels: lakh and crore for INR, thousand/million/billion otherwise.
+INDIAN_SCALES = ((Decimal(10) ** 7, "Cr"), (Decimal(10) ** 5, "L"), (Decimal(10) ** 3, "K"))
+SCALES = ((Decimal(10) ** 9, "B"), (Decimal(10) ** 6, "M"), (Decimal(10) ** 3, "K"))
 
 
 def _zone(name: str | None) -> tzinfo:
@@ -80,6 +102,32 @@ class Display:
         symbol = SYMBOLS.get(self.currency)
         return f"{sign}{symbol}{number}" if symbol else f"{sign}{number} {self.currency}"
 
+    def compact_money(self, amount: Decimal) -> str:
+        """A short label with the currency: ``₹1.3L``, ``$1.2M``, ``950 XYZ``."""
+        number = self.compact_number(abs(amount))
+        sign = "-" if amount < 0 else ""
+        symbol = SYMBOLS.get(self.currency)
+        return f"{sign}{symbol}{number}" if symbol else f"{sign}{number} {self.currency}"
+
+    def compact_number(self, amount: Decimal) -> str:
+        """A short amount for charts (the currency is named once, on the axis): ``1.3L``,
+        ``45K``, ``1.2M``, ``950`` (whole units; lakh and crore for INR)."""
+        sign = "-" if amount < 0 else ""
+        value = abs(amount)
+        number = f"{value.quantize(Decimal(1), rounding=ROUND_HALF_UP):,}"
+        scales = INDIAN_SCALES if self.currency == "INR" else SCALES
+        for index, (size, suffix) in enumerate(scales):
+            if value < size:
+                continue
+            places = Decimal("0.1") if value < size * 100 else Decimal(1)
+            scaled = (value / size).quantize(places, rounding=ROUND_HALF_UP)
+            if index > 0 and scaled * size >= scales[index - 1][0]:  # 99,990 is ₹1L, not ₹100K
+                size, suffix = scales[index - 1]
+                scaled = (value / size).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
+            number = f"{scaled.normalize():f}{suffix}"
+            break
+        return f"{sign}{number}"
+
     def local(self, moment: datetime) -> datetime:
         return moment.astimezone(self.zone)
 
@@ -123,6 +171,24 @@ class Display:
         return full or (email or "").strip() or f"Customer {customer_id}"
 
     @staticmethod
+    def reason(value: str) -> str:
+        """``delivered`` → ``Order delivered``; an unknown reason is shown as stored."""
+        return REASON_LABELS.get(value, value.replace("_", " "))
+
+    @staticmethod
+    def financial(value: str | None) -> str:
+        """Shopify's ``financial_status`` as words (``partially_refunded`` → ``Partially refunded``)."""
+        if not value:
+            return "—"
+        return FINANCIAL_LABELS.get(value, value.replace("_", " ").capitalize())
+
+    @staticmethod
     def status(value: str | None) -> str:
-        """``rto_in_transit`` → ``rto in transit``; None → ``not shipped``."""
-        return "not shipped" if value is None else value.replace("_", " ")
+        """``rto_in_transit`` → ``RTO in transit``, ``out_for_delivery`` → ``Out for delivery``;
+        None → ``Not shipped``; an unknown carrier value as stored, underscores as spaces."""
+        if value is None:
+            return "Not shipped"
+        words = value.replace("_", " ")
+        if words.startswith("rto "):
+            return "RTO " + words[4:]
+        return words[:1].upper() + words[1:]

@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
+import sqlalchemy as sa
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from litestar import Controller, Request, Router, get
 from litestar.datastructures import CacheControlHeader
 from litestar.di import NamedDependency, Provide
-from litestar.exceptions import HTTPException
+from litestar.exceptions import HTTPException, ValidationException
 from litestar.params import FromPath, FromQuery, QueryParameter
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Redirect, Template
@@ -27,9 +29,14 @@ from litestar.template.config import TemplateConfig
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.api.ids import path_id
-from service.domain import customer_views, inbox, jobs, reports
+from service.domain import customer_views, inbox, jobs, reports, thresholds
 from service.domain.pagination import MAX_LIMIT
-from service.domain.settings import get_shop_settings, to_document
+from service.domain.settings import (
+    DEFAULT_TIER_THRESHOLDS,
+    ShopSettings,
+    get_shop_settings,
+    to_document,
+)
 from service.errors import AppError, NotFoundError
 from service.install import Connection, Installer
 from service.runtime import Runtime
@@ -44,7 +51,7 @@ from service.ui.auth import (
     page_headers,
 )
 from service.ui.charts import month_chart, tier_chart
-from service.ui.display import Display
+from service.ui.display import DEFAULT_CURRENCY, Display
 from shopify_client import SessionToken
 
 logger = logging.getLogger(__name__)
@@ -61,6 +68,7 @@ SORT_LABELS = {
     "name": "Name (A to Z)",
 }
 PERIODS = {"30d": "30 days", "90d": "90 days", "365d": "365 days", "all": "All time"}
+CUSTOMER_NOT_FOUND = "no such customer"
 Period = Literal["30d", "90d", "365d", "all"]
 
 
@@ -101,6 +109,8 @@ async def provide_page(
     request.state.page_shop = page.shop.domain
     if page.shop.id != UNSEEN_SHOP_ID:
         page = dataclasses.replace(page, sync=await jobs.sync_view(db_session, page.shop.id))
+    # Error pages keep the navigation of the shop the request was for.
+    request.state.page = page
     return page
 
 
@@ -144,6 +154,19 @@ def affinity_tables(affinity: customer_views.Affinity) -> list[tuple[str, str, A
     ]
 
 
+def default_thresholds_note(page: PageContext, settings: ShopSettings) -> str | None:
+    """A warning when the shop still has the default thresholds, which are rupee amounts, and
+    sells in another currency (docs/ui.md, "Thresholds and the shop's currency")."""
+    currency = (page.shop.currency or DEFAULT_CURRENCY).upper()
+    if currency == DEFAULT_CURRENCY or settings.tier_thresholds != DEFAULT_TIER_THRESHOLDS:
+        return None
+    return (
+        f"These are the default thresholds, which were chosen for rupee amounts; this shop sells in "
+        f"{currency}. Check them against your customers' LTVs: the suggestion below draws them "
+        "from your own customers."
+    )
+
+
 def render(
     template: str, page: PageContext, *, title: str, section: str, status_code: int = 200, **context: Any
 ) -> Template:
@@ -164,6 +187,53 @@ def render(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class ErrorCopy:
+    """What an error page says: a title, what happened in plain words, and what to do next."""
+
+    title: str
+    explanation: str
+    next_step: str
+
+
+def error_copy(status: int, detail: str) -> ErrorCopy:
+    if status == 401:
+        return ErrorCopy(
+            "Sign-in needed",
+            "tierline could not confirm which shop this page is for.",
+            "Open tierline from the Apps section of your Shopify admin.",
+        )
+    if status == 404:
+        if detail == CUSTOMER_NOT_FOUND:
+            return ErrorCopy(
+                "Customer not found",
+                "This shop has no customer with that id: the link may be old, or the customer was "
+                "deleted or erased at their request.",
+                "Find them in the customer list.",
+            )
+        return ErrorCopy(
+            "Page not found", "tierline has no page at this address.", "Go to one of the pages above."
+        )
+    if status in (400, 422):
+        return ErrorCopy(
+            "This link is not valid",
+            "Part of the address (a filter, a sort or a page link) is not one tierline understands: "
+            f"{detail}.",
+            "Start again from the customer list.",
+        )
+    if status == 503:
+        return ErrorCopy(
+            "tierline is busy",
+            "Its database did not answer in time. Nothing was lost.",
+            "Try again in a minute.",
+        )
+    return ErrorCopy(
+        "Something went wrong",
+        "tierline hit an unexpected error. It has been logged for the team that runs it.",
+        "Try again; if it keeps happening, contact the app's support.",
+    )
+
+
 def _error_page(request: Request[Any, Any, Any], status: int, detail: str, exc: Exception) -> Template:
     bounce_shop = exc.shop if isinstance(exc, PageUnauthorizedError) else None
     bounce_host = exc.host if isinstance(exc, PageUnauthorizedError) else None
@@ -171,8 +241,11 @@ def _error_page(request: Request[Any, Any, Any], status: int, detail: str, exc: 
     frame_shop = (
         getattr(request.state, "page_shop", None) or bounce_shop or (connect.shop if connect else None)
     )
+    page: PageContext | None = getattr(request.state, "page", None)
     runtime: Runtime = request.app.state.runtime
-    retry_url = None
+    copy = error_copy(status, detail)
+    fmt = Display.for_shop(page.shop.currency, page.shop.iana_timezone) if page is not None else None
+    retry_url = str(request.url) if status in (500, 503) else None
     if connect is not None:
         retry_url = (
             request.url.path
@@ -182,14 +255,10 @@ def _error_page(request: Request[Any, Any, Any], status: int, detail: str, exc: 
     return Template(
         template_name="error.html",
         context={
-            "page": None,
-            "title": (
-                "Sign-in needed"
-                if status == 401
-                else "Connecting tierline to your shop"
-                if connect is not None
-                else "Something is not right"
-            ),
+            "page": page,
+            "fmt": fmt,
+            "title": "Connecting tierline to your shop" if connect is not None else copy.title,
+            "copy": copy,
             "status": status,
             "detail": detail,
             "bounce": bounce_shop is not None and bounce_host is not None,
@@ -215,10 +284,19 @@ def _app_error(request: Request[Any, Any, Any], exc: AppError) -> Template:
 
 
 def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Template:
-    return _error_page(request, exc.status_code, exc.detail or "invalid request", exc)
+    detail = exc.detail or "invalid request"
+    if isinstance(exc, ValidationException) and isinstance(exc.extra, list):
+        fields = [str(e.get("key") or "") for e in exc.extra if isinstance(e, dict)]
+        detail = "invalid " + ", ".join(f for f in fields if f) if any(fields) else detail
+    return _error_page(request, exc.status_code, detail, exc)
 
 
 def _internal_error(request: Request[Any, Any, Any], exc: Exception) -> Template:
+    if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError) or (
+        isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated
+    ):
+        logger.error("ui.database_unavailable", extra={"path": request.url.path, "error": type(exc).__name__})
+        return _error_page(request, 503, "the database is unavailable", exc)
     logger.exception("ui.unhandled_error", extra={"path": request.url.path})
     return _error_page(request, 500, "An unexpected error occurred; it has been logged.", exc)
 
@@ -275,6 +353,7 @@ class PageController(Controller):
             limit_param=None if limit == PAGE_SIZE else limit,
             cursor=cursor,
             next_cursor=next_cursor,
+            default_thresholds_note=default_thresholds_note(page, settings),
         )
 
     @get("/customers/{customer_id:str}", name="ui-customer")
@@ -291,7 +370,7 @@ class PageController(Controller):
         )
         addresses = await customer_views.customer_addresses(db_session, page.shop.id, numeric, settings)
         if profile is None or addresses is None:
-            raise NotFoundError("no such customer")
+            raise NotFoundError(CUSTOMER_NOT_FOUND)
         summary = profile.summary
         name = Display.name(summary.first_name, summary.last_name, summary.email, summary.id)
         return render(
@@ -341,16 +420,29 @@ class PageController(Controller):
     ) -> Template:
         settings = await get_shop_settings(db_session, page.shop.id)
         counts = await reports.tier_counts(db_session, page.shop.id, settings)
+        suggestion: thresholds.Suggestion | None
+        try:
+            suggestion = await thresholds.suggest_thresholds(db_session, page.shop.id, settings)
+        except thresholds.NoSuggestionError:
+            suggestion = None
         return render(
             "settings.html",
             page,
             title="Settings",
             section="settings",
             document=to_document(settings),
+            thresholds=settings.tier_thresholds,
             gateway_text="\n".join(settings.cod_gateways),
             rto_text="\n".join(f"{tag} = {state}" for tag, state in settings.rto_tags.items()),
             counts=counts,
+            suggestion=suggestion,
+            default_thresholds_note=default_thresholds_note(page, settings),
         )
+
+    @get("/{rest:path}", name="ui-not-found")
+    async def not_found(self, page: NamedDependency[PageContext], rest: FromPath[str]) -> Template:
+        """Any other address under ``/app``: an HTML 404 with the shop's navigation."""
+        raise NotFoundError(f"no page {rest[:100]!r}")
 
     @get("/deliveries", name="ui-deliveries")
     async def deliveries(

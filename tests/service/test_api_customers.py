@@ -846,18 +846,44 @@ class TestProfile:
         }
         assert body["tierOfRecord"] == "gold"
         history = body["tierHistory"]
-        assert [{k: h[k] for k in ("from", "to", "ltv", "reason", "orderId")} for h in history] == [
+        fields = ("from", "to", "ltv", "reason", "orderId", "orderName")
+        assert [{k: h[k] for k in fields} for h in history] == [
             {
                 "from": "silver",
                 "to": "gold",
                 "ltv": "5500.00",
                 "reason": "delivered",
                 "orderId": str(o["o6"]),
+                "orderName": f"#{1000 + o['o6'] % 100000}",  # the name the payload carried
             },
-            {"from": None, "to": "silver", "ltv": "4500.00", "reason": "rto", "orderId": str(o["o3"])},
+            {
+                "from": None,
+                "to": "silver",
+                "ltv": "4500.00",
+                "reason": "rto",
+                "orderId": str(o["o3"]),
+                "orderName": f"#{1000 + o['o3'] % 100000}",
+            },
         ]
         assert parse_time(history[0]["at"]) >= parse_time(history[1]["at"])
         assert body["addressCount"] == 1
+
+    async def test_history_of_a_deleted_order_keeps_its_id_without_a_name(
+        self,
+        client: Client,
+        sessionmaker: Sessionmaker,
+        settings: Settings,
+        profile_data: dict[str, Any],
+    ) -> None:
+        key = await new_api_key(sessionmaker)
+        cid, o = profile_data["cid"], profile_data["o"]
+        await send(sessionmaker, settings, [Delivery.of("orders/delete", {"id": o["o3"]})])
+
+        history = (await get_json(client, key, f"{URL}/{cid}"))["tierHistory"]
+
+        by_order = {h["orderId"]: h["orderName"] for h in history}
+        assert by_order[str(o["o3"])] is None
+        assert by_order[str(o["o6"])] == f"#{1000 + o['o6'] % 100000}"
 
     async def test_metrics(
         self, client: Client, sessionmaker: Sessionmaker, profile_data: dict[str, Any]

@@ -12,10 +12,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import re
 import sqlite3
 import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -328,3 +330,32 @@ class TestReplay:
         assert result.stdout.strip().splitlines()[-1] == "replayed 1 deliveries"
         after = statuses(database_file)
         assert (after[ids["failed"][0]], after[ids["failed"][1]]) == ("failed", "pending")
+
+
+def _command_paths() -> list[list[str]]:
+    """Every command and group of ``tierline``, from the command tree itself."""
+    import typer.main
+
+    paths: list[list[str]] = []
+
+    def walk(command: Any, path: list[str]) -> None:
+        paths.append(path)
+        for name, sub in (getattr(command, "commands", None) or {}).items():
+            walk(sub, [*path, name])
+
+    walk(typer.main.get_command(app), [])
+    return paths
+
+
+class TestHelp:
+    def test_every_command_is_covered(self) -> None:
+        assert {" ".join(p) for p in _command_paths()} >= {"serve", "api-key list", "api-key revoke"}
+
+    @pytest.mark.parametrize("path", _command_paths(), ids=lambda p: " ".join(p) or "tierline")
+    def test_help_is_plain_text_with_named_values(self, path: list[str], url: str) -> None:
+        result = run([*path, "--help"], url)
+        assert result.exit_code == 0, result.output
+        assert "<bool>" not in result.output
+        # Options name their value (--port PORT, --shop DOMAIN), never a bare type (--port <int>).
+        assert not re.search(r"--[\w-]+ <\w", result.output), result.output
+        assert "╭" not in result.output

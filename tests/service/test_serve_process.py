@@ -60,9 +60,14 @@ def test_serve_starts_answers_and_stops_gracefully(tmp_path: Path) -> None:
                 time.sleep(0.1)
         headers, body = signed_webhook("customers/create", customer_payload(next_id()))
         answers: list[int] = []
+        # A client built and connected beforehand: the request below leaves at once (building an
+        # httpx client and connecting could take longer than the pause on a loaded machine, and
+        # the request would then arrive after SIGTERM, when the server no longer accepts).
+        client = httpx.Client(base_url=base, timeout=10)
+        assert client.get("/health").status_code == 200
 
         def post() -> None:
-            answers.append(httpx.post(f"{base}/webhooks/shopify", content=body, headers=headers).status_code)
+            answers.append(client.post("/webhooks/shopify", content=body, headers=headers).status_code)
 
         sender = threading.Thread(target=post)
         sender.start()
@@ -75,6 +80,7 @@ def test_serve_starts_answers_and_stops_gracefully(tmp_path: Path) -> None:
         assert proc.returncode in (0, -signal.SIGTERM), rest[-2000:]
         assert "Application shutdown complete" in rest
         assert time.monotonic() - started < 10
+        client.close()
         assert answers == [200]  # the request in flight was answered, not dropped
         assert "worker.stopped" in rest
     finally:

@@ -531,5 +531,6 @@ def test_simulate_command_names_an_unreachable_server(
     )
     assert result.exit_code == 1
     assert (
-        f"no tierline server answers at http://127.0.0.1:{port}; start one with `make run`" in result.output
+        f"no tierline server answers at http://127.0.0.1:{port}; start one with `make run`, or name yours "
+        "with PORT (in the environment or .env) or --url" in result.output
     )

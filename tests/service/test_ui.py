@@ -79,7 +79,8 @@ class _Tables(HTMLParser):
 
     def handle_endtag(self, tag: str) -> None:
         if tag in ("td", "th") and self._row is not None and self._cell is not None:
-            self._row.append(" ".join("".join(self._cell).split()))
+            # Text of separate elements (a name and the email under it) is separated by a space.
+            self._row.append(" ".join(" ".join(self._cell).split()))
             self._cell = None
         elif tag == "tr" and self._row is not None and self._table is not None:
             self.tables[self._table].append(self._row)
@@ -98,6 +99,13 @@ def table(page: str, table_id: str) -> list[list[str]]:
     parser = _Tables()
     parser.feed(page)
     return parser.tables[table_id]
+
+
+def names(page: str, table_id: str = "customers") -> list[str]:
+    """The customers' names in a table: the text of the link in each row's first cell."""
+    block = page[page.index(f'<table class="data" id="{table_id}">') :]
+    block = block[: block.index("</table>")]
+    return [html.unescape(n) for n in re.findall(r'<th scope="row"[^>]*><a href="[^"]*">([^<]*)</a>', block)]
 
 
 def link(page: str, text: str) -> str:
@@ -154,6 +162,7 @@ class Seed:
     evening: datetime
     failed: int
     dead: int
+    delivered: int
 
 
 @pytest.fixture
@@ -200,7 +209,7 @@ async def seed(sessionmaker: Sessionmaker, settings: Settings) -> Seed:
         (t_ravi, Decimal("12000.00")),
         (t_xss, Decimal("999.00")),
     ]
-    return Seed(ids=ids, orders=orders, evening=evening, failed=failed, dead=dead)
+    return Seed(ids=ids, orders=orders, evening=evening, failed=failed, dead=dead, delivered=delivered)
 
 
 # --- customers ---------------------------------------------------------------------------------
@@ -210,32 +219,34 @@ class TestCustomers:
     async def test_figures_tiers_and_rto(self, client: Client, seed: Seed) -> None:
         page = await get_page(client, "/app")
         rows = table(page, "customers")
-        assert [(r[0], r[3], r[4], r[5], r[6]) for r in rows] == [
+        assert [(name, r[2], r[3], r[4], r[5]) for name, r in zip(names(page), rows, strict=True)] == [
             ("Priya Sharma", "Platinum", "₹60,000.00", "1", "0"),
             ("Arjun Mehta", "Gold", "₹30,000.00", "1", "0"),
             ("Ravi Kumar", "Silver", "₹12,000.00", "1", "1"),
             (f"{XSS} Evil", "Bronze", "₹999.00", "1", "0"),
         ]
+        # The email is under the name, not a column of its own.
+        assert rows[0][0] == f"Priya Sharma c{seed.ids['priya']}@example.com"
         chips = re.findall(r'class="chip[^"]*"[^>]*>([A-Za-z]+) <span class="count">(\d+)</span>', page)
         assert chips == [("All", "4"), ("Platinum", "1"), ("Gold", "1"), ("Silver", "1"), ("Bronze", "1")]
 
     async def test_tier_filter_search_and_sort(self, client: Client, seed: Seed) -> None:
         silver = await get_page(client, "/app", tier="silver")
-        assert [r[0] for r in table(silver, "customers")] == ["Ravi Kumar"]
+        assert names(silver) == ["Ravi Kumar"]
         assert re.search(r'data-tier="silver" href="[^"]*" aria-current="true"', silver)
         found = await get_page(client, "/app", search="  mehta ")
-        assert [r[0] for r in table(found, "customers")] == ["Arjun Mehta"]
+        assert names(found) == ["Arjun Mehta"]
         by_name = await get_page(client, "/app", sort="name")
-        names = [r[0] for r in table(by_name, "customers")]
-        assert names.index("Arjun Mehta") < names.index("Priya Sharma") < names.index("Ravi Kumar")
+        listed = names(by_name)
+        assert listed.index("Arjun Mehta") < listed.index("Priya Sharma") < listed.index("Ravi Kumar")
         nothing = await get_page(client, "/app", search="nobody-like-this")
         assert table(nothing, "customers") == [["No customers match these filters."]]
 
     async def test_pagination_follows_next_links(self, client: Client, seed: Seed) -> None:
         first = await get_page(client, "/app", limit=3)
-        assert [r[0] for r in table(first, "customers")] == ["Priya Sharma", "Arjun Mehta", "Ravi Kumar"]
+        assert names(first) == ["Priya Sharma", "Arjun Mehta", "Ravi Kumar"]
         second = await get_page(client, link(first, "Next page"))
-        assert [r[0] for r in table(second, "customers")] == [f"{XSS} Evil"]
+        assert names(second) == [f"{XSS} Evil"]
         assert "Next page" not in second
         assert link(second, "First page") == "/app?sort=ltv&limit=3"
 
@@ -246,8 +257,10 @@ class TestCustomers:
         page = await get_page(client, "/app", tier="gold")
         (row,) = table(page, "customers")
         local = seed.evening + timedelta(hours=5, minutes=30)  # 20:00 UTC is 01:30 next day in India
-        assert row[4] == "$30,000.00"
-        assert row[7] == f"{local.day} {local:%b %Y}, 01:30 IST"
+        assert row[3] == "$30,000.00"
+        # The last order is a date on one line; the time is its tooltip.
+        assert row[6] == f"{local.day} {local:%b %Y}"
+        assert f'title="{local.day} {local:%b %Y}, 01:30 IST">{local.day} {local:%b %Y}</time>' in page
 
     async def test_unknown_currency_code_and_time_zone(
         self, client: Client, sessionmaker: Sessionmaker, seed: Seed
@@ -255,14 +268,18 @@ class TestCustomers:
         await set_shop(sessionmaker, currency="XYZ", iana_timezone="Not/AZone")
         page = await get_page(client, "/app", tier="gold")
         (row,) = table(page, "customers")
-        assert row[4] == "30,000.00 XYZ"
-        assert row[7].endswith("20:00 UTC")
+        assert row[3] == "30,000.00 XYZ"
+        assert row[6] == f"{seed.evening.day} {seed.evening:%b %Y}"
+        assert f'title="{seed.evening.day} {seed.evening:%b %Y}, 20:00 UTC"' in page
 
     async def test_bad_query_is_an_html_error(self, client: Client, seed: Seed) -> None:
         page = await get_page(client, "/app", 422, tier="diamond")
-        assert "unknown tier" in page
+        assert "<h1>This link is not valid</h1>" in page
+        assert "unknown tier &#39;diamond&#39;: use platinum, gold, silver or bronze" in page
+        assert link(page, "Go to the customer list") == "/app"
         page = await get_page(client, "/app", 400, cursor="not-a-cursor")
         assert "cursor" in page
+        assert link(page, "Customers") == "/app"  # the navigation is there
 
 
 # --- one customer --------------------------------------------------------------------------------
@@ -275,23 +292,35 @@ class TestCustomer:
         assert re.search(r'<dd id="stat-orders">1</dd>', page)
         assert 'Tier of record: <span class="tier tier-platinum">Platinum</span>' in page
         history = table(page, "tier-history")
-        assert [(r[1], r[2], r[3], r[4]) for r in history] == [("—", "Platinum", "₹60,000.00", "delivered")]
+        name = f"#{1000 + seed.delivered % 100000}"
+        assert [r[1:] for r in history] == [
+            ["none → Platinum", "₹60,000.00", f"Order delivered: order {name}"]
+        ]
         assert ["Cotton Kurta", "1", "1", "₹60,000.00"] in table(page, "top-products")
         (recent,) = table(page, "recent-orders")
-        assert recent[2:5] == ["₹60,000.00", "Prepaid", "delivered"]
+        assert recent[0] == name
+        assert recent[2:6] == ["₹60,000.00", "Prepaid", "Payment pending", "Delivered"]
         assert "12 MG Road" in page
         assert "Bengaluru, Karnataka, 560001" in page
 
     async def test_rto_customer(self, client: Client, seed: Seed) -> None:
         page = await get_page(client, f"/app/customers/{seed.ids['ravi']}")
         assert '<dd id="stat-rto">1</dd>' in page
-        statuses = [r[4] for r in table(page, "recent-orders")]
-        assert statuses == ["rto initiated", "not shipped"]
+        statuses = [r[5] for r in table(page, "recent-orders")]
+        assert statuses == ["RTO initiated", "Not shipped"]
 
     async def test_unknown_customer_is_404(self, client: Client, seed: Seed) -> None:
         page = await get_page(client, "/app/customers/123", 404)
+        assert "<h1>Customer not found</h1>" in page
         assert "no such customer" in page
+        assert link(page, "Go to the customer list") == "/app"
+        assert link(page, "Settings") == "/app/settings"
         await get_page(client, "/app/customers/abc", 404)
+
+    async def test_any_other_address_is_an_html_404_with_navigation(self, client: Client, seed: Seed) -> None:
+        page = await get_page(client, "/app/no/such/page", 404)
+        assert "<h1>Page not found</h1>" in page
+        assert link(page, "Deliveries") == "/app/deliveries"
 
 
 # --- overview, settings, deliveries --------------------------------------------------------------
@@ -303,6 +332,15 @@ class TestOverview:
         assert "<dt>Customers</dt><dd>4</dd>" in page
         assert "Customers by tier: Platinum 1, Gold 1, Silver 1, Bronze 1" in page
         assert page.count('<rect class="bar-month"') == 12
+        # The month chart has a y axis (five gridlines with amounts), a value on every column, and
+        # the year under the first month.
+        chart = page[page.index('id="month-chart"') : page.index("</svg>", page.index('id="month-chart"'))]
+        assert chart.count('<line class="grid"') == 5
+        assert chart.count('<text class="value"') == 12
+        assert re.search(r'<text class="axis"[^>]*>0</text>', chart)
+        today = now()
+        first_year = (today.year * 12 + today.month - 1 - 11) // 12  # the month 11 months back
+        assert re.search(rf'<text class="axis"[^>]*>{first_year}</text>', chart)
         expected: dict[str, Decimal] = {}
         for created, amount in seed.orders:
             key = f"{created.astimezone(UTC):%B %Y}"
@@ -310,14 +348,16 @@ class TestOverview:
         months = {r[0]: r[1] for r in table(page, "months") if r[1] != "₹0.00"}
         assert months == {k: f"₹{v:,.2f}" for k, v in expected.items()}
         top = table(page, "top-customers")
-        assert [(r[1], r[3]) for r in top] == [
+        assert [(n, r[3]) for n, r in zip(names(page, "top-customers"), top, strict=True)] == [
             ("Priya Sharma", "₹60,000.00"),
             ("Arjun Mehta", "₹30,000.00"),
             ("Ravi Kumar", "₹12,000.00"),
             (f"{XSS} Evil", "₹999.00"),
         ]
         recent = await get_page(client, "/app/overview", period="30d")
-        assert table(recent, "top-customers")[0][1] == "Arjun Mehta"
+        assert names(recent, "top-customers")[0] == "Arjun Mehta"
+        # What they buy most is under the name (one column fewer for narrow admin frames).
+        assert top[0][1] == "Priya Sharma Cotton Kurta"
 
 
 class TestSettings:
@@ -341,15 +381,48 @@ class TestSettings:
         for field in ("threshold-platinum", "cod-gateways", "rto-tags", "include-test"):
             assert f'<label for="{field}">' in page
 
+    async def test_suggested_thresholds_with_a_preview(self, client: Client, seed: Seed) -> None:
+        """LTVs of the four buyers: 999, 12,000, 30,000, 60,000 (the RTO order counts nowhere).
+        95th and 85th percentiles (rank 4 of 4): 60,000, so gold becomes the next lower amount,
+        59,000; 65th (rank 3): 30,000. Then: Priya platinum, Arjun silver, Ravi and the last bronze."""
+        page = await get_page(client, "/app/settings")
+        assert table(page, "suggestion-preview") == [
+            ["Platinum", "₹50,000.00", "1", "₹60,000.00", "1"],
+            ["Gold", "₹25,000.00", "1", "₹59,000.00", "0"],
+            ["Silver", "₹10,000.00", "1", "₹30,000.00", "1"],
+            ["Bronze", "below Silver", "1", "below Silver", "2"],
+        ]
+        assert 'data-suggested="59000.00"' in page
+        assert 'id="use-suggestion"' in page
+        assert "thresholds-note" not in page  # an INR shop: the defaults are rupee amounts
+
+    async def test_no_suggestion_before_any_order(self, client: Client) -> None:
+        page = await get_page(client, "/app/settings")
+        assert 'id="no-suggestion"' in page
+        assert "suggestion-preview" not in page
+
+    async def test_rupee_defaults_in_another_currency_are_pointed_out(
+        self, client: Client, sessionmaker: Sessionmaker, seed: Seed
+    ) -> None:
+        await set_shop(sessionmaker, currency="IDR")
+        for url in ("/app", "/app/settings"):
+            page = await get_page(client, url)
+            assert 'id="thresholds-note"' in page, url
+            assert "chosen for rupee amounts; this shop sells in IDR" in page
+        await helpers.set_shop_settings(
+            sessionmaker, {"tierThresholds": {"platinum": "5000000", "gold": "2000000", "silver": "500000"}}
+        )
+        assert 'id="thresholds-note"' not in await get_page(client, "/app")
+
 
 class TestDeliveries:
     async def test_failed_and_dead_with_reason_and_replay(self, client: Client, seed: Seed) -> None:
         page = await get_page(client, "/app/deliveries")
         (failed,) = table(page, "deliveries-failed")
-        assert failed[1:4] == ["orders/create", "failed", "0"]
+        assert failed[1:4] == ["orders/create", "failed", "once, not retried"]
         assert failed[4]
         (dead,) = table(page, "deliveries-dead")
-        assert dead[1:5] == ["orders/updated", "dead", "8", "gave up after 8 tries"]
+        assert dead[1:5] == ["orders/updated", "dead", "8 times", "gave up after 8 tries"]
         assert f'data-replay="{seed.failed}"' in page
         assert f'data-replay="{seed.dead}"' in page
 
@@ -441,7 +514,7 @@ class TestProduction:
         assert f'<meta name="shopify-api-key" content="{API_KEY}">' in page
         assert '<script src="https://cdn.shopify.com/shopifycloud/app-bridge.js"></script>' in page
         assert "tierline-dev-token" not in page
-        assert table(page, "customers")[0][0] == "Priya Sharma"
+        assert names(page)[0] == "Priya Sharma"
         # Links keep the embedded context (App Bridge adds a fresh id_token on navigation).
         assert link(page, "Settings") == f"/app/settings?shop={SHOP}&host=aG9zdA"
 

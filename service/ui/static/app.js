@@ -215,6 +215,19 @@
       }
     });
 
+    const useSuggestion = document.getElementById("use-suggestion");
+    if (useSuggestion) {
+      useSuggestion.addEventListener("click", () => {
+        for (const cell of document.querySelectorAll("#suggestion-preview [data-suggested]")) {
+          const tier = cell.closest("tr").dataset.tier;
+          if (cell.dataset.suggested && form.elements[tier]) form.elements[tier].value = cell.dataset.suggested;
+        }
+        document.getElementById("suggestion-message").textContent =
+          "The suggested thresholds are in the fields above. Save to apply them; nothing has changed yet.";
+        form.elements.platinum.focus();
+      });
+    }
+
     const recalc = document.getElementById("recalculate");
     const recalcProgress = document.getElementById("recalc-progress");
     const recalcMessage = document.getElementById("recalc-message");
@@ -260,9 +273,15 @@
             return;
           }
           row.querySelector("[data-role=status]").textContent = result.data.status;
-          row.querySelector("[data-role=attempts]").textContent = String(result.data.attempts);
+          row.querySelector("[data-role=attempts]").textContent = "not yet";
           row.querySelector("[data-role=error]").textContent = "—";
-          status.textContent = `Delivery ${id} is back in the queue (${result.data.status}).`;
+          // Replayed: nothing more to do here (a second replay would only queue it again).
+          const done = document.createElement("span");
+          done.className = "sub";
+          done.textContent = "Queued again";
+          button.replaceWith(done);
+          status.textContent =
+            `Delivery ${id} is back in the queue (${result.data.status}); reload the page in a few seconds to see whether it applied.`;
         } catch (error) {
           row.querySelector("[data-role=status]").textContent = "replay failed";
           status.textContent = `Delivery ${id} was not replayed: ${error.message}`;
