@@ -21,7 +21,9 @@ import jwt
 
 from shopify_client.errors import InvalidSessionTokenError, InvalidShopDomainError
 
-SHOP_DOMAIN_RE = re.compile(r"^[a-z0-9][a-z0-9-]*\.myshopify\.com$", re.IGNORECASE)
+#: ASCII only: with ``re.IGNORECASE`` alone, Python also matches non-ASCII letters whose case
+#: folds onto ASCII ones (``İ ı ſ K``), so ``shopa.myſhopify.com`` would pass.
+SHOP_DOMAIN_RE = re.compile(r"^[a-z0-9][a-z0-9-]*\.myshopify\.com$", re.IGNORECASE | re.ASCII)
 
 #: Leeway for ``exp``/``nbf`` of session tokens, as Shopify's own libraries use.
 SESSION_TOKEN_LEEWAY_SECONDS = 10
@@ -32,7 +34,7 @@ OAUTH_TIMESTAMP_MAX_SKEW_SECONDS = 90
 
 
 def is_valid_shop_domain(domain: str) -> bool:
-    """True for ``name.myshopify.com`` (case-insensitive), nothing else."""
+    """True for ``name.myshopify.com`` (ASCII letters in any case), nothing else."""
     return bool(SHOP_DOMAIN_RE.fullmatch(domain))
 
 
@@ -116,7 +118,11 @@ def verify_oauth_hmac(
     now: float | None = None,
     max_age: int = OAUTH_TIMESTAMP_MAX_AGE_SECONDS,
 ) -> bool:
-    """Check an OAuth redirect's ``hmac`` and the freshness of its ``timestamp``."""
+    """Check an OAuth redirect's ``hmac`` and the freshness of its ``timestamp``.
+
+    The ``hmac`` must be the lower-case hex digest, as Shopify sends it: Shopify's own libraries
+    compare it as given, so an upper-case one is refused here too.
+    """
     received = query.get("hmac")
     if not isinstance(received, str) or not received or not received.isascii():
         return False
@@ -133,7 +139,7 @@ def verify_oauth_hmac(
     ok = False
     for secret in secrets:
         if secret:
-            ok = hmac.compare_digest(oauth_hmac(query, secret), received.lower()) or ok
+            ok = hmac.compare_digest(oauth_hmac(query, secret), received) or ok
     return ok
 
 

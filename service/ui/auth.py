@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.config import Settings
 from service.domain.shops import ShopProfile, find_shop
-from service.errors import UnauthorizedError
+from service.errors import BadRequestError, UnauthorizedError
 from shopify_client import InvalidSessionTokenError, decode_session_token, is_valid_shop_domain
 
 ADMIN_ORIGIN = "https://admin.shopify.com"
@@ -112,12 +112,17 @@ def dev_session_token(settings: Settings, *, now: float | None = None) -> str:
 
 
 def _host(value: str | None) -> str | None:
-    return value if value and _HOST.match(value) else None
+    return value if value and _HOST.fullmatch(value) else None
 
 
 def _shop_param(value: str | None) -> str | None:
-    shop = (value or "").strip().lower()
-    return shop if shop and is_valid_shop_domain(shop) else None
+    """The ``shop`` parameter, lower-cased; None when absent; ``400`` when it is not a shop domain."""
+    shop = (value or "").strip()
+    if not shop:
+        return None
+    if not is_valid_shop_domain(shop):
+        raise BadRequestError("the shop parameter is not a *.myshopify.com domain")
+    return shop.lower()
 
 
 async def authenticate_page(
@@ -126,6 +131,7 @@ async def authenticate_page(
     """The shop a page is for, from ``id_token`` (or, in development only, the development shop)."""
     token = query.get("id_token")
     host = _host(query.get("host"))
+    named = _shop_param(query.get("shop"))
     if token:
         try:
             claims = decode_session_token(
@@ -133,17 +139,12 @@ async def authenticate_page(
             )
         except InvalidSessionTokenError as exc:
             # A stale token (a reload after a minute) gets a fresh one through the bounce page.
-            raise PageUnauthorizedError(
-                f"invalid session token: {exc}", shop=_shop_param(query.get("shop")), host=host
-            ) from exc
-        named = _shop_param(query.get("shop"))
+            raise PageUnauthorizedError(f"invalid session token: {exc}", shop=named, host=host) from exc
         if named is not None and named != claims.shop:
             raise PageUnauthorizedError("the shop parameter does not match the session token")
         domain, embedded, dev_token = claims.shop, True, None
     elif settings.is_production:
-        raise PageUnauthorizedError(
-            "open tierline from your Shopify admin", shop=_shop_param(query.get("shop")), host=host
-        )
+        raise PageUnauthorizedError("open tierline from your Shopify admin", shop=named, host=host)
     else:
         domain, embedded, dev_token, host = settings.dev_shop, False, dev_session_token(settings), None
     shop = await find_shop(session, domain)
