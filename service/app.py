@@ -86,7 +86,7 @@ def create_app(
                 await http.aclose()
             await engine.dispose()
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             receive_webhook,
             health,
@@ -122,7 +122,9 @@ def create_app(
             path="/schema",
             render_plugins=[ScalarRenderPlugin()],
         ),
-        middleware=[timing_middleware],
         logging_config=None,
         debug=False,
     )
+    # Around routing (as Litestar's OpenTelemetry plugin does), so unmatched requests are timed too.
+    app.asgi_handler = timing_middleware(app.asgi_handler)
+    return app

@@ -19,7 +19,7 @@ from service.db import session_scope
 from service.domain import inbox
 from service.domain.shops import get_or_create_shop_id
 from service.errors import BadRequestError, ServiceUnavailableError, UnauthorizedError
-from service.metrics import DELIVERIES_RECEIVED
+from service.metrics import DELIVERIES_RECEIVED, topic_label
 from service.runtime import Runtime
 from service.schemas import WebhookAck
 from shopify_client import verify_webhook_hmac
@@ -138,16 +138,16 @@ async def receive_webhook(request: Request[Any, Any, Any], runtime: NamedDepende
     try:
         created = await _store_within(runtime, envelope, body)
     except (TimeoutError, sa.exc.SQLAlchemyError, OSError) as exc:
-        DELIVERIES_RECEIVED.labels(topic=envelope.topic, outcome="unavailable").inc()
+        DELIVERIES_RECEIVED.labels(topic=topic_label(envelope.topic), outcome="unavailable").inc()
         logger.error("webhook.store_failed", extra=log | {"error": type(exc).__name__})
         raise ServiceUnavailableError(
             "the delivery could not be stored; retry later", headers={"Retry-After": RETRY_AFTER_SECONDS}
         ) from exc
     if created:
         runtime.notify_worker()
-        DELIVERIES_RECEIVED.labels(topic=envelope.topic, outcome="accepted").inc()
+        DELIVERIES_RECEIVED.labels(topic=topic_label(envelope.topic), outcome="accepted").inc()
         logger.info("webhook.accepted", extra=log)
         return WebhookAck(status="accepted")
-    DELIVERIES_RECEIVED.labels(topic=envelope.topic, outcome="duplicate").inc()
+    DELIVERIES_RECEIVED.labels(topic=topic_label(envelope.topic), outcome="duplicate").inc()
     logger.info("webhook.duplicate", extra=log)
     return WebhookAck(status="duplicate")
