@@ -11,6 +11,8 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from service.crypto import dev_session_key
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./data/tierline.db"
@@ -84,6 +86,14 @@ class Settings(BaseSettings):
     def webhook_secrets(self) -> tuple[str, ...]:
         """The secrets a signature may be made with: current first, previous during rotation."""
         return tuple(s for s in (self.shopify_api_secret, self.shopify_api_secret_previous) if s)
+
+    @property
+    def session_token_keys(self) -> tuple[str | bytes, ...]:
+        """Keys a session token may be signed with: the app secrets (Shopify signs with them) and,
+        in development only, the key of the tokens the development pages mint."""
+        if self.is_production or not self.shopify_api_secret:
+            return self.webhook_secrets
+        return (*self.webhook_secrets, dev_session_key(self.shopify_api_secret))
 
     def missing_secrets(self) -> list[str]:
         """Environment names of required secrets that are unset or placeholders."""

@@ -22,7 +22,7 @@ from service.errors import BadRequestError, ServiceUnavailableError, Unauthorize
 from service.metrics import DELIVERIES_RECEIVED, topic_label
 from service.runtime import Runtime
 from service.schemas import WebhookAck
-from shopify_client import verify_webhook_hmac
+from shopify_client import signed_for_another_purpose, verify_webhook_hmac
 from webhooks.envelope import EnvelopeError, WebhookEnvelope, header
 
 logger = logging.getLogger(__name__)
@@ -126,7 +126,10 @@ async def _store_within(runtime: Runtime, envelope: WebhookEnvelope, body: bytes
 async def receive_webhook(request: Request[Any, Any, Any], runtime: NamedDependency[Runtime]) -> WebhookAck:
     body = await request.body()  # over TIERLINE_MAX_BODY: 413 before anything else
     signature = header(request.headers, "hmac-sha256")
-    if not verify_webhook_hmac(body, signature, runtime.settings.webhook_secrets):
+    if not verify_webhook_hmac(body, signature, runtime.settings.webhook_secrets) or (
+        # Shopify's signature over a session token or an OAuth query, replayed as a webhook.
+        signed_for_another_purpose(body)
+    ):
         DELIVERIES_RECEIVED.labels(topic="unverified", outcome="unauthorized").inc()
         raise UnauthorizedError("X-Shopify-Hmac-Sha256 is missing or does not match the body")
     try:

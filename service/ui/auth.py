@@ -5,9 +5,10 @@
   page loads App Bridge, and its scripts call the JSON API with ``shopify.idToken()``.
 * Development (``TIERLINE_ENV=development`` only): a request without ``id_token`` is for the
   development shop (``TIERLINE_DEV_SHOP``). The page carries a session token for that shop minted
-  here, signed with the app secret and valid for 15 minutes, which its scripts send to the JSON
-  API as any other session token. Production never reaches this branch, and
-  :func:`dev_session_token` refuses to run there.
+  here, valid for 15 minutes, which its scripts send to the JSON API as any other session token.
+  It is signed with a key derived from the app secret for this purpose only (``service.crypto``),
+  never the raw secret, and that key is accepted in development only. Production never reaches
+  this branch, and :func:`dev_session_token` refuses to run there.
 
 Details and reasons: docs/ui.md.
 """
@@ -26,6 +27,7 @@ import jwt
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.config import Settings
+from service.crypto import dev_session_key
 from service.domain.shops import ShopProfile, find_shop
 from service.errors import BadRequestError, UnauthorizedError
 from shopify_client import InvalidSessionTokenError, decode_session_token, is_valid_shop_domain
@@ -108,7 +110,7 @@ def dev_session_token(settings: Settings, *, now: float | None = None) -> str:
         "jti": str(uuid.uuid4()),
         "sid": "tierline-development",
     }
-    return jwt.encode(claims, settings.shopify_api_secret, algorithm="HS256")
+    return jwt.encode(claims, dev_session_key(settings.shopify_api_secret), algorithm="HS256")
 
 
 def _host(value: str | None) -> str | None:
@@ -135,7 +137,7 @@ async def authenticate_page(
     if token:
         try:
             claims = decode_session_token(
-                token, api_key=settings.shopify_api_key, secrets=settings.webhook_secrets
+                token, api_key=settings.shopify_api_key, secrets=settings.session_token_keys
             )
         except InvalidSessionTokenError as exc:
             # A stale token (a reload after a minute) gets a fresh one through the bounce page.
