@@ -49,7 +49,8 @@ def load_settings(*, secrets_required: bool = False) -> Settings:
         try:
             settings = settings.with_dev_fallbacks()
         except MissingSecretsError as exc:
-            raise fail("production requires these settings: " + ", ".join(exc.names)) from exc
+            refused = "; ".join(f"{name} {reason}" for name, reason in exc.problems)
+            raise fail(f"production refuses to start: {refused}") from exc
     return settings
 
 

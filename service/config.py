@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -24,14 +25,20 @@ DEV_SECRETS: dict[str, str] = {
     "tierline_encryption_key": "tierline-dev-encryption-key-0000000000000000",
 }
 _PLACEHOLDERS = {"", "changeme", "change-me", "xxx", "secret", "todo", "placeholder"}
+#: Shortest values production accepts. Shopify's client secrets are 32 hexadecimal characters (or
+#: ``shpss_`` and 32); 16 refuses typos and toy values without betting on Shopify's format.
+#: The encryption key is ours: ``secrets.token_urlsafe(48)`` gives 64 characters.
+MIN_SHOPIFY_SECRET_LENGTH = 16
+MIN_ENCRYPTION_KEY_LENGTH = 32
 
 
 class MissingSecretsError(RuntimeError):
-    """Production settings name secrets that are missing or placeholders."""
+    """Production settings that are missing, placeholders or unsafe: (variable, reason) pairs."""
 
-    def __init__(self, names: list[str]) -> None:
-        self.names = names
-        super().__init__("missing or placeholder secrets: " + ", ".join(names))
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = problems
+        self.names = [name for name, _ in problems]
+        super().__init__("; ".join(f"{name} {reason}" for name, reason in problems))
 
 
 def normalize_database_url(url: str) -> str:
@@ -108,16 +115,52 @@ class Settings(BaseSettings):
                 missing.append(env_name)
         return missing
 
+    def production_problems(self) -> list[tuple[str, str]]:
+        """What production refuses, as (variable, reason): missing or placeholder secrets, a
+        public development value (as the previous secret too: a token signed with it would pass),
+        secrets shorter than the documented minimum, and an app URL that is not ``https://``
+        (the OAuth state cookie is ``Secure`` only then, and Shopify requires HTTPS)."""
+        problems = [(name, "is missing or a placeholder") for name in self.missing_secrets()]
+        listed = {name for name, _ in problems}
+        for value, name, minimum in (
+            (self.shopify_api_secret, "SHOPIFY_API_SECRET", MIN_SHOPIFY_SECRET_LENGTH),
+            (self.tierline_encryption_key, "TIERLINE_ENCRYPTION_KEY", MIN_ENCRYPTION_KEY_LENGTH),
+        ):
+            if name not in listed and len(value.strip()) < minimum:
+                problems.append((name, f"is shorter than {minimum} characters"))
+        previous = self.shopify_api_secret_previous
+        if previous:
+            if previous.strip().lower() in _PLACEHOLDERS or previous in DEV_SECRETS.values():
+                problems.append(("SHOPIFY_API_SECRET_PREVIOUS", "is a placeholder or a development value"))
+            elif len(previous.strip()) < MIN_SHOPIFY_SECRET_LENGTH:
+                problems.append(
+                    (
+                        "SHOPIFY_API_SECRET_PREVIOUS",
+                        f"is shorter than {MIN_SHOPIFY_SECRET_LENGTH} characters",
+                    )
+                )
+        try:
+            url = urlsplit(self.shopify_app_url.strip())
+            secure = url.scheme == "https" and bool(url.hostname)
+        except ValueError:
+            secure = False
+        if not secure:
+            problems.append(("SHOPIFY_APP_URL", "must be the app's public https:// URL"))
+        return problems
+
     def with_dev_fallbacks(self) -> Settings:
         """Fill missing secrets with the documented dev values (development only), warning once each.
 
-        In production, raise :class:`MissingSecretsError` naming every missing variable.
+        In production, raise :class:`MissingSecretsError` naming every variable it refuses
+        (:meth:`production_problems`).
         """
-        missing = self.missing_secrets()
-        if not missing:
-            return self
         if self.is_production:
-            raise MissingSecretsError(missing)
+            problems = self.production_problems()
+            if problems:
+                raise MissingSecretsError(problems)
+            return self
+        if not self.missing_secrets():
+            return self
         updates: dict[str, str] = {}
         for attr, value in DEV_SECRETS.items():
             if getattr(self, attr).strip().lower() in _PLACEHOLDERS:

@@ -409,7 +409,12 @@ class TestEscapingAndHeaders:
 
 @pytest.fixture
 async def production(database_url: str) -> AsyncIterator[Client]:
-    settings = make_settings(database_url, TIERLINE_ENV="production", TIERLINE_DEV_SHOP=SHOP)
+    settings = make_settings(
+        database_url,
+        TIERLINE_ENV="production",
+        TIERLINE_DEV_SHOP=SHOP,
+        SHOPIFY_APP_URL="https://tierline.example",
+    )
     async with AsyncTestClient(app=create_app(settings), base_url="https://tierline.example") as client:
         yield client
 
