@@ -194,12 +194,14 @@ class DataRequestRef(Payload):
 
 
 class CustomersDataRequestPayload(Payload):
+    shop_domain: Text | None = None
     customer: ComplianceCustomer
     orders_requested: Annotated[list[ShopifyId], BeforeValidator(_none_to_empty_list)] = []
     data_request: DataRequestRef | None = None
 
 
 class CustomersRedactPayload(Payload):
+    shop_domain: Text | None = None
     customer: ComplianceCustomer
     orders_to_redact: Annotated[list[ShopifyId], BeforeValidator(_none_to_empty_list)] = []
 
@@ -216,3 +218,5 @@ class AppUninstalledPayload(Payload):
     name: Text | None = None
     currency: Text | None = None
     iana_timezone: Text | None = None
+    #: The shop's ``*.myshopify.com`` domain (``domain`` is its own storefront domain, if any).
+    myshopify_domain: Text | None = None
