@@ -28,6 +28,7 @@ from service.api.stats import customer_stats, recalculate
 from service.config import Settings
 from service.db import make_engine, make_sessionmaker
 from service.errors import exception_handlers
+from service.limits import BodyBudget, request_limits
 from service.metrics import record_settled, timing_middleware
 from service.runtime import Runtime
 from service.ui.pages import PageController, app_root, static_files_router, template_config
@@ -125,6 +126,13 @@ def create_app(
         logging_config=None,
         debug=False,
     )
-    # Around routing (as Litestar's OpenTelemetry plugin does), so unmatched requests are timed too.
-    app.asgi_handler = timing_middleware(app.asgi_handler)
+    # Around routing (as Litestar's OpenTelemetry plugin does): the limits hold for every request,
+    # matched or not, and unmatched requests and refusals are timed too.
+    limited = request_limits(
+        app.asgi_handler,
+        budget=BodyBudget(settings.body_budget),
+        body_timeout=settings.body_timeout_seconds,
+        max_body=settings.max_body,
+    )
+    app.asgi_handler = timing_middleware(limited)
     return app

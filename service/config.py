@@ -66,6 +66,13 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535, alias="PORT")
     worker: Literal["inline", "off"] = Field(default="inline", alias="TIERLINE_WORKER")
     max_body: int = Field(default=5 * 1024 * 1024, ge=1024, alias="TIERLINE_MAX_BODY")
+    # What a client can make a process hold (docs/operations.md, "Limits").
+    body_budget: int = Field(default=64 * 1024 * 1024, ge=1024, alias="TIERLINE_BODY_BUDGET")
+    body_timeout_seconds: float = Field(default=10.0, gt=0, alias="TIERLINE_BODY_TIMEOUT")
+    max_header_bytes: int = Field(default=64 * 1024, ge=4096, alias="TIERLINE_MAX_HEADER_BYTES")
+    header_timeout_seconds: float = Field(default=10.0, gt=0, alias="TIERLINE_HEADER_TIMEOUT")
+    keep_alive_seconds: int = Field(default=5, ge=1, alias="TIERLINE_KEEP_ALIVE")
+    forwarded_allow_ips: str = Field(default="127.0.0.1,::1", alias="FORWARDED_ALLOW_IPS")
     # Inbox and worker tuning (documented in docs/architecture.md).
     max_attempts: int = Field(default=8, ge=1, alias="TIERLINE_MAX_ATTEMPTS")
     retention_days: int = Field(default=14, ge=1, alias="TIERLINE_RETENTION_DAYS")

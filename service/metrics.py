@@ -47,6 +47,12 @@ TIER_CHANGES = Counter(
     "Changes of customers' tier of record, by reason.",
     ["reason"],
 )
+REQUESTS_REFUSED = Counter(
+    "tierline_http_requests_refused_total",
+    "Requests or connections refused by the limits on what a client can make the process hold: "
+    "body_budget (503), body_timeout (408), head_too_large (431), head_timeout (408).",
+    ["reason"],
+)
 HTTP_SECONDS = Histogram(
     "tierline_http_request_duration_seconds",
     "HTTP request latency, by method, route and status class.",

@@ -28,7 +28,7 @@ from service.api.ids import path_id
 from service.domain import customer_views, inbox, reports
 from service.domain.pagination import MAX_LIMIT
 from service.domain.settings import get_shop_settings, to_document
-from service.errors import AppError, NotFoundError
+from service.errors import AppError, NotFoundError, bounded_errors
 from service.runtime import Runtime
 from service.types import utc_now
 from service.ui.auth import (
@@ -177,7 +177,7 @@ def _error_page(request: Request[Any, Any, Any], status: int, detail: str, exc: 
 def _app_error(request: Request[Any, Any, Any], exc: AppError) -> Template:
     detail = exc.detail
     if exc.errors:
-        detail += ": " + "; ".join(f"{e['field']}: {e['message']}" for e in exc.errors)
+        detail += ": " + "; ".join(f"{e['field']}: {e['message']}" for e in bounded_errors(exc.errors))
     return _error_page(request, exc.status_code, detail, exc)
 
 
