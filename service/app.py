@@ -128,9 +128,10 @@ def create_app(
     )
     # Around routing (as Litestar's OpenTelemetry plugin does): the limits hold for every request,
     # matched or not, and unmatched requests and refusals are timed too.
+    app.state.body_budget = BodyBudget(settings.body_budget)
     limited = request_limits(
         app.asgi_handler,
-        budget=BodyBudget(settings.body_budget),
+        budget=app.state.body_budget,
         body_timeout=settings.body_timeout_seconds,
         max_body=settings.max_body,
     )

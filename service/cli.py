@@ -68,6 +68,7 @@ def serve(
     import uvicorn
 
     from service.app import create_app
+    from service.server import server_config
 
     settings = load_settings(secrets_required=True)
     host = host or settings.host
@@ -90,17 +91,7 @@ def serve(
             f"  env: {settings.env}",
             err=True,
         )
-    config = uvicorn.Config(
-        create_app(settings),
-        host=host,
-        port=port,
-        log_config=None,
-        access_log=False,
-        proxy_headers=True,
-        forwarded_allow_ips="*",
-        timeout_graceful_shutdown=8,
-        server_header=False,
-    )
+    config = server_config(create_app(settings), settings, host=host, port=port)
     uvicorn.Server(config).run()
 
 

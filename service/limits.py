@@ -41,7 +41,7 @@ from litestar.types import (
 )
 
 from service.errors import PROBLEM_JSON, AppError, ServiceUnavailableError
-from service.metrics import REQUESTS_REFUSED
+from service.metrics import BODY_BYTES_HELD, REQUESTS_REFUSED
 
 RETRY_AFTER_SECONDS = "5"
 
@@ -71,10 +71,12 @@ class BodyBudget:
         if self.used + size > self.limit:
             return False
         self.used += size
+        BODY_BYTES_HELD.inc(size)
         return True
 
     def give_back(self, size: int) -> None:
         self.used -= size
+        BODY_BYTES_HELD.dec(size)
 
 
 def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:

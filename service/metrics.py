@@ -53,6 +53,10 @@ REQUESTS_REFUSED = Counter(
     "body_budget (503), body_timeout (408), head_too_large (431), head_timeout (408).",
     ["reason"],
 )
+BODY_BYTES_HELD = Gauge(
+    "tierline_http_body_bytes_held",
+    "Bytes of request bodies in flight, taken from the TIERLINE_BODY_BUDGET of this process.",
+)
 HTTP_SECONDS = Histogram(
     "tierline_http_request_duration_seconds",
     "HTTP request latency, by method, route and status class.",
