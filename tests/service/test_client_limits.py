@@ -52,7 +52,8 @@ class Attack:
     body_bytes: int
     idle_connections: int
     server_env: dict[str, str]
-    #: Bodies the server's budget holds at once.
+    #: The server's budget for bodies in flight, and how many attacking bodies it holds at once.
+    budget: int
     budget_slots: int
     #: Largest peak growth of the server's resident memory allowed during one attack.
     growth_limit: int
@@ -68,6 +69,7 @@ ATTACK = (
         body_bytes=5 * MB,
         idle_connections=80,
         server_env={},  # the defaults: 64 KiB heads in 10 s, 64 MiB of bodies, 10 s per body
+        budget=64 * MB,
         budget_slots=64 // 5,
         growth_limit=128 * MB,
         peak_limit=256 * MB,
@@ -86,6 +88,7 @@ ATTACK = (
             "TIERLINE_HEADER_TIMEOUT": "1",
             "TIERLINE_KEEP_ALIVE": "1",
         },
+        budget=4 * MB,
         budget_slots=4,
         growth_limit=16 * MB,
         peak_limit=256 * MB,
@@ -127,8 +130,11 @@ class Server:
         return sock
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One server for the module: each attack ends with every connection closed, and the peak
+    memory is reset before each one."""
+    tmp_path = tmp_path_factory.mktemp("serve")
     env = dict(os.environ)
     env.update(
         {
@@ -256,8 +262,11 @@ def wait_for_gauge(server: Server, name: str, value: float) -> float:
     return reading
 
 
-def signed_delivery(server: Server) -> httpx.Response:
-    headers, body = signed_webhook("customers/create", customer_payload(next_id()))
+def signed_delivery(server: Server, *, at_least: int = 0) -> httpx.Response:
+    """A genuine delivery, its JSON padded with trailing spaces to ``at_least`` bytes."""
+    _, body = signed_webhook("customers/create", customer_payload(next_id()))
+    body += b" " * max(0, at_least - len(body))
+    headers, body = signed_webhook("customers/create", None, raw=body)
     return httpx.post(f"{server.base}/webhooks/shopify", content=body, headers=headers, timeout=PATIENCE)
 
 
@@ -314,7 +323,8 @@ class TestBodies:
         with ThreadPoolExecutor(ATTACK.budget_slots) as pool:
             holders = [pool.submit(half_sent_body, server) for _ in range(ATTACK.budget_slots)]
             held = wait_for_gauge(server, "tierline_http_body_bytes_held", full)
-            busy = signed_delivery(server)
+            # Larger than what the holders left of the budget (nothing, unless it is not a multiple).
+            busy = signed_delivery(server, at_least=ATTACK.budget - full + 1)
             outcomes = [holder.result() for holder in holders]
 
         assert held == full
