@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import random
 import re
+import shutil
 import string
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from service.app import create_app
 from service.config import Settings
 from service.metrics import record_settled
+from tests.conftest import make_settings
 from tests.factories import customer_payload, next_id, signed_webhook
 from tests.webhooks.helpers import drain
 from webhooks.handlers import build_router
@@ -63,6 +68,15 @@ async def test_backlog_processing_and_http_latency_are_exposed(
     assert "tierline_webhook_processing_seconds_bucket" in after
 
 
+@pytest.fixture
+async def sqlite_client(tmp_path: Path, sqlite_template: Path) -> AsyncIterator[AsyncTestClient[Litestar]]:
+    database = tmp_path / "tierline.db"
+    shutil.copyfile(sqlite_template, database)
+    app = create_app(make_settings(f"sqlite+aiosqlite:///{database}"))
+    async with AsyncTestClient(app=app, base_url="http://testserver.local") as client:
+        yield client
+
+
 def series(text: str, name: str) -> set[str]:
     """The label sets of one metric's samples in the exposition text."""
     return {
@@ -84,16 +98,20 @@ class TestCardinality:
     """
 
     async def test_random_paths_and_methods_leave_the_http_series_bounded(
-        self, client: AsyncTestClient[Litestar]
+        self, sqlite_client: AsyncTestClient[Litestar]
     ) -> None:
+        # Labels do not depend on the database: SQLite only, to keep the run short.
+        client = sqlite_client
         name = "tierline_http_request_duration_seconds_count"
         rng = random.Random(14)
         await client.get("/health")
         before = series((await client.get("/metrics")).text, name)
+        sent: set[str] = set()
         for _ in range(500):
-            segment = random_segment(rng)
+            segment, other = random_segment(rng), random_segment(rng)
+            sent.update((segment, other))
             await client.get(f"/api/customers/{segment}")  # 401 (no credentials), unauthenticated
-            await client.get(f"/{segment}/{random_segment(rng)}")  # matches no route: 404
+            await client.get(f"/{segment}/{other}")  # matches no route: 404
             await client.get(f"/api/customers/{rng.randint(1, 2**62)}/addresses")
             await client.request(rng.choice(["PROPFIND", "BREW", segment.upper()]), "/health")
         after = series((await client.get("/metrics")).text, name)
@@ -104,7 +122,8 @@ class TestCardinality:
         routes = {re.search(r'route="([^"]*)"', labels).group(1) for labels in after}  # type: ignore[union-attr]
         assert "unmatched" in routes
         assert "/api/customers/{customer_id}" in routes
-        assert not any("-" in route or "~" in route for route in routes if route != "unmatched")
+        labels = " ".join(after)
+        assert not [value for value in sent if len(value) > 3 and f"/{value}" in labels]
         methods = {re.search(r'method="([^"]*)"', labels).group(1) for labels in after}  # type: ignore[union-attr]
         assert methods <= {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "other"}
 
