@@ -28,11 +28,14 @@ test: $(STAMP) lint typecheck
 	@$(BIN)/lint-imports --no-cache
 	@$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -q
 
-## Longer reliability runs: workers killed 20 times over 5,000 deliveries, the database outage.
+## Longer reliability runs: workers killed 20 times over 5,000 deliveries, the database outage,
+## hostile payloads, and slow or oversized clients at full size against a real `tierline serve`
+## (8 x 40 MB unfinished headers, 80 half-sent 5 MB bodies, 80 idle connections).
 soak: $(STAMP)
 	@TIERLINE_SOAK_ROUNDS=20 TIERLINE_SOAK_DELIVERIES=5000 $(BIN)/python -m pytest -q -p no:cacheprovider \
 		tests/webhooks/test_worker_processes.py::TestKilledWorker tests/webhooks/test_outage.py \
 		tests/webhooks/test_hostile.py
+	@TIERLINE_SOAK_FULL=1 $(BIN)/python -m pytest -q -p no:cacheprovider -n 0 tests/service/test_client_limits.py
 
 lint: $(STAMP)
 	@$(BIN)/ruff check .

@@ -30,6 +30,7 @@ from service.config import Settings
 from service.db import make_engine, make_sessionmaker
 from service.errors import exception_handlers
 from service.jobs import JobRunner
+from service.limits import BodyBudget, request_limits
 from service.metrics import record_settled, timing_middleware
 from service.runtime import Runtime
 from service.ui.pages import PageController, app_root, static_files_router, template_config
@@ -99,7 +100,7 @@ def create_app(
                 await http.aclose()
             await engine.dispose()
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             receive_webhook,
             health,
@@ -138,7 +139,17 @@ def create_app(
             path="/schema",
             render_plugins=[render_plugin()],
         ),
-        middleware=[timing_middleware],
         logging_config=None,
         debug=False,
     )
+    # Around routing (as Litestar's OpenTelemetry plugin does): the limits hold for every request,
+    # matched or not, and unmatched requests and refusals are timed too.
+    app.state.body_budget = BodyBudget(settings.body_budget)
+    limited = request_limits(
+        app.asgi_handler,
+        budget=app.state.body_budget,
+        body_timeout=settings.body_timeout_seconds,
+        max_body=settings.max_body,
+    )
+    app.asgi_handler = timing_middleware(limited)
+    return app

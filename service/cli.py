@@ -67,7 +67,8 @@ def load_settings(*, secrets_required: bool = False) -> Settings:
         try:
             settings = settings.with_dev_fallbacks()
         except MissingSecretsError as exc:
-            raise fail("production requires these settings: " + ", ".join(exc.names)) from exc
+            refused = "; ".join(f"{name} {reason}" for name, reason in exc.problems)
+            raise fail(f"production refuses to start: {refused}") from exc
     return settings
 
 
@@ -167,6 +168,7 @@ def serve(
     import uvicorn
 
     from service.app import create_app
+    from service.server import server_config
 
     settings = load_settings(secrets_required=True)
     host = host or settings.host
@@ -191,17 +193,7 @@ def serve(
             f"  env: {settings.env}",
             err=True,
         )
-    config = uvicorn.Config(
-        create_app(settings),
-        host=host,
-        port=port,
-        log_config=None,
-        access_log=False,
-        proxy_headers=True,
-        forwarded_allow_ips="*",
-        timeout_graceful_shutdown=8,
-        server_header=False,
-    )
+    config = server_config(create_app(settings), settings, host=host, port=port)
     uvicorn.Server(config).run(sockets=[sock])
 
 

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import logging
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from service.crypto import dev_session_key
 from shopify_client import DEFAULT_SHOP_ORIGIN, check_origin_template
 
 logger = logging.getLogger(__name__)
@@ -30,14 +32,20 @@ DEV_SECRETS: dict[str, str] = {
 _PLACEHOLDERS = {"", "changeme", "change-me", "xxx", "secret", "todo", "placeholder", "tierline-dev-secret"}
 #: The databases tierline runs on (SPEC §2); URLs are first normalized to these drivers.
 SUPPORTED_DRIVERS = ("sqlite+aiosqlite", "postgresql+psycopg")
+#: Shortest values production accepts. Shopify's client secrets are 32 hexadecimal characters (or
+#: ``shpss_`` and 32); 16 refuses typos and toy values without betting on Shopify's format.
+#: The encryption key is ours: ``secrets.token_urlsafe(48)`` gives 64 characters.
+MIN_SHOPIFY_SECRET_LENGTH = 16
+MIN_ENCRYPTION_KEY_LENGTH = 32
 
 
 class MissingSecretsError(RuntimeError):
-    """Production settings name secrets that are missing or placeholders."""
+    """Production settings that are missing, placeholders or unsafe: (variable, reason) pairs."""
 
-    def __init__(self, names: list[str]) -> None:
-        self.names = names
-        super().__init__("missing or placeholder secrets: " + ", ".join(names))
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = problems
+        self.names = [name for name, _ in problems]
+        super().__init__("; ".join(f"{name} {reason}" for name, reason in problems))
 
 
 def normalize_database_url(url: str) -> str:
@@ -65,6 +73,13 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535, alias="PORT")
     worker: Literal["inline", "off"] = Field(default="inline", alias="TIERLINE_WORKER")
     max_body: int = Field(default=5 * 1024 * 1024, ge=1024, alias="TIERLINE_MAX_BODY")
+    # What a client can make a process hold (docs/operations.md, "Limits").
+    body_budget: int = Field(default=64 * 1024 * 1024, ge=1024, alias="TIERLINE_BODY_BUDGET")
+    body_timeout_seconds: float = Field(default=10.0, gt=0, alias="TIERLINE_BODY_TIMEOUT")
+    max_header_bytes: int = Field(default=64 * 1024, ge=4096, alias="TIERLINE_MAX_HEADER_BYTES")
+    header_timeout_seconds: float = Field(default=10.0, gt=0, alias="TIERLINE_HEADER_TIMEOUT")
+    keep_alive_seconds: int = Field(default=5, ge=1, alias="TIERLINE_KEEP_ALIVE")
+    forwarded_allow_ips: str = Field(default="127.0.0.1,::1", alias="FORWARDED_ALLOW_IPS")
     # Inbox and worker tuning (documented in docs/architecture.md).
     max_attempts: int = Field(default=8, ge=1, alias="TIERLINE_MAX_ATTEMPTS")
     retention_days: int = Field(default=14, ge=1, alias="TIERLINE_RETENTION_DAYS")
@@ -136,6 +151,14 @@ class Settings(BaseSettings):
         """The secrets a signature may be made with: current first, previous during rotation."""
         return tuple(s for s in (self.shopify_api_secret, self.shopify_api_secret_previous) if s)
 
+    @property
+    def session_token_keys(self) -> tuple[str | bytes, ...]:
+        """Keys a session token may be signed with: the app secrets (Shopify signs with them) and,
+        in development only, the key of the tokens the development pages mint."""
+        if self.is_production or not self.shopify_api_secret:
+            return self.webhook_secrets
+        return (*self.webhook_secrets, dev_session_key(self.shopify_api_secret))
+
     def missing_secrets(self) -> list[str]:
         """Environment names of required secrets that are unset or placeholders."""
         missing = []
@@ -152,16 +175,50 @@ class Settings(BaseSettings):
             missing.append("TIERLINE_SHOPIFY_URL")
         return missing
 
+    def production_problems(self) -> list[tuple[str, str]]:
+        """What production refuses, as (variable, reason): missing or placeholder secrets, a
+        public development value (as the previous secret too: a token signed with it would pass),
+        secrets shorter than the documented minimum, and an app URL that is not ``https://``
+        (the OAuth state cookie is ``Secure`` only then, and Shopify requires HTTPS)."""
+        problems = [(name, "is missing or a placeholder") for name in self.missing_secrets()]
+        listed = {name for name, _ in problems}
+        for value, name, minimum in (
+            (self.shopify_api_secret, "SHOPIFY_API_SECRET", MIN_SHOPIFY_SECRET_LENGTH),
+            (self.tierline_encryption_key, "TIERLINE_ENCRYPTION_KEY", MIN_ENCRYPTION_KEY_LENGTH),
+        ):
+            if name not in listed and len(value.strip()) < minimum:
+                problems.append((name, f"is shorter than {minimum} characters"))
+        previous = self.shopify_api_secret_previous
+        if previous:
+            if previous.strip().lower() in _PLACEHOLDERS or previous in DEV_SECRETS.values():
+                problems.append(("SHOPIFY_API_SECRET_PREVIOUS", "is a placeholder or a development value"))
+            elif len(previous.strip()) < MIN_SHOPIFY_SECRET_LENGTH:
+                problems.append(
+                    (
+                        "SHOPIFY_API_SECRET_PREVIOUS",
+                        f"is shorter than {MIN_SHOPIFY_SECRET_LENGTH} characters",
+                    )
+                )
+        try:
+            url = urlsplit(self.shopify_app_url.strip())
+            secure = url.scheme == "https" and bool(url.hostname)
+        except ValueError:
+            secure = False
+        if not secure:
+            problems.append(("SHOPIFY_APP_URL", "must be the app's public https:// URL"))
+        return problems
+
     def with_dev_fallbacks(self) -> Settings:
         """Fill missing secrets with the documented dev values (development only), warning once each.
 
-        In production, raise :class:`MissingSecretsError` naming every missing variable.
+        In production, raise :class:`MissingSecretsError` naming every variable it refuses
+        (:meth:`production_problems`).
         """
-        missing = self.missing_secrets()
-        if not missing:
-            return self
         if self.is_production:
-            raise MissingSecretsError(missing)
+            problems = self.production_problems()
+            if problems:
+                raise MissingSecretsError(problems)
+            return self
         updates: dict[str, str] = {
             attr: value
             for attr, value in DEV_SECRETS.items()

@@ -1,7 +1,8 @@
 """Engines and transactions. The edges own the transaction (STYLE rule 3).
 
-* SQLite: WAL, ``busy_timeout``, foreign keys, and ``BEGIN IMMEDIATE`` for every transaction, so
-  that a reader never has to upgrade to a writer (which SQLite refuses under contention).
+* SQLite: WAL, ``busy_timeout``, foreign keys, ``secure_delete`` (erased bytes are zeroed), and
+  ``BEGIN IMMEDIATE`` for every transaction, so that a reader never has to upgrade to a writer
+  (which SQLite refuses under contention).
 * PostgreSQL: psycopg 3 async with a small pool and no ping before each checkout (a round trip
   on every request). A connection broken by a database restart fails on first use; SQLAlchemy
   then discards the whole pool. Intake retries once on a fresh connection; other requests answer
@@ -47,6 +48,9 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys=ON")
+        # Deleted and overwritten content is zeroed in the file, not left in free pages: a
+        # redaction must not stay readable with a hex editor (docs/operations.md).
+        cursor.execute("PRAGMA secure_delete=ON")
         cursor.close()
 
     @event.listens_for(sync_engine, "begin")

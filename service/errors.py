@@ -13,6 +13,11 @@ from litestar.exceptions import HTTPException, ValidationException
 logger = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
+#: A problem lists at most this many field errors, then one that says how many more there were:
+#: a body with thousands of bad keys must not get thousands of errors (and its keys) echoed back.
+MAX_ERRORS = 20
+#: Field names and messages echoed in a problem are cut to this many characters.
+MAX_ERROR_TEXT = 200
 
 
 class AppError(Exception):
@@ -61,6 +66,19 @@ class ServiceUnavailableError(AppError):
     status_code = 503
 
 
+def _cut(text: str) -> str:
+    return text if len(text) <= MAX_ERROR_TEXT else text[: MAX_ERROR_TEXT - 1] + "…"
+
+
+def bounded_errors(errors: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The first :data:`MAX_ERRORS` errors (texts cut short), and a summary of the rest."""
+    shown = [{key: _cut(str(value)) for key, value in error.items()} for error in errors[:MAX_ERRORS]]
+    hidden = len(errors) - len(shown)
+    if hidden > 0:
+        shown.append({"field": "", "message": f"{hidden} more errors not shown"})
+    return shown
+
+
 def problem(
     status: int,
     detail: str,
@@ -76,7 +94,7 @@ def problem(
         "detail": detail,
     }
     if errors:
-        body["errors"] = errors
+        body["errors"] = bounded_errors(errors)
     return Response(content=body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 

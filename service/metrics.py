@@ -1,13 +1,21 @@
-"""Prometheus metrics (SPEC §7). Exposed unauthenticated at ``/metrics``."""
+"""Prometheus metrics (SPEC §7). Exposed unauthenticated at ``/metrics``.
+
+Every label value comes from a fixed set, whatever a client sends: a series is kept for ever, so
+a label made from a raw path, method or topic would let anyone grow memory and the scrape
+without bound. HTTP timings are labelled by the route template that matched
+(``/api/customers/{customer_id:str}``), ``unmatched`` when none did; methods outside the
+standard ones become ``other``; topics outside the handled ones become ``other``.
+"""
 
 from __future__ import annotations
 
-import re
 import time
 
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import Counter, Gauge, Histogram
+
+from service.topics import HANDLED_TOPICS
 
 DELIVERIES_RECEIVED = Counter(
     "tierline_webhook_deliveries_total",
@@ -39,6 +47,16 @@ TIER_CHANGES = Counter(
     "Changes of customers' tier of record, by reason.",
     ["reason"],
 )
+REQUESTS_REFUSED = Counter(
+    "tierline_http_requests_refused_total",
+    "Requests or connections refused by the limits on what a client can make the process hold: "
+    "body_budget (503), body_timeout (408), head_too_large (431), head_timeout (408).",
+    ["reason"],
+)
+BODY_BYTES_HELD = Gauge(
+    "tierline_http_body_bytes_held",
+    "Bytes of request bodies in flight, taken from the TIERLINE_BODY_BUDGET of this process.",
+)
 HTTP_SECONDS = Histogram(
     "tierline_http_request_duration_seconds",
     "HTTP request latency, by method, route and status class.",
@@ -47,24 +65,42 @@ HTTP_SECONDS = Histogram(
 )
 
 
+#: The label of requests that matched no route (404, 405), whatever their path.
+UNMATCHED_ROUTE = "unmatched"
+#: The label of a method outside :data:`HTTP_METHODS`, and of a topic tierline does not handle.
+OTHER = "other"
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def topic_label(topic: str) -> str:
+    """A handled topic as it is; any other topic (signed, so rare) as ``other``."""
+    return topic if topic in HANDLED_TOPICS else OTHER
+
+
 def record_settled(topic: str, status: str, seconds: float) -> None:
     """A delivery left the worker: ``pending`` means a retry was scheduled."""
-    DELIVERIES_SETTLED.labels(topic=topic, status="retry" if status == "pending" else status).inc()
+    DELIVERIES_SETTLED.labels(
+        topic=topic_label(topic), status="retry" if status == "pending" else status
+    ).inc()
     PROCESSING_SECONDS.observe(seconds)
 
 
-_ID_SEGMENT = re.compile(r"/(?:\d+|gid:/+shopify/[A-Za-z]+/\d+)(?=/|$)")
+def route_label(scope: Scope) -> str:
+    """The route template the router matched (set in the scope by Litestar), else ``unmatched``."""
+    template = scope.get("path_template")
+    return template if isinstance(template, str) and template else UNMATCHED_ROUTE
 
 
-def route_label(path: str) -> str:
-    """A low-cardinality route for a path: ids become ``{id}``; paths outside the app collapse."""
-    if not path.startswith(("/api/", "/webhooks/", "/app", "/auth/", "/health", "/ready", "/schema")):
-        return "other"
-    return _ID_SEGMENT.sub("/{id}", path)
+def method_label(method: str) -> str:
+    return method if method in HTTP_METHODS else OTHER
 
 
 def timing_middleware(app: ASGIApp) -> ASGIApp:
-    """ASGI middleware observing each HTTP request's latency in ``HTTP_SECONDS``."""
+    """ASGI middleware observing each HTTP request's latency in ``HTTP_SECONDS``.
+
+    It wraps the whole application (routing included), so requests that match no route are
+    observed too, under ``unmatched``.
+    """
 
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != ScopeType.HTTP:
@@ -83,9 +119,9 @@ def timing_middleware(app: ASGIApp) -> ASGIApp:
             await app(scope, receive, send_wrapper)
         finally:
             HTTP_SECONDS.labels(
-                method=scope.get("method", "GET"),
-                route=route_label(scope.get("path", "")),
-                status=f"{status // 100}xx",
+                method=method_label(scope.get("method", "GET")),
+                route=route_label(scope),
+                status=f"{min(max(status // 100, 1), 5)}xx",
             ).observe(time.perf_counter() - started)
 
     return middleware

@@ -132,6 +132,19 @@ class ApiKey(SQLModel, table=True):
     last_used_at: datetime | None = _utc()
 
 
+class OAuthStateUse(SQLModel, table=True):
+    """OAuth state nonces a callback has used: each install redirect is accepted once.
+
+    Only the SHA-256 of the nonce is kept, until the state cookie that carried it has expired
+    (after that the cookie is refused anyway). Not shop-keyed: nothing in it is a shop's data.
+    """
+
+    __tablename__ = "oauth_state_uses"
+
+    nonce_hash: str = Field(max_length=64, primary_key=True)
+    expires_at: datetime = Field(sa_type=UTCDateTime, index=True)
+
+
 class WebhookDelivery(SQLModel, table=True):
     """The inbox: one row per Shopify delivery, stored before it is acknowledged."""
 

@@ -20,35 +20,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.config import Settings
 from service.sync import Clock, ShopAccess, Sleep
+from service.topics import COMPLIANCE_TOPICS as COMPLIANCE_TOPICS  # re-exported
+from service.topics import WEBHOOK_TOPICS as WEBHOOK_TOPICS  # re-exported
 from service.types import utc_now
 from shopify_client import UserErrorsError
 
 WEBHOOK_PATH = "/webhooks/shopify"
-
-#: Every topic of SPEC §3 that a shop-specific subscription can carry.
-WEBHOOK_TOPICS: tuple[str, ...] = (
-    "customers/create",
-    "customers/update",
-    "customers/delete",
-    "orders/create",
-    "orders/updated",
-    "orders/cancelled",
-    "orders/paid",
-    "orders/fulfilled",
-    "orders/partially_fulfilled",
-    "orders/delete",
-    "fulfillments/create",
-    "fulfillments/update",
-    "fulfillment_events/create",
-    "returns/request",
-    "returns/approve",
-    "returns/decline",
-    "returns/close",
-    "refunds/create",
-    "app/uninstalled",
-)
-#: Declared in ``shopify.app.toml`` only (``compliance_topics``).
-COMPLIANCE_TOPICS: tuple[str, ...] = ("customers/data_request", "customers/redact", "shop/redact")
 
 
 class SubscriptionError(ValueError):

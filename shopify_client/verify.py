@@ -21,7 +21,10 @@ import jwt
 
 from shopify_client.errors import InvalidSessionTokenError, InvalidShopDomainError
 
-SHOP_DOMAIN_RE = re.compile(r"^[a-z0-9][a-z0-9-]*\.myshopify\.com$", re.IGNORECASE)
+#: ASCII only: with ``re.IGNORECASE`` alone, Python also matches non-ASCII letters whose case
+#: folds onto ASCII ones (U+0130, U+0131, U+017F long s, U+212A Kelvin sign), so a look-alike
+#: such as ``shopa.my\u017fhopify.com`` would pass.
+SHOP_DOMAIN_RE = re.compile(r"^[a-z0-9][a-z0-9-]*\.myshopify\.com$", re.IGNORECASE | re.ASCII)
 
 #: Leeway for ``exp``/``nbf`` of session tokens, as Shopify's own libraries use.
 SESSION_TOKEN_LEEWAY_SECONDS = 10
@@ -32,7 +35,7 @@ OAUTH_TIMESTAMP_MAX_SKEW_SECONDS = 90
 
 
 def is_valid_shop_domain(domain: str) -> bool:
-    """True for ``name.myshopify.com`` (case-insensitive), nothing else."""
+    """True for ``name.myshopify.com`` (ASCII letters in any case), nothing else."""
     return bool(SHOP_DOMAIN_RE.fullmatch(domain))
 
 
@@ -65,6 +68,20 @@ def verify_webhook_hmac(body: bytes, header: str | None, secrets: Iterable[str])
         # Evaluate every secret so timing does not reveal which one matched.
         ok = hmac.compare_digest(expected, received) or ok
     return ok
+
+
+#: What Shopify signs with the same app secret for other purposes, as a byte string: a session
+#: token's signing input (``base64url(header).base64url(claims)``) and an OAuth or app-proxy query
+#: (``name=value…``). Neither shape is JSON, so neither is ever a webhook body.
+_JWS_SIGNING_INPUT = re.compile(rb"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+_QUERY_MESSAGE = re.compile(rb"[A-Za-z0-9_.%\[\]-]+=")
+
+
+def signed_for_another_purpose(body: bytes) -> bool:
+    """True when ``body`` has the shape of a message Shopify signs for something other than a
+    webhook (a session token, an OAuth redirect). Its signature is Shopify's, but replaying it as
+    a webhook is a forgery: anyone holding a session token or an install redirect has one."""
+    return bool(_JWS_SIGNING_INPUT.fullmatch(body) or _QUERY_MESSAGE.match(body))
 
 
 def _escape_key(key: str) -> str:
@@ -116,7 +133,11 @@ def verify_oauth_hmac(
     now: float | None = None,
     max_age: int = OAUTH_TIMESTAMP_MAX_AGE_SECONDS,
 ) -> bool:
-    """Check an OAuth redirect's ``hmac`` and the freshness of its ``timestamp``."""
+    """Check an OAuth redirect's ``hmac`` and the freshness of its ``timestamp``.
+
+    The ``hmac`` must be the lower-case hex digest, as Shopify sends it: Shopify's own libraries
+    compare it as given, so an upper-case one is refused here too.
+    """
     received = query.get("hmac")
     if not isinstance(received, str) or not received or not received.isascii():
         return False
@@ -133,7 +154,7 @@ def verify_oauth_hmac(
     ok = False
     for secret in secrets:
         if secret:
-            ok = hmac.compare_digest(oauth_hmac(query, secret), received.lower()) or ok
+            ok = hmac.compare_digest(oauth_hmac(query, secret), received) or ok
     return ok
 
 
@@ -151,7 +172,7 @@ def decode_session_token(
     token: str,
     *,
     api_key: str,
-    secrets: Iterable[str],
+    secrets: Iterable[str | bytes],
 ) -> SessionToken:
     """Verify an App Bridge session token (HS256 only) and return its shop and user.
 

@@ -19,10 +19,10 @@ from service.db import session_scope
 from service.domain import inbox
 from service.domain.shops import get_or_create_shop_id
 from service.errors import BadRequestError, ServiceUnavailableError, UnauthorizedError
-from service.metrics import DELIVERIES_RECEIVED
+from service.metrics import DELIVERIES_RECEIVED, topic_label
 from service.runtime import Runtime
 from service.schemas import WebhookAck
-from shopify_client import verify_webhook_hmac
+from shopify_client import signed_for_another_purpose, verify_webhook_hmac
 from webhooks.envelope import EnvelopeError, WebhookEnvelope, header
 
 logger = logging.getLogger(__name__)
@@ -126,7 +126,10 @@ async def _store_within(runtime: Runtime, envelope: WebhookEnvelope, body: bytes
 async def receive_webhook(request: Request[Any, Any, Any], runtime: NamedDependency[Runtime]) -> WebhookAck:
     body = await request.body()  # over TIERLINE_MAX_BODY: 413 before anything else
     signature = header(request.headers, "hmac-sha256")
-    if not verify_webhook_hmac(body, signature, runtime.settings.webhook_secrets):
+    if not verify_webhook_hmac(body, signature, runtime.settings.webhook_secrets) or (
+        # Shopify's signature over a session token or an OAuth query, replayed as a webhook.
+        signed_for_another_purpose(body)
+    ):
         DELIVERIES_RECEIVED.labels(topic="unverified", outcome="unauthorized").inc()
         raise UnauthorizedError("X-Shopify-Hmac-Sha256 is missing or does not match the body")
     try:
@@ -138,16 +141,16 @@ async def receive_webhook(request: Request[Any, Any, Any], runtime: NamedDepende
     try:
         created = await _store_within(runtime, envelope, body)
     except (TimeoutError, sa.exc.SQLAlchemyError, OSError) as exc:
-        DELIVERIES_RECEIVED.labels(topic=envelope.topic, outcome="unavailable").inc()
+        DELIVERIES_RECEIVED.labels(topic=topic_label(envelope.topic), outcome="unavailable").inc()
         logger.error("webhook.store_failed", extra=log | {"error": type(exc).__name__})
         raise ServiceUnavailableError(
             "the delivery could not be stored; retry later", headers={"Retry-After": RETRY_AFTER_SECONDS}
         ) from exc
     if created:
         runtime.notify_worker()
-        DELIVERIES_RECEIVED.labels(topic=envelope.topic, outcome="accepted").inc()
+        DELIVERIES_RECEIVED.labels(topic=topic_label(envelope.topic), outcome="accepted").inc()
         logger.info("webhook.accepted", extra=log)
         return WebhookAck(status="accepted")
-    DELIVERIES_RECEIVED.labels(topic=envelope.topic, outcome="duplicate").inc()
+    DELIVERIES_RECEIVED.labels(topic=topic_label(envelope.topic), outcome="duplicate").inc()
     logger.info("webhook.duplicate", extra=log)
     return WebhookAck(status="duplicate")

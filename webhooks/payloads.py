@@ -222,6 +222,7 @@ class DataRequestRef(Payload):
 
 
 class CustomersDataRequestPayload(Payload):
+    shop_domain: Text | None = None
     customer: ComplianceCustomer
     orders_requested: Annotated[list[ShopifyId], BeforeValidator(_none_to_empty_list)] = []
     data_request: DataRequestRef | None = None
@@ -232,6 +233,7 @@ class CustomersDataRequestPayload(Payload):
 
 
 class CustomersRedactPayload(Payload):
+    shop_domain: Text | None = None
     customer: ComplianceCustomer
     orders_to_redact: Annotated[list[ShopifyId], BeforeValidator(_none_to_empty_list)] = []
 
@@ -252,3 +254,5 @@ class AppUninstalledPayload(Payload):
     name: Text | None = None
     currency: Text | None = None
     iana_timezone: Text | None = None
+    #: The shop's ``*.myshopify.com`` domain (``domain`` is its own storefront domain, if any).
+    myshopify_domain: Text | None = None

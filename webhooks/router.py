@@ -16,6 +16,10 @@ from service.domain.settings import ShopSettings, get_shop_settings
 P = TypeVar("P", bound=BaseModel)
 
 
+class PermanentDeliveryError(Exception):
+    """A delivery that can never apply as it is (bad payload): marked ``failed``, not retried."""
+
+
 @dataclass(slots=True)
 class DeliveryContext:
     """What a handler knows about the delivery it applies, inside the worker's transaction."""
@@ -32,6 +36,21 @@ class DeliveryContext:
     #: Set when the worker applies a whole batch at once: figures and tier histories go here and
     #: are settled before the batch commits (only handlers of ``batchable`` routes see it).
     deferred: DeferredFigures | None = None
+
+    def require_shop(self, named: str | None, field: str) -> None:
+        """Refuse a body that names another shop than the delivery's ``X-Shopify-Shop-Domain``.
+
+        Privacy and uninstall deliveries act on a whole shop or customer: one whose body says a
+        different shop is not applied to the header's shop (``failed``, with this reason).
+        A body that names no shop (the field absent or null) is taken as the header's.
+        """
+        if named is None or not named.strip():
+            return
+        if named.strip().lower() != self.shop_domain:
+            raise PermanentDeliveryError(
+                f"the body's {field} names another shop than X-Shopify-Shop-Domain "
+                f"({self.shop_domain}): not applied"
+            )
 
     async def shop_settings(self) -> ShopSettings:
         cached = self._settings_cache.get(self.shop_id)

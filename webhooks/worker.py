@@ -35,6 +35,7 @@ from service.metrics import BATCH_FALLBACKS
 from service.models import DeliveryStatus
 from service.types import utc_now
 from webhooks.router import DeliveryContext, ManyHandler, TopicRouter
+from webhooks.router import PermanentDeliveryError as PermanentDeliveryError  # re-exported
 
 logger = logging.getLogger(__name__)
 
@@ -48,10 +49,6 @@ SQLITE_MAX_BATCH = 10
 #: another worker's and was rolled back; the batch is claimed again at once, a few times.
 CONFLICT_SQLSTATES = frozenset({"40P01", "40001"})
 MAX_CONFLICT_RETRIES = 3
-
-
-class PermanentDeliveryError(Exception):
-    """A delivery that can never apply as it is (bad payload): marked ``failed``, not retried."""
 
 
 class _BatchFailed(Exception):

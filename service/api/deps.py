@@ -67,7 +67,7 @@ async def provide_shop(
         settings = runtime.settings
         try:
             claims = decode_session_token(
-                token, api_key=settings.shopify_api_key, secrets=settings.webhook_secrets
+                token, api_key=settings.shopify_api_key, secrets=settings.session_token_keys
             )
         except InvalidSessionTokenError as exc:
             raise UnauthorizedError(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -20,6 +21,8 @@ from litestar.response import Redirect
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.crypto import read_state, sign_state
+from service.db import session_scope
+from service.domain import installs
 from service.errors import AppError, BadRequestError, UnauthorizedError
 from service.install import Installer
 from service.runtime import Runtime
@@ -123,11 +126,25 @@ class OAuthController(Controller):
         shop = _checked_shop(query, runtime)
         cookie = request.cookies.get(STATE_COOKIE)
         state = read_state(cookie, runtime.settings.shopify_api_secret) if cookie else None
-        if state is None or state.get("shop") != shop or state.get("nonce") != query.get("state"):
+        nonce = query.get("state")
+        if (
+            state is None
+            or state.get("shop") != shop
+            or not isinstance(nonce, str)
+            or state.get("nonce") != nonce
+        ):
             raise UnauthorizedError("state is missing, expired or does not match this install")
         code = query.get("code")
         if not isinstance(code, str) or not code:
             raise BadRequestError("code is missing")
+        # Single use, server-side: committed before Shopify is called, so a replay of this
+        # callback (the same cookie and query) is refused even if the exchange fails.
+        async with session_scope(runtime.sessionmaker) as nonce_session:
+            first_use = await installs.use_state_nonce(
+                nonce_session, nonce, datetime.fromtimestamp(state["exp"], UTC)
+            )
+        if not first_use:
+            raise BadRequestError("this install link was already used: start the install again")
         settings = runtime.settings
         try:
             token = await exchange_code(

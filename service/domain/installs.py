@@ -3,6 +3,7 @@ whether the stored token is still usable (else the next embedded load exchanges 
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -10,8 +11,9 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.crypto import TokenCipher
+from service.db import dialect_of, insert_ignore
 from service.domain import jobs
-from service.models import Shop
+from service.models import OAuthStateUse, Shop
 from service.types import utc_now
 from shopify_client import AccessToken, missing_scopes
 
@@ -19,6 +21,22 @@ from shopify_client import AccessToken, missing_scopes
 REFRESH_MARGIN = timedelta(minutes=5)
 
 shops = Shop.__table__  # type: ignore[attr-defined]
+state_uses = OAuthStateUse.__table__  # type: ignore[attr-defined]
+
+
+async def use_state_nonce(session: AsyncSession, nonce: str, expires_at: datetime) -> bool:
+    """Record that an OAuth callback used ``nonce``: True the first time, False ever after.
+
+    Rows are kept until ``expires_at`` (when the state cookie carrying the nonce expires, after
+    which it is refused anyway); expired ones are deleted here, so the table stays small.
+    """
+    await session.execute(sa.delete(state_uses).where(state_uses.c.expires_at < utc_now()))
+    statement = (
+        insert_ignore(dialect_of(session), state_uses, ["nonce_hash"])
+        .values(nonce_hash=hashlib.sha256(nonce.encode()).hexdigest(), expires_at=expires_at)
+        .returning(state_uses.c.nonce_hash)
+    )
+    return (await session.execute(statement)).first() is not None
 
 
 async def store_token(session: AsyncSession, shop_id: int, token: AccessToken, cipher: TokenCipher) -> None:

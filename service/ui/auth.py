@@ -5,9 +5,10 @@
   page loads App Bridge, and its scripts call the JSON API with ``shopify.idToken()``.
 * Development (``TIERLINE_ENV=development`` only): a request without ``id_token`` is for the
   development shop (``TIERLINE_DEV_SHOP``). The page carries a session token for that shop minted
-  here, signed with the app secret and valid for 15 minutes, which its scripts send to the JSON
-  API as any other session token. Production never reaches this branch, and
-  :func:`dev_session_token` refuses to run there.
+  here, valid for 15 minutes, which its scripts send to the JSON API as any other session token.
+  It is signed with a key derived from the app secret for this purpose only (``service.crypto``),
+  never the raw secret, and that key is accepted in development only. Production never reaches
+  this branch, and :func:`dev_session_token` refuses to run there.
 
 Details and reasons: docs/ui.md.
 """
@@ -26,9 +27,10 @@ import jwt
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.config import Settings
+from service.crypto import dev_session_key
 from service.domain.jobs import SyncView
 from service.domain.shops import ShopProfile, find_shop
-from service.errors import AppError, UnauthorizedError
+from service.errors import AppError, BadRequestError, UnauthorizedError
 from service.install import Connection
 from shopify_client import InvalidSessionTokenError, SessionToken, decode_session_token, is_valid_shop_domain
 
@@ -143,16 +145,21 @@ def dev_session_token(settings: Settings, *, now: float | None = None) -> str:
         "jti": str(uuid.uuid4()),
         "sid": "tierline-development",
     }
-    return jwt.encode(claims, settings.shopify_api_secret, algorithm="HS256")
+    return jwt.encode(claims, dev_session_key(settings.shopify_api_secret), algorithm="HS256")
 
 
 def _host(value: str | None) -> str | None:
-    return value if value and _HOST.match(value) else None
+    return value if value and _HOST.fullmatch(value) else None
 
 
 def _shop_param(value: str | None) -> str | None:
-    shop = (value or "").strip().lower()
-    return shop if shop and is_valid_shop_domain(shop) else None
+    """The ``shop`` parameter, lower-cased; None when absent; ``400`` when it is not a shop domain."""
+    shop = (value or "").strip()
+    if not shop:
+        return None
+    if not is_valid_shop_domain(shop):
+        raise BadRequestError("the shop parameter is not a *.myshopify.com domain")
+    return shop.lower()
 
 
 async def authenticate_page(
@@ -166,26 +173,22 @@ async def authenticate_page(
     token = query.get("id_token")
     host = _host(query.get("host"))
     connection: Connection | None = None
+    named = _shop_param(query.get("shop"))
     if token:
         try:
             claims = decode_session_token(
-                token, api_key=settings.shopify_api_key, secrets=settings.webhook_secrets
+                token, api_key=settings.shopify_api_key, secrets=settings.session_token_keys
             )
         except InvalidSessionTokenError as exc:
             # A stale token (a reload after a minute) gets a fresh one through the bounce page.
-            raise PageUnauthorizedError(
-                f"invalid session token: {exc}", shop=_shop_param(query.get("shop")), host=host
-            ) from exc
-        named = _shop_param(query.get("shop"))
+            raise PageUnauthorizedError(f"invalid session token: {exc}", shop=named, host=host) from exc
         if named is not None and named != claims.shop:
             raise PageUnauthorizedError("the shop parameter does not match the session token")
         domain, embedded, dev_token = claims.shop, True, None
         if connect is not None:
             connection = await connect(claims, token)
     elif settings.is_production:
-        raise PageUnauthorizedError(
-            "open tierline from your Shopify admin", shop=_shop_param(query.get("shop")), host=host
-        )
+        raise PageUnauthorizedError("open tierline from your Shopify admin", shop=named, host=host)
     else:
         domain, embedded, dev_token, host = settings.dev_shop, False, dev_session_token(settings), None
     shop = await find_shop(session, domain)

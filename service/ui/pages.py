@@ -37,7 +37,7 @@ from service.domain.settings import (
     get_shop_settings,
     to_document,
 )
-from service.errors import AppError, NotFoundError
+from service.errors import AppError, NotFoundError, bounded_errors
 from service.install import Connection, Installer
 from service.runtime import Runtime
 from service.types import utc_now
@@ -279,7 +279,7 @@ def _error_page(request: Request[Any, Any, Any], status: int, detail: str, exc: 
 def _app_error(request: Request[Any, Any, Any], exc: AppError) -> Template:
     detail = exc.detail
     if exc.errors:
-        detail += ": " + "; ".join(f"{e['field']}: {e['message']}" for e in exc.errors)
+        detail += ": " + "; ".join(f"{e['field']}: {e['message']}" for e in bounded_errors(exc.errors))
     return _error_page(request, exc.status_code, detail, exc)
 
 

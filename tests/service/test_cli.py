@@ -40,7 +40,13 @@ def _isolate(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     """No ``.env`` or ``./data`` from the checkout; no settings from the outer environment;
     and the root log handlers the CLI installs (bound to the runner's stderr) are undone."""
     monkeypatch.chdir(tmp_path)
-    for name in (*SECRET_NAMES, "SHOPIFY_API_SECRET_PREVIOUS", "DATABASE_URL", "TIERLINE_ENV"):
+    for name in (
+        *SECRET_NAMES,
+        "SHOPIFY_API_SECRET_PREVIOUS",
+        "SHOPIFY_APP_URL",
+        "DATABASE_URL",
+        "TIERLINE_ENV",
+    ):
         monkeypatch.delenv(name, raising=False)
     root = logging.getLogger()
     handlers = list(root.handlers)
@@ -70,6 +76,7 @@ def production_env(**overrides: str | None) -> dict[str, str | None]:
         "SHOPIFY_API_KEY": API_KEY,
         "SHOPIFY_API_SECRET": API_SECRET,
         "TIERLINE_ENCRYPTION_KEY": ENCRYPTION_KEY,
+        "SHOPIFY_APP_URL": "https://tierline.example.com",
     }
     values.update(overrides)
     return values
@@ -214,6 +221,67 @@ class TestMigrate:
 
         assert result.exit_code == 0, result.output
         assert query(database_file, "SELECT count(*) FROM alembic_version") == [(1,)]
+
+
+class TestProductionRefusesUnsafeSettings:
+    """Issue 14, item 4: each unsafe value stops serve, worker and migrate, naming its variable."""
+
+    COMMANDS = (["migrate"], ["worker", "--drain"], ["serve", "--host", "127.0.0.1", "--port", "1"])
+
+    @pytest.mark.parametrize(
+        ("variable", "value", "reason"),
+        [
+            # A session token forged with the public development secret read another shop's data.
+            ("SHOPIFY_API_SECRET_PREVIOUS", "tierline-dev-secret", "development value"),
+            ("SHOPIFY_API_SECRET_PREVIOUS", "changeme", "placeholder"),
+            ("SHOPIFY_API_SECRET_PREVIOUS", "x", "shorter than 16"),
+            ("SHOPIFY_API_SECRET", "x", "shorter than 16"),
+            ("SHOPIFY_API_SECRET", "0123456789abcde", "shorter than 16"),
+            ("TIERLINE_ENCRYPTION_KEY", "k", "shorter than 32"),
+            ("TIERLINE_ENCRYPTION_KEY", "0123456789abcdef0123456789abcde", "shorter than 32"),
+            ("SHOPIFY_APP_URL", None, "https://"),
+            ("SHOPIFY_APP_URL", "http://tierline.example.com", "https://"),
+            ("SHOPIFY_APP_URL", "tierline.example.com", "https://"),
+            ("SHOPIFY_APP_URL", "https://", "https://"),
+        ],
+    )
+    def test_each_command_refuses_naming_the_variable(
+        self, url: str, database_file: Path, variable: str, value: str | None, reason: str
+    ) -> None:
+        for command in self.COMMANDS:
+            result = run(command, url, **production_env(**{variable: value}))
+
+            assert result.exit_code != 0, (command, result.output)
+            assert variable in result.output
+            assert reason in result.output
+            assert "Traceback" not in result.output
+            others = {"SHOPIFY_API_SECRET", "TIERLINE_ENCRYPTION_KEY", "SHOPIFY_APP_URL"} - {variable}
+            assert not any(f"{name} " in result.output for name in others), result.output
+        assert not database_file.exists()  # nothing ran
+
+    def test_every_problem_is_named_at_once(self, url: str) -> None:
+        env = production_env(
+            SHOPIFY_API_SECRET="short", TIERLINE_ENCRYPTION_KEY="short", SHOPIFY_APP_URL=None
+        )
+        result = run(["migrate"], url, **env)
+        assert result.exit_code != 0
+        for name in ("SHOPIFY_API_SECRET", "TIERLINE_ENCRYPTION_KEY", "SHOPIFY_APP_URL"):
+            assert name in result.output
+
+    @pytest.mark.parametrize("previous", [None, "previous-secret-0123456789abcdef"])
+    def test_safe_settings_start(self, url: str, previous: str | None) -> None:
+        result = run(["migrate"], url, **production_env(SHOPIFY_API_SECRET_PREVIOUS=previous))
+        assert result.exit_code == 0, result.output
+
+    def test_development_still_accepts_short_values_and_http(self, url: str) -> None:
+        result = run(
+            ["migrate"],
+            url,
+            SHOPIFY_API_SECRET="x",
+            TIERLINE_ENCRYPTION_KEY="k",
+            SHOPIFY_APP_URL="http://127.0.0.1:8000",
+        )
+        assert result.exit_code == 0, result.output
 
 
 class TestApiKeyCreate:

@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
@@ -323,6 +324,60 @@ class TestCallback:
         replay = await oauth_client.get("/auth/callback", params=params, follow_redirects=False)
         assert replay.status_code == 401
         assert len(shopify.token_forms) == 1
+
+    async def test_a_state_is_single_use_even_with_its_cookie_kept(
+        self, oauth_client: AsyncTestClient[Litestar], shopify: FakeShopify
+    ) -> None:
+        # Issue 14: the cookie is deleted on success, but whoever kept it (and the query) could
+        # replay the callback. The nonce is now remembered server-side.
+        nonce = await start_install(oauth_client)
+        cookie = oauth_client.cookies[STATE_COOKIE]
+        params = callback_query(nonce)
+        first = await oauth_client.get("/auth/callback", params=params, follow_redirects=False)
+        assert first.status_code == 302
+        oauth_client.cookies.set(STATE_COOKIE, cookie, domain="tierline.example.com", path="/auth")
+
+        replay = await oauth_client.get(
+            "/auth/callback", params=callback_query(nonce, code="auth-code-2"), follow_redirects=False
+        )
+
+        assert replay.status_code == 400
+        assert "already used" in problem_of(replay)["detail"]
+        assert len(shopify.token_forms) == 1
+
+    async def test_a_state_stays_used_when_the_exchange_failed(
+        self, oauth_client: AsyncTestClient[Litestar], shopify: FakeShopify
+    ) -> None:
+        shopify.token_error = (500, '{"error":"try later"}')
+        nonce = await start_install(oauth_client)
+        params = callback_query(nonce)
+        assert (await oauth_client.get("/auth/callback", params=params)).status_code == 502
+        shopify.token_error = None
+
+        replay = await oauth_client.get("/auth/callback", params=params, follow_redirects=False)
+
+        assert replay.status_code == 400
+        # A new install works: a new nonce.
+        fresh = await start_install(oauth_client)
+        response = await oauth_client.get(
+            "/auth/callback", params=callback_query(fresh), follow_redirects=False
+        )
+        assert response.status_code == 302
+
+    async def test_used_nonces_are_forgotten_once_their_cookie_expired(
+        self, sessionmaker: Sessionmaker
+    ) -> None:
+        past = datetime.now(UTC) - timedelta(seconds=1)
+        future = datetime.now(UTC) + timedelta(minutes=10)
+        async with session_scope(sessionmaker) as session:
+            assert await installs.use_state_nonce(session, "old", past) is True
+            assert await installs.use_state_nonce(session, "new", future) is True
+            assert await installs.use_state_nonce(session, "new", future) is False
+        async with session_scope(sessionmaker) as session:
+            assert await installs.use_state_nonce(session, "newer", future) is True
+            left = (await session.scalars(sa.select(installs.state_uses.c.nonce_hash))).all()
+        assert len(left) == 2  # "old" was deleted; only hashes are stored
+        assert all(len(value) == 64 and "new" not in value for value in left)
 
     async def test_a_missing_code_is_a_bad_request(self, oauth_client: AsyncTestClient[Litestar]) -> None:
         nonce = await start_install(oauth_client)

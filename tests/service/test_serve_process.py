@@ -8,7 +8,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -23,6 +22,17 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def wait_for_body_in_flight(base: str) -> bool:
+    """Poll /metrics until a request body is being read (``tierline_http_body_bytes_held`` > 0)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        for line in httpx.get(f"{base}/metrics", timeout=5).text.splitlines():
+            if line.startswith("tierline_http_body_bytes_held ") and float(line.split()[1]) > 0:
+                return True
+        time.sleep(0.02)
+    return False
 
 
 def test_serve_starts_answers_and_stops_gracefully(tmp_path: Path) -> None:
@@ -59,29 +69,26 @@ def test_serve_starts_answers_and_stops_gracefully(tmp_path: Path) -> None:
             except httpx.HTTPError:
                 time.sleep(0.1)
         headers, body = signed_webhook("customers/create", customer_payload(next_id()))
-        answers: list[int] = []
-        # A client built and connected beforehand: the request below leaves at once (building an
-        # httpx client and connecting could take longer than the pause on a loaded machine, and
-        # the request would then arrive after SIGTERM, when the server no longer accepts).
-        client = httpx.Client(base_url=base, timeout=10)
-        assert client.get("/health").status_code == 200
-
-        def post() -> None:
-            answers.append(client.post("/webhooks/shopify", content=body, headers=headers).status_code)
-
-        sender = threading.Thread(target=post)
-        sender.start()
-        time.sleep(0.05)
-        started = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
-        sender.join(timeout=10)
+        head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            # A request in flight: its head and half its body sent, and the server reading it (its
+            # body holds bytes of the body budget) when SIGTERM arrives.
+            sock.sendall(
+                f"POST /webhooks/shopify HTTP/1.1\r\nHost: 127.0.0.1\r\n{head}"
+                f"Content-Length: {len(body)}\r\n\r\n".encode()
+                + body[: len(body) // 2]
+            )
+            assert wait_for_body_in_flight(base)
+            started = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            sock.sendall(body[len(body) // 2 :])
+            answer = sock.recv(65536)
         _, rest = proc.communicate(timeout=12)
         # uvicorn re-raises the signal once shutdown is complete, so supervisors see it.
         assert proc.returncode in (0, -signal.SIGTERM), rest[-2000:]
         assert "Application shutdown complete" in rest
         assert time.monotonic() - started < 10
-        client.close()
-        assert answers == [200]  # the request in flight was answered, not dropped
+        assert answer.startswith(b"HTTP/1.1 200 ")  # the request in flight was answered, not dropped
         assert "worker.stopped" in rest
     finally:
         if proc.poll() is None:

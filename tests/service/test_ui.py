@@ -482,7 +482,12 @@ class TestEscapingAndHeaders:
 
 @pytest.fixture
 async def production(database_url: str) -> AsyncIterator[Client]:
-    settings = make_settings(database_url, TIERLINE_ENV="production", TIERLINE_DEV_SHOP=SHOP)
+    settings = make_settings(
+        database_url,
+        TIERLINE_ENV="production",
+        TIERLINE_DEV_SHOP=SHOP,
+        SHOPIFY_APP_URL="https://tierline.example",
+    )
     async with AsyncTestClient(app=create_app(settings), base_url="https://tierline.example") as client:
         yield client
 
@@ -543,10 +548,30 @@ class TestProduction:
         without_token = await production.get("/app", params={"shop": SHOP})
         assert without_token.status_code == 401
 
+    @pytest.mark.parametrize(
+        "shop", ["shopa.my\u017fhopify.com", "\u0130nk.myshopify.com", "\u212aite.myshopify.com", "evil.com"]
+    )
+    async def test_a_shop_parameter_that_is_not_a_shop_domain_is_a_400_page(
+        self, production: Client, shop: str
+    ) -> None:
+        # Non-ASCII look-alikes once passed the check and then broke the response headers (500).
+        for params in ({"shop": shop}, {"shop": shop, "host": "aG9zdA"}, {"shop": shop, "id_token": "x"}):
+            response = await production.get("/app", params=params)
+            assert response.status_code == 400, params
+            assert response.headers["content-type"].startswith("text/html")
+            assert "not a *.myshopify.com domain" in html.unescape(response.text)
+            assert response.headers["content-security-policy"].startswith("frame-ancestors 'none';")
+
     async def test_dev_tokens_are_never_minted_in_production(self, database_url: str) -> None:
         settings = make_settings(database_url, TIERLINE_ENV="production")
         with pytest.raises(RuntimeError, match="never issued in production"):
             dev_session_token(settings)
+
+
+async def test_development_also_refuses_a_look_alike_shop_parameter(client: Client) -> None:
+    response = await client.get("/app", params={"shop": "shopa.my\u017fhopify.com"})
+    assert response.status_code == 400
+    assert "tierline-dev-token" not in response.text
 
 
 async def test_unseen_shop_renders_empty_pages(client: Client) -> None:

@@ -88,6 +88,12 @@ class TestIsValidShopDomain:
             "acme.myshopify.com\n",
             "acme.myshopify.com:443",
             "acme.myshopify.io",
+            # Non-ASCII letters that case-fold onto ASCII ones under re.IGNORECASE.
+            "shopa.my\u017fhopify.com",  # LATIN SMALL LETTER LONG S
+            "\u0130nk.myshopify.com",  # LATIN CAPITAL LETTER I WITH DOT ABOVE
+            "\u0131nk.myshopify.com",  # LATIN SMALL LETTER DOTLESS I
+            "\u212aite.myshopify.com",  # KELVIN SIGN
+            "shop.myshop\u0130fy.com",
         ],
     )
     def test_rejects_anything_else(self, domain: str) -> None:
@@ -210,9 +216,12 @@ class TestVerifyOauthHmac:
     def test_rejects_the_documented_example_with_another_secret(self) -> None:
         assert verify_oauth_hmac(DOC_QUERY, ["hush!"], now=1337178173 + 5) is False
 
-    def test_accepts_an_upper_case_digest(self) -> None:
-        query = {**DOC_QUERY, "hmac": DOC_QUERY["hmac"].upper()}
-        assert verify_oauth_hmac(query, [DOC_SECRET], now=1337178173) is True
+    @pytest.mark.parametrize("transform", [str.upper, str.title, lambda h: h[:10].upper() + h[10:]])
+    def test_rejects_a_digest_that_is_not_lower_case(self, transform: Any) -> None:
+        # Shopify's Python and JavaScript libraries compare the hex digest as sent: upper case fails.
+        query = {**DOC_QUERY, "hmac": transform(DOC_QUERY["hmac"])}
+        assert query["hmac"] != DOC_QUERY["hmac"]
+        assert verify_oauth_hmac(query, [DOC_SECRET], now=1337178173) is False
 
     def test_accepts_the_previous_secret(self) -> None:
         params = {"shop": SHOP, "timestamp": str(TIMESTAMP)}

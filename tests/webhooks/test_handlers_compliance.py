@@ -7,7 +7,10 @@ personal data, and count every shop-keyed table's rows for the erased shop.
 
 from __future__ import annotations
 
+import json
+import os
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -548,3 +551,112 @@ class TestShopRedact:
             sessionmaker, settings, [Delivery.of("customers/create", customer_payload(later_id))]
         )
         assert list(await helpers.customers(sessionmaker)) == [later_id]
+
+
+# --- a body that names another shop than its header (issue 14, item 6) -----------------------------
+
+SAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "shopify-webhook-payloads"
+#: The field each topic's body names its shop in (Shopify's samples; ``null`` in app/uninstalled's).
+SHOP_FIELDS = {
+    "customers/redact": "shop_domain",
+    "customers/data_request": "shop_domain",
+    "shop/redact": "shop_domain",
+    "app/uninstalled": "myshopify_domain",
+}
+
+
+def hand_written(topic: str, customer_id: int, order_id: int, shop: str) -> dict[str, Any]:
+    """A body in the shape of Shopify's sample for ``topic`` that names ``shop``."""
+    if topic == "app/uninstalled":
+        return {"id": 548380009, "name": "Acme", "domain": None, "myshopify_domain": shop}
+    body: dict[str, Any] = {"shop_id": 954889, "shop_domain": shop}
+    if topic != "shop/redact":
+        body["customer"] = {"id": customer_id, "email": EMAIL, "phone": PHONE}
+        body["orders_to_redact" if topic == "customers/redact" else "orders_requested"] = [order_id]
+    return body
+
+
+def shopify_sample(topic: str, customer_id: int, order_id: int, shop: str) -> dict[str, Any]:
+    """Shopify's own sample for ``topic`` (read from ../shared), naming ``shop`` and our ids."""
+    path = SAMPLES / f"{topic.replace('/', '_')}.json"
+    if not path.is_file():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"Shopify's sample payloads are missing at {SAMPLES}", pytrace=False)
+        pytest.skip(f"SAMPLE NOT RUN: Shopify's sample payloads are missing at {SAMPLES}")
+    body: dict[str, Any] = json.loads(path.read_text().replace("{shop}.myshopify.com", shop))
+    field = SHOP_FIELDS[topic]
+    body[field] = shop  # app/uninstalled's sample leaves myshopify_domain null
+    if "customer" in body:
+        body["customer"]["id"] = customer_id
+        body["orders_to_redact" if topic == "customers/redact" else "orders_requested"] = [order_id]
+    return body
+
+
+async def shop_state(sessionmaker: Sessionmaker) -> dict[str, Any]:
+    """What any of the four topics would change for SHOP."""
+    async with sessionmaker() as session:
+        shop = (await session.execute(sa.select(helpers.SHOPS).where(helpers.SHOPS.c.domain == SHOP))).one()
+    return {
+        "customers": await helpers.customers(sessionmaker),
+        "orders": await helpers.orders(sessionmaker),
+        "installed": (shop.uninstalled_at, shop.access_token_enc is not None),
+        "counts": await shop_row_counts(sessionmaker, SHOP),
+    }
+
+
+class TestBodyNamingAnotherShop:
+    """A privacy or uninstall delivery whose body names another shop than X-Shopify-Shop-Domain is
+    marked failed with the reason and applied to no shop: a forged or misrouted delivery must not
+    erase, export or uninstall the header's shop."""
+
+    @pytest.mark.parametrize("build", [hand_written, shopify_sample])
+    @pytest.mark.parametrize("topic", list(SHOP_FIELDS))
+    async def test_is_failed_and_not_applied(
+        self, sessionmaker: Sessionmaker, settings: Settings, topic: str, build: Any
+    ) -> None:
+        customer_id, order_id = next_id(), next_id()
+        await install(sessionmaker)
+        await helpers.apply(
+            sessionmaker,
+            settings,
+            [
+                Delivery.of("customers/create", their_customer(customer_id)),
+                Delivery.of("orders/create", their_order(order_id, customer_id)),
+            ],
+        )
+        before = await shop_state(sessionmaker)
+
+        [row_id] = await helpers.apply(
+            sessionmaker, settings, [Delivery.of(topic, build(topic, customer_id, order_id, OTHER_SHOP))]
+        )
+
+        row = await helpers.delivery(sessionmaker, row_id)
+        assert row["status"] == "failed"
+        assert f"{SHOP_FIELDS[topic]} names another shop than X-Shopify-Shop-Domain" in row["last_error"]
+        after = await shop_state(sessionmaker)
+        counts_before = dict(before.pop("counts"))
+        counts_after = dict(after.pop("counts"))
+        assert after == before
+        assert counts_after == counts_before | {"webhook_deliveries": counts_before["webhook_deliveries"] + 1}
+
+    @pytest.mark.parametrize("topic", list(SHOP_FIELDS))
+    async def test_the_same_shop_in_any_case_applies(
+        self, sessionmaker: Sessionmaker, settings: Settings, topic: str
+    ) -> None:
+        customer_id, order_id = next_id(), next_id()
+        await install(sessionmaker)
+        body = hand_written(topic, customer_id, order_id, SHOP.upper())
+        [row_id] = await helpers.apply(sessionmaker, settings, [Delivery.of(topic, body)])
+        row = await helpers.delivery(sessionmaker, row_id)
+        assert (row["status"], row["last_error"]) == ("processed", None)
+
+    async def test_a_body_without_a_shop_field_applies_to_the_header_shop(
+        self, sessionmaker: Sessionmaker, settings: Settings
+    ) -> None:
+        await install(sessionmaker)
+        [row_id] = await helpers.apply(
+            sessionmaker,
+            settings,
+            [Delivery.of("app/uninstalled", {"id": 548380009, "myshopify_domain": None})],
+        )
+        assert (await helpers.delivery(sessionmaker, row_id))["status"] == "processed"

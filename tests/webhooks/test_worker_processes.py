@@ -38,6 +38,7 @@ def worker_env(database_url: str, **extra: str) -> dict[str, str]:
             "SHOPIFY_API_SECRET": API_SECRET,
             "TIERLINE_ENCRYPTION_KEY": ENCRYPTION_KEY,
             "TIERLINE_ENV": "production",
+            "SHOPIFY_APP_URL": "https://tierline.example.com",
             "TIERLINE_WORKER_POLL": "0.2",
             **extra,
         }

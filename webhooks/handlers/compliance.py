@@ -1,4 +1,8 @@
-"""The mandatory privacy topics: customers/data_request, customers/redact, shop/redact."""
+"""The mandatory privacy topics: customers/data_request, customers/redact, shop/redact.
+
+Each body names its shop (``shop_domain``); one that names another shop than the delivery's
+header is marked ``failed`` and not applied (:meth:`DeliveryContext.require_shop`).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ router = TopicRouter()
 
 @router.register("customers/data_request", model=CustomersDataRequestPayload)
 async def on_data_request(ctx: DeliveryContext, payload: CustomersDataRequestPayload) -> None:
+    ctx.require_shop(payload.shop_domain, "shop_domain")
     customer_id = payload.customer.id
     data = (
         await compliance.export_customer(
@@ -32,6 +37,7 @@ async def on_data_request(ctx: DeliveryContext, payload: CustomersDataRequestPay
 
 @router.register("customers/redact", model=CustomersRedactPayload)
 async def on_customer_redact(ctx: DeliveryContext, payload: CustomersRedactPayload) -> None:
+    ctx.require_shop(payload.shop_domain, "shop_domain")
     customer_id = payload.customer.id
     redacted = 0
     if customer_id is not None:
@@ -55,6 +61,7 @@ async def on_customer_redact(ctx: DeliveryContext, payload: CustomersRedactPaylo
 
 @router.register("shop/redact", model=ShopRedactPayload)
 async def on_shop_redact(ctx: DeliveryContext, payload: ShopRedactPayload) -> None:
+    ctx.require_shop(payload.shop_domain, "shop_domain")
     # Nothing of the shop is kept, not even a compliance request row: the processed shop/redact
     # delivery itself (which carries no personal data) is the record that the erasure happened.
     await compliance.erase_shop(ctx.session, ctx.shop_id, keep_delivery_id=ctx.delivery_id)
