@@ -26,6 +26,7 @@ from tests.factories import (
     at,
     fulfillment_payload,
     iso,
+    line_item,
     next_id,
     order_payload,
     refund_payload,
@@ -75,6 +76,8 @@ def order_deliveries(customer_id: int, order: Spec, n: int) -> tuple[int, list[D
     extra: dict[str, Any] = {"test": order.test, "tags": "vip, RTO" if order.tracking == "rto_tag" else "vip"}
     if order.cancelled:
         extra["cancelled_at"] = iso(at(n + 5))
+    if order.total.startswith("-"):  # the default line costs the total; a line price is never negative
+        extra["lines"] = [line_item(order_id * 10, price="5.00")]
     payload = order_payload(
         order_id,
         customer_id=customer_id,
