@@ -97,7 +97,7 @@ class TestDockerfile:
         ]
         assert patterns[0] == "*"  # an allow-list: .git, .venv, data, tests, docs, .env stay out
         admitted = {p[1:] for p in patterns if p.startswith("!")}
-        copied = set()
+        copied: set[str] = set()
         for match in re.finditer(r"^COPY\s+(?!--from)(.+)$", dockerfile, re.MULTILINE):
             copied.update(match.group(1).split()[:-1])
         assert admitted == copied

@@ -12,56 +12,26 @@ import getpass
 import os
 import secrets
 import shlex
-import socket
-import time
 import tomllib
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
-from tests.image.containers import Container, Process, buildah_available, inspect_image
+from tests.image.containers import Container, buildah_available, inspect_image
+from tests.image.helpers import ROOT, SHOP, Running, free_port, wait_for
 
-ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_PG_URL = "postgresql://127.0.0.1:5432/test"
-SHOP = "image-smoke.myshopify.com"
 
 
 def _unavailable(reason: str) -> None:
     if os.environ.get("CI") == "true" and os.environ.get("TIERLINE_IMAGE"):
         pytest.fail(f"{reason} (CI=true)")
     pytest.skip(reason)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for(url: str, timeout: float, process: Process | None = None) -> httpx.Response:
-    """GET ``url`` until it answers 200 (or the process exits)."""
-    deadline = time.monotonic() + timeout
-    last: str = "no answer"
-    while time.monotonic() < deadline:
-        if process is not None and process.popen.poll() is not None:
-            break
-        try:
-            response = httpx.get(url, timeout=2)
-            if response.status_code == 200:
-                return response
-            last = f"{response.status_code} {response.text[:200]}"
-        except httpx.HTTPError as exc:
-            last = repr(exc)
-        time.sleep(0.2)
-    output = process.output()[-3000:] if process is not None else ""
-    raise AssertionError(f"{url} did not answer 200 within {timeout} s ({last})\n{output}")
 
 
 @pytest.fixture(scope="session")
@@ -73,9 +43,7 @@ def fly() -> dict[str, Any]:
 def image() -> str:
     name = os.environ.get("TIERLINE_IMAGE")
     if not name:
-        pytest.skip(
-            "the image tests run with `make image-test`, which builds the image and sets TIERLINE_IMAGE"
-        )
+        pytest.skip("TIERLINE_IMAGE names no image")
     reason = buildah_available()
     if reason:
         _unavailable(reason)
@@ -158,13 +126,6 @@ def migrated(web: Container, production_env: dict[str, str], fly: dict[str, Any]
     result = web.run(shlex.split(fly["deploy"]["release_command"]), env=production_env, timeout=180)
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout + result.stderr
-
-
-@dataclass(frozen=True)
-class Running:
-    url: str
-    port: int
-    process: Process
 
 
 @pytest.fixture(scope="session")

@@ -10,8 +10,10 @@ from typing import Any
 
 import httpx
 
-from tests.image.conftest import Running
 from tests.image.containers import Container
+from tests.image.helpers import Running, skip_module_without_image
+
+skip_module_without_image()
 
 
 def fly_commands(fly: dict[str, Any]) -> list[str]:

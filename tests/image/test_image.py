@@ -16,8 +16,10 @@ import httpx
 import pytest
 
 from tests.factories import customer_payload, next_id, order_payload, signed_webhook
-from tests.image.conftest import ROOT, SHOP, free_port, wait_for
 from tests.image.containers import BUILDAH, Container, Process, inspect_image, process_uid
+from tests.image.helpers import ROOT, SHOP, free_port, skip_module_without_image, wait_for
+
+skip_module_without_image()
 
 #: Largest accepted image; the stand-in base is about 150 MB, python:3.11-slim about 130 MB and
 #: the virtual environment about 170 MB. A compiler toolchain or the dev tools would break it.
