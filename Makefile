@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_WORKERS ?= 2
 
-.PHONY: run test soak lint typecheck fmt install clean bench image image-test
+.PHONY: run test soak lint typecheck fmt install clean bench image image-test release-queries
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,11 @@ image:
 ## by a worker container, SIGTERM, production without secrets, contents, fly.toml (tests/image).
 image-test: $(STAMP) image
 	@TIERLINE_IMAGE=$(IMAGE) $(BIN)/python -m pytest tests/image -n 0 -q --durations=5
+
+## Record the SQL of the release going to production, which later migrations must keep working
+## (tests/service/test_migrations_rolling.py; docs/operations.md). Needs PostgreSQL.
+release-queries: $(STAMP)
+	@$(BIN)/python -m tests.service.release_queries
 
 ## Longer reliability runs: workers killed 20 times over 5,000 deliveries, the database outage.
 soak: $(STAMP)
