@@ -22,7 +22,7 @@ import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
-from tests.image.containers import Container, buildah_available, inspect_image
+from tests.image.containers import Container, buildah_available, inspect_image, remove_abandoned_containers
 from tests.image.helpers import ROOT, SHOP, Running, free_port, wait_for
 
 DEFAULT_PG_URL = "postgresql://127.0.0.1:5432/test"
@@ -49,6 +49,7 @@ def image() -> str:
         _unavailable(reason)
     if inspect_image(name) is None:
         _unavailable(f"image {name} is not in buildah's storage: run `make image`")
+    remove_abandoned_containers()
     return name
 
 

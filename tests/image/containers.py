@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -23,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 BUILDAH = ["buildah", "--storage-driver", "vfs"]
+#: Containers made by the tests: the prefix, then the test run's process id.
+CONTAINER_PREFIX = "tierline-smoke-"
 #: The executable every tierline process of the image runs.
 TIERLINE_EXECUTABLE = "/opt/tierline/bin/tierline"
 
@@ -34,6 +37,21 @@ def buildah_available() -> str | None:
     if os.geteuid() != 0:
         return "buildah with the vfs driver and chroot isolation needs root"
     return None
+
+
+def remove_abandoned_containers() -> list[str]:
+    """Remove the containers of earlier test runs that ended without removing theirs (killed)."""
+    listing = subprocess.run(
+        [*BUILDAH, "containers", "--format", "{{.ContainerName}}"], capture_output=True, text=True
+    )
+    removed = []
+    for name in listing.stdout.split():
+        match = re.fullmatch(rf"{CONTAINER_PREFIX}(\d+)-.*", name)
+        if match is None or Path(f"/proc/{match.group(1)}").exists():
+            continue
+        subprocess.run([*BUILDAH, "rm", name], capture_output=True, timeout=300)
+        removed.append(name)
+    return removed
 
 
 def inspect_image(image: str) -> dict[str, Any] | None:
@@ -114,14 +132,15 @@ class Container:
     """A working container of ``image``; :meth:`remove` deletes it."""
 
     def __init__(self, image: str, role: str, logs: Path) -> None:
-        self.name = f"tierline-smoke-{role}-{uuid.uuid4().hex[:8]}"
+        self.name = f"{CONTAINER_PREFIX}{os.getpid()}-{role}-{uuid.uuid4().hex[:8]}"
         self.logs = logs
-        subprocess.run(
+        result = subprocess.run(
             [*BUILDAH, "from", "--pull=never", "--name", self.name, image],
-            check=True,
             capture_output=True,
+            text=True,
             timeout=300,
         )
+        assert result.returncode == 0, f"buildah from {image} failed: {result.stderr}"
 
     def _argv(self, command: Sequence[str], env: Mapping[str, str]) -> list[str]:
         argv = [*BUILDAH, "run", "--isolation", "chroot"]
