@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = Path(os.environ.get("TIERLINE_IMAGE_CACHE", "/var/cache/tierline-image"))
@@ -73,7 +73,7 @@ def say(message: str) -> None:
     print(f"image: {message}", flush=True)
 
 
-def die(message: str) -> None:
+def die(message: str) -> NoReturn:
     print(f"image: error: {message}", file=sys.stderr, flush=True)
     raise SystemExit(1)
 
@@ -205,21 +205,8 @@ def ensure_base(reference: str) -> str:
     return "stand-in"
 
 
-def host_ca_bundle() -> Path:
-    for candidate in (
-        os.environ.get("PIP_CERT"),
-        os.environ.get("SSL_CERT_FILE"),
-        os.environ.get("REQUESTS_CA_BUNDLE"),
-        CA_BUNDLE_IN_IMAGE,
-    ):
-        if candidate and Path(candidate).is_file():
-            return Path(candidate)
-    die("no CA bundle found on this machine (PIP_CERT, SSL_CERT_FILE or /etc/ssl/certs/ca-certificates.crt)")
-    raise AssertionError  # unreachable
-
-
-def stand_in_pip_conf() -> str:
-    """The host's way of reaching the package index, as a pip.conf for the stand-in."""
+def host_pip_settings() -> dict[str, str]:
+    """The machine's pip settings (configuration files, then ``PIP_*`` variables)."""
     settings: dict[str, str] = {}
     config = configparser.ConfigParser(interpolation=None)
     files = [*HOST_PIP_FILES]
@@ -230,14 +217,30 @@ def stand_in_pip_conf() -> str:
             config.read(path)
     for section in ("global", "install"):
         if config.has_section(section):
-            for key, value in config.items(section):
-                if key in PIP_NETWORK_KEYS:
-                    settings[key] = value
+            settings.update(config.items(section))
     for name, value in os.environ.items():
         if name.startswith("PIP_"):
-            key = name[4:].lower().replace("_", "-")
-            if key in PIP_NETWORK_KEYS:
-                settings[key] = value
+            settings[name[4:].lower().replace("_", "-")] = value
+    return settings
+
+
+def host_ca_bundle() -> Path:
+    for candidate in (
+        host_pip_settings().get("cert"),
+        os.environ.get("SSL_CERT_FILE"),
+        os.environ.get("REQUESTS_CA_BUNDLE"),
+        CA_BUNDLE_IN_IMAGE,
+    ):
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    die(
+        "no CA bundle found on this machine (pip's cert, SSL_CERT_FILE or /etc/ssl/certs/ca-certificates.crt)"
+    )
+
+
+def stand_in_pip_conf() -> str:
+    """The machine's way of reaching the package index, as a pip.conf for the stand-in."""
+    settings = {key: value for key, value in host_pip_settings().items() if key in PIP_NETWORK_KEYS}
     for proxy in ("HTTPS_PROXY", "https_proxy"):
         if os.environ.get(proxy) and "proxy" not in settings:
             settings["proxy"] = os.environ[proxy]
@@ -450,7 +453,6 @@ def info(tag: str) -> None:
     inspected = inspect_image(tag)
     if inspected is None:
         die(f"{tag} is not in local storage: run `make image`")
-        return
     layers = inspected["OCIv1"]["rootfs"]["diff_ids"]
     labels = inspected["OCIv1"]["config"].get("Labels") or {}
     base = qualified(dockerfile_bases(ROOT / "Dockerfile")[-1])
