@@ -264,10 +264,13 @@ def debian_mirror() -> str:
     """The Debian mirror apt uses on this machine (DEBIAN_MIRROR overrides it)."""
     if os.environ.get("DEBIAN_MIRROR"):
         return os.environ["DEBIAN_MIRROR"]
-    sources = Path("/etc/apt/sources.list.d")
-    texts = [
-        p.read_text() for p in [Path("/etc/apt/sources.list"), *sorted(sources.glob("*"))] if p.is_file()
-    ]
+    paths = [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*"))]
+    texts = [path.read_text() for path in paths if path.is_file()]
+    return mirror_from_sources(texts) or "http://deb.debian.org/debian"
+
+
+def mirror_from_sources(texts: list[str]) -> str | None:
+    """The first non-security URI serving SUITE, in one-line or deb822 apt sources."""
     for text in texts:
         for line in text.splitlines():  # one-line style: deb [OPTIONS] URI SUITE COMPONENTS
             words = re.sub(r"\[[^]]*\]", " ", line.split("#")[0]).split()
@@ -279,7 +282,7 @@ def debian_mirror() -> str:
                 for uri in fields.get("URIs", "").split():
                     if "security" not in uri:
                         return uri.rstrip("/")
-    return "http://deb.debian.org/debian"
+    return None
 
 
 def stand_in_key() -> str:
