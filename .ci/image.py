@@ -357,7 +357,6 @@ def slim(tree: Path) -> None:
 
 def build_stand_in(full: str, key: str) -> None:
     ensure_tarball()
-    replaced = image_id(full)
     key = stand_in_key()  # the tarball may be new
     started = time.monotonic()
     container = buildah("from", "--name", f"tierline-stand-in-{os.getpid()}", "scratch").strip()
@@ -387,8 +386,6 @@ def build_stand_in(full: str, key: str) -> None:
     except BaseException:
         subprocess.run(["buildah", *STORAGE, "rm", container], capture_output=True, check=False)
         raise
-    if replaced and replaced != image_id(full):
-        subprocess.run(["buildah", *STORAGE, "rmi", replaced], capture_output=True, check=False)
     say(f"stand-in {full}: committed in {time.monotonic() - started:.0f} s (key {key[:12]})")
 
 
@@ -406,11 +403,6 @@ def git_revision() -> str:
     return revision + ("-dirty" if git("status", "--porcelain").strip() else "")
 
 
-def image_id(reference: str) -> str | None:
-    inspected = inspect_image(reference)
-    return str(inspected["FromImageID"]) if inspected else None
-
-
 def build(tag: str) -> None:
     started = time.monotonic()
     ensure_tools()
@@ -418,7 +410,6 @@ def build(tag: str) -> None:
     if not bases:
         die("the Dockerfile names no base image")
     kinds = {base: ensure_base(base) for base in bases}
-    previous = image_id(tag)
     say(f"building {tag} from {ROOT / 'Dockerfile'} ...")
     built = time.monotonic()
     # No --layers: with the vfs driver every cached step is a full copy of the file system, which
@@ -443,13 +434,19 @@ def build(tag: str) -> None:
         ]
     )
     say(f"built {tag} in {time.monotonic() - built:.0f} s ({time.monotonic() - started:.0f} s in all)")
-    current = image_id(tag)
-    if previous and previous != current:
-        # The image this tag named before, unless something else still names it.
-        subprocess.run(["buildah", *STORAGE, "rmi", previous], capture_output=True, check=False)
+    remove_superseded()
     info(tag)
     if "stand-in" in kinds.values():
         say("NOTE: built on the STAND-IN base (Debian bookworm packages), not the pulled python:3.11-slim")
+
+
+def remove_superseded() -> None:
+    """Earlier builds and stand-ins no tag names any more (each is a full copy under vfs), unless
+    a container still uses them."""
+    for label in ("org.tierline.base", LABEL_STAND_IN):
+        listing = buildah("images", "--quiet", "--filter", "dangling=true", "--filter", f"label={label}")
+        for image in listing.split():
+            subprocess.run(["buildah", *STORAGE, "rmi", image], capture_output=True, check=False)
 
 
 def info(tag: str) -> None:
