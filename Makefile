@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_WORKERS ?= 2
 
-.PHONY: run test soak lint typecheck fmt install clean bench
+.PHONY: run test soak lint typecheck fmt install clean bench image image-test release-queries
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,22 @@ run: $(STAMP)
 test: $(STAMP) lint typecheck
 	@$(BIN)/lint-imports --no-cache
 	@$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -q
+
+## The container image from the Dockerfile, built with buildah as root; when python:3.11-slim
+## cannot be pulled, on a stand-in base made from Debian packages (docs/operations.md).
+IMAGE ?= tierline:latest
+image:
+	@$(PYTHON) .ci/image.py build --tag $(IMAGE)
+
+## Build the image, then run it: migrate, serve as the unprivileged user, a signed webhook drained
+## by a worker container, SIGTERM, production without secrets, contents, fly.toml (tests/image).
+image-test: $(STAMP) image
+	@TIERLINE_IMAGE=$(IMAGE) $(BIN)/python -m pytest tests/image -n 0 -q --durations=5
+
+## Record the SQL of the release going to production, which later migrations must keep working
+## (tests/service/test_migrations_rolling.py; docs/operations.md). Needs PostgreSQL.
+release-queries: $(STAMP)
+	@$(BIN)/python -m tests.service.release_queries
 
 ## Longer reliability runs: workers killed 20 times over 5,000 deliveries, the database outage,
 ## hostile payloads, and slow or oversized clients at full size against a real `tierline serve`
