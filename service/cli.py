@@ -93,6 +93,10 @@ async def database_problem(engine: AsyncEngine, settings: Settings) -> tuple[str
         state = await schema_state(engine)
     except (OperationalError, DBAPIError, OSError) as exc:
         return f"cannot reach the database {database}: {_reason(exc)}", False
+    note = state.note(database)
+    if note:
+        logger.warning("database.newer_schema", extra={"database": database, "revision": state.current})
+        typer.echo(f"tierline: {note}", err=True)
     return state.problem(database), True
 
 
@@ -243,11 +247,14 @@ async def _worker(settings: Settings, *, drain: bool) -> int:
 @app.command()
 def migrate() -> None:
     """Upgrade the database schema to the latest revision."""
-    from service.migrate import upgrade
+    from service.migrate import head_revision, upgrade
 
     settings = load_settings(secrets_required=True)
     typer.echo(f"migrating {describe_database(settings.database_url)} ...", err=True)
     revision = asyncio.run(upgrade(settings))
+    if revision != head_revision():
+        typer.echo(f"database at revision {revision}, newer than this release: nothing to do", err=True)
+        return
     typer.echo(f"database at revision {revision}", err=True)
 
 

@@ -45,9 +45,15 @@ def _current(connection: Connection) -> str | None:
 
 
 async def upgrade(settings: Settings, revision: str = "head") -> str | None:
-    """Upgrade the database to ``revision`` and return the revision it is at afterwards."""
+    """Upgrade the database to ``revision`` and return the revision it is at afterwards.
+
+    A database a later release migrated is left as it is (a rollback's release command runs the
+    previous release's ``tierline migrate``: there is nothing for it to do)."""
     engine = make_engine(settings)
     try:
+        if revision == "head" and (await schema_state(engine)).newer:
+            async with engine.connect() as connection:
+                return await connection.run_sync(_current)
         async with engine.begin() as connection:
             await connection.run_sync(_upgrade, revision)
         async with engine.connect() as connection:
@@ -82,23 +88,34 @@ class SchemaState:
     known: bool
 
     @property
+    def newer(self) -> bool:
+        """Migrated by a later release: a revision this code does not know."""
+        return self.current is not None and not self.known
+
+    @property
     def ready(self) -> bool:
-        return self.current == self.head
+        """At this code's head, or newer: migrations only expand a schema the release before them
+        still runs on (docs/operations.md), so a rollback runs on a newer schema."""
+        return self.current == self.head or self.newer
 
     def problem(self, database: str) -> str | None:
-        """One line for an operator, or None when the schema is at head."""
+        """One line for an operator, or None when this code can run on the schema."""
         if self.ready:
             return None
         if self.current is None:
             return f"the database {database} is not migrated: run `tierline migrate` first"
-        if self.known:
-            return (
-                f"the database {database} is at revision {self.current}, this tierline needs "
-                f"{self.head}: run `tierline migrate`"
-            )
         return (
-            f"the database {database} is at revision {self.current}, which this tierline does not know "
-            "(a newer tierline migrated it): run the newer tierline"
+            f"the database {database} is at revision {self.current}, this tierline needs "
+            f"{self.head}: run `tierline migrate`"
+        )
+
+    def note(self, database: str) -> str | None:
+        """A line worth a warning even though the code can run: a schema of a later release."""
+        if not self.newer:
+            return None
+        return (
+            f"the database {database} is at revision {self.current}, newer than this release's "
+            f"{self.head} (a later release migrated it); running on it"
         )
 
 

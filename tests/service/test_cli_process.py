@@ -212,6 +212,22 @@ class TestDatabaseNotReady:
         assert "is at revision 99c48915cffd, this tierline needs" in done.stderr
         assert "run `tierline migrate`" in done.stderr
 
+    def test_a_database_a_later_release_migrated_is_run_on_with_a_warning(self, migrated: Path) -> None:
+        """A rollback: the previous release meets the schema of the next one. Migrations only
+        expand (docs/operations.md), so it runs on it; its ``migrate`` (the release command) has
+        nothing to do instead of failing the deploy."""
+        with sqlite3.connect(migrated / "data" / "tierline.db") as conn:
+            conn.execute("UPDATE alembic_version SET version_num = 'f00dfacef00d'")
+        done = tierline(migrated, "check")
+        assert done.returncode == 0, done.stderr
+        assert "is at revision f00dfacef00d, newer than this release's" in done.stderr
+        done = tierline(migrated, "migrate")
+        assert done.returncode == 0, done.stderr
+        assert "Traceback" not in done.stderr
+        assert "database at revision f00dfacef00d, newer than this release: nothing to do" in done.stderr
+        with sqlite3.connect(migrated / "data" / "tierline.db") as conn:
+            assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("f00dfacef00d",)]
+
     @pytest.mark.parametrize(
         ("url", "message"),
         [
