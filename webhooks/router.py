@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Hashable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, TypeVar
@@ -34,7 +34,8 @@ class DeliveryContext:
     occurred_at: datetime
     _settings_cache: dict[int, ShopSettings] = field(default_factory=dict)
     #: Set when the worker applies a whole batch at once: figures and tier histories go here and
-    #: are settled before the batch commits (only handlers of ``batchable`` routes see it).
+    #: are settled before the batch commits (only for topics whose handlers commute with what
+    #: earlier deliveries owe, ``webhooks.batch.DEFERRED_TOPICS``).
     deferred: DeferredFigures | None = None
 
     def require_shop(self, named: str | None, field: str) -> None:
@@ -61,22 +62,15 @@ class DeliveryContext:
 
 
 Handler = Callable[[DeliveryContext, P], Awaitable[None]]
-#: Applies several deliveries of one shop at once, in list order (each with its own context;
-#: they share the session and ``ctx.deferred``).
-ManyHandler = Callable[[Sequence[tuple[DeliveryContext, P]]], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
 class Route(Generic[P]):
+    """A topic's payload model and its handler. How deliveries are grouped into a batch is not
+    the route's business (:mod:`webhooks.batch`)."""
+
     model: type[P]
     handler: Handler[P]
-    #: The handler leaves figures and tier histories to ``ctx.deferred`` when it is set, and its
-    #: writes commute with work still owed by earlier deliveries of the batch.
-    batchable: bool = False
-    #: Optional set-based handler for a run of consecutive deliveries of these topics whose
-    #: ``key`` differs (the worker groups them; it must leave what ``handler`` one by one leaves).
-    many: ManyHandler[P] | None = None
-    key: Callable[[P], Hashable] | None = None
 
     def parse(self, body: bytes) -> P:
         """Validate a raw body against the topic's payload model (raises ValidationError)."""
@@ -90,22 +84,12 @@ class TopicRouter:
     def __init__(self) -> None:
         self._routes: dict[str, Route[Any]] = {}
 
-    def register(
-        self,
-        *topics: str,
-        model: type[P],
-        batchable: bool = False,
-        many: ManyHandler[P] | None = None,
-        key: Callable[[P], Hashable] | None = None,
-    ) -> Callable[[Handler[P]], Handler[P]]:
-        if (many is None) != (key is None) or (many is not None and not batchable):
-            raise ValueError("a set-based handler needs a key and a batchable route")
-
+    def register(self, *topics: str, model: type[P]) -> Callable[[Handler[P]], Handler[P]]:
         def decorator(handler: Handler[P]) -> Handler[P]:
             for topic in topics:
                 if topic in self._routes:
                     raise ValueError(f"topic {topic} registered twice")
-                self._routes[topic] = Route(model, handler, batchable, many, key)
+                self._routes[topic] = Route(model, handler)
             return handler
 
         return decorator

@@ -17,10 +17,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
 
 import sqlalchemy as sa
 from pydantic import ValidationError
@@ -34,15 +33,13 @@ from service.domain.settings import ShopSettings
 from service.metrics import BATCH_FALLBACKS
 from service.models import DeliveryStatus
 from service.types import utc_now
-from webhooks.router import DeliveryContext, ManyHandler, TopicRouter
+from webhooks import batch
+from webhooks.router import DeliveryContext, TopicRouter
 from webhooks.router import PermanentDeliveryError as PermanentDeliveryError  # re-exported
 
 logger = logging.getLogger(__name__)
 
 PRUNE_INTERVAL_SECONDS = 600
-#: Topics that erase data: the rest of their batch is left for the next claim, so deliveries
-#: claimed before the erasure cannot write back what it removed.
-BATCH_BARRIER_TOPICS = frozenset({"customers/redact", "shop/redact"})
 #: SQLite has one writer: keep its batches short so intake is never blocked for long.
 SQLITE_MAX_BATCH = 10
 #: PostgreSQL's deadlock_detected and serialization_failure: the transaction lost a race with
@@ -119,25 +116,12 @@ def _context(
     )
 
 
-@dataclass(slots=True)
-class _Run:
-    """Consecutive deliveries of one shop for one set-based handler, with distinct keys."""
+def _log(delivery: inbox.ClaimedDelivery) -> dict[str, str]:
+    return {"webhook_id": delivery.webhook_id, "topic": delivery.topic, "shop": delivery.shop_domain}
 
-    shop_id: int
-    many: ManyHandler[Any]
-    deliveries: list[inbox.ClaimedDelivery] = field(default_factory=list)
-    payloads: list[Any] = field(default_factory=list)
-    parse_seconds: list[float] = field(default_factory=list)
-    keys: set[Hashable] = field(default_factory=set)
 
-    def takes(self, delivery: inbox.ClaimedDelivery, many: ManyHandler[Any], key: Hashable) -> bool:
-        return delivery.shop_id == self.shop_id and many is self.many and key not in self.keys
-
-    def add(self, delivery: inbox.ClaimedDelivery, payload: Any, key: Hashable, parse_seconds: float) -> None:
-        self.deliveries.append(delivery)
-        self.payloads.append(payload)
-        self.keys.add(key)
-        self.parse_seconds.append(parse_seconds)
+def _mentions(item: batch.Parsed) -> tuple[int, int, frozenset[int], frozenset[int]]:
+    return (item.delivery.id, item.delivery.shop_id, *item.payload.mentions())  # type: ignore[attr-defined]
 
 
 class InboxWorker:
@@ -231,35 +215,23 @@ class InboxWorker:
                 result.count(outcome)
                 result.settled.append((delivery.topic, outcome, elapsed))
 
-            run: _Run | None = None
-            for delivery in claimed:
-                started = time.perf_counter()
-                route = self._router.get(delivery.topic)
-                if deferred is not None and route is not None and route.many and route.key:
-                    try:
-                        payload = route.parse(delivery.body)
-                    except ValidationError as exc:
-                        outcome = await self._fail(session, delivery, describe_validation_error(exc))
-                        record(delivery, outcome, time.perf_counter() - started)
-                        continue
-                    key = route.key(payload)
-                    mentions.append((delivery.id, delivery.shop_id, *payload.mentions()))
-                    if run is not None and not run.takes(delivery, route.many, key):
-                        await self._apply_run(session, run, settings_cache, deferred, record)
-                        run = None
-                    if run is None:
-                        run = _Run(delivery.shop_id, route.many)
-                    run.add(delivery, payload, key, time.perf_counter() - started)
-                    continue
-                if run is not None:
-                    await self._apply_run(session, run, settings_cache, deferred, record)
-                    run = None
-                outcome = await self._apply(session, delivery, settings_cache, deferred, mentions)
-                record(delivery, outcome, time.perf_counter() - started)
-                if delivery.topic in BATCH_BARRIER_TOPICS:
-                    break
-            if run is not None:
-                await self._apply_run(session, run, settings_cache, deferred, record)
+            for step in batch.plan(claimed, self._router, runs=batched):
+                if isinstance(step, batch.Ignored):
+                    logger.info("webhook.ignored", extra=_log(step.delivery))
+                    record(step.delivery, DeliveryStatus.IGNORED, 0.0)
+                elif isinstance(step, batch.Rejected):
+                    outcome = await self._fail(session, step.delivery, describe_validation_error(step.error))
+                    record(step.delivery, outcome, step.seconds)
+                elif isinstance(step, batch.Run):
+                    if deferred is None:  # runs are planned for batched attempts only
+                        raise RuntimeError("a run planned for an attempt without a batch")
+                    mentions.extend(_mentions(item) for item in step.items)
+                    await self._apply_run(session, step, settings_cache, deferred, record)
+                else:
+                    mentions.append(_mentions(step.item))
+                    started = time.perf_counter()
+                    outcome = await self._apply(session, step, settings_cache, deferred)
+                    record(step.item.delivery, outcome, step.item.seconds + time.perf_counter() - started)
             if deferred:
                 await _guarded(deferred.settle(session))
             processed = set(settled[DeliveryStatus.PROCESSED])
@@ -271,58 +243,44 @@ class InboxWorker:
     async def _apply_run(
         self,
         session: AsyncSession,
-        run: _Run,
+        run: batch.Run,
         settings_cache: dict[int, ShopSettings],
-        deferred: DeferredFigures | None,
+        deferred: DeferredFigures,
         record: Callable[[inbox.ClaimedDelivery, str, float], None],
     ) -> None:
-        """Consecutive deliveries with a set-based handler, applied as one (batched attempts only)."""
+        """Consecutive deliveries a set-based applier takes together (batched attempts only)."""
         items = [
-            (_context(session, delivery, settings_cache, deferred), payload)
-            for delivery, payload in zip(run.deliveries, run.payloads, strict=True)
+            (_context(session, item.delivery, settings_cache, deferred), item.payload) for item in run.items
         ]
         started = time.perf_counter()
-        await _guarded(run.many(items))
-        share = (time.perf_counter() - started) / len(run.deliveries)
-        for delivery, parsing in zip(run.deliveries, run.parse_seconds, strict=True):
-            logger.debug(
-                "webhook.processed",
-                extra={
-                    "webhook_id": delivery.webhook_id,
-                    "topic": delivery.topic,
-                    "shop": delivery.shop_domain,
-                },
-            )
-            record(delivery, DeliveryStatus.PROCESSED, parsing + share)
+        await _guarded(run.kind.apply(items, deferred))
+        share = (time.perf_counter() - started) / len(run.items)
+        for item in run.items:
+            logger.debug("webhook.processed", extra=_log(item.delivery))
+            record(item.delivery, DeliveryStatus.PROCESSED, item.seconds + share)
 
     async def _apply(
         self,
         session: AsyncSession,
-        delivery: inbox.ClaimedDelivery,
+        single: batch.Single,
         settings_cache: dict[int, ShopSettings],
         deferred: DeferredFigures | None,
-        mentions: Mentions,
     ) -> str:
-        log = {"webhook_id": delivery.webhook_id, "topic": delivery.topic, "shop": delivery.shop_domain}
-        route = self._router.get(delivery.topic)
-        if route is None:
-            logger.info("webhook.ignored", extra=log)
-            return DeliveryStatus.IGNORED
-        try:
-            payload = route.parse(delivery.body)  # before any write: a bad payload needs no rollback
-        except ValidationError as exc:
-            return await self._fail(session, delivery, describe_validation_error(exc))
-        mentions.append((delivery.id, delivery.shop_id, *payload.mentions()))
-        ctx = _context(session, delivery, settings_cache, deferred if route.batchable else None)
+        """One delivery for its topic's handler. Batched (``deferred`` given): figures left to the
+        batch when the topic allows, else what is owed is settled first. Otherwise in a savepoint
+        of its own, effects at once, its failure retried alone."""
+        delivery, payload = single.item.delivery, single.item.payload
+        log = _log(delivery)
+        ctx = _context(session, delivery, settings_cache, deferred if single.deferred else None)
         if deferred is not None:
-            if not route.batchable and deferred:
+            if not single.deferred and deferred:
                 await _guarded(deferred.settle(session))  # what earlier deliveries owe comes first
-            await _guarded(route.handler(ctx, payload))
+            await _guarded(single.item.route.handler(ctx, payload))
             logger.debug("webhook.processed", extra=log)
             return DeliveryStatus.PROCESSED
         try:
             async with session.begin_nested():
-                await route.handler(ctx, payload)
+                await single.item.route.handler(ctx, payload)
         except (PermanentDeliveryError, sa.exc.DataError) as exc:
             reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:500]}"
         except (sa.exc.OperationalError, sa.exc.InterfaceError):
@@ -338,8 +296,7 @@ class InboxWorker:
         return await self._fail(session, delivery, reason)
 
     async def _fail(self, session: AsyncSession, delivery: inbox.ClaimedDelivery, reason: str) -> str:
-        log = {"webhook_id": delivery.webhook_id, "topic": delivery.topic, "shop": delivery.shop_domain}
-        logger.info("webhook.failed", extra=log | {"reason": reason[:200]})
+        logger.info("webhook.failed", extra=_log(delivery) | {"reason": reason[:200]})
         await inbox.settle(session, [delivery.id], DeliveryStatus.FAILED, reason)
         return DeliveryStatus.FAILED
 

@@ -21,6 +21,14 @@ Rules, in the order they are applied:
    sequence (``in_transit``/``out_for_delivery`` → ``rto_in_transit``, ``delivered`` →
    ``rto_delivered``). Taking the furthest keeps the sequence forward-only; removing the tag or
    declining the return that was the only trigger reverts the order to its forward status.
+5. Over time (:func:`timeline`): the rules as of every instant a fact took effect; within one RTO
+   the status only moves forward, whichever source raised it.
+
+What the batch path relies on: the status, and its timeline, are a function of the set of
+stored facts, not of the order they were stored in. So storing a run of facts and refreshing
+once (``webhooks.batch.apply_facts``) leaves what refreshing after each would; a rule that read
+anything but the stored facts would break that, and ``tests/webhooks/test_batched.py`` (every
+row, one delivery per batch against whole batches) fails.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ def customer_snapshot(payload: CustomerPayload) -> CustomerSnapshot:
     )
 
 
-@router.register("customers/create", "customers/update", model=CustomerPayload, batchable=True)
+@router.register("customers/create", "customers/update", model=CustomerPayload)
 async def on_customer(ctx: DeliveryContext, payload: CustomerPayload) -> None:
     await customers.upsert_customer(
         ctx.session, ctx.shop_id, customer_snapshot(payload), deferred=ctx.deferred

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from service.domain import orders
 from service.domain.records import LineSnapshot, OrderSnapshot
 from webhooks.handlers.customers import address_dict, customer_snapshot
@@ -64,23 +62,7 @@ def order_snapshot(payload: OrderPayload) -> OrderSnapshot:
     )
 
 
-async def on_orders(items: Sequence[tuple[DeliveryContext, OrderPayload]]) -> None:
-    """Snapshots of distinct orders, consecutive in one batch: applied as a set."""
-    ctx = items[0][0]
-    settings = await ctx.shop_settings()
-    snaps = [order_snapshot(payload) for _, payload in items]
-    if ctx.deferred is None:
-        for snap in snaps:
-            await orders.apply_order(ctx.session, ctx.shop_id, snap, settings)
-        return
-    await orders.apply_orders(ctx.session, ctx.shop_id, snaps, settings, deferred=ctx.deferred)
-
-
-def order_key(payload: OrderPayload) -> int:
-    return payload.id
-
-
-@router.register(*ORDER_TOPICS, model=OrderPayload, batchable=True, many=on_orders, key=order_key)
+@router.register(*ORDER_TOPICS, model=OrderPayload)
 async def on_order(ctx: DeliveryContext, payload: OrderPayload) -> None:
     settings = await ctx.shop_settings()
     await orders.apply_order(
@@ -88,7 +70,7 @@ async def on_order(ctx: DeliveryContext, payload: OrderPayload) -> None:
     )
 
 
-@router.register("orders/delete", model=DeletedResourcePayload, batchable=True)
+@router.register("orders/delete", model=DeletedResourcePayload)
 async def on_order_delete(ctx: DeliveryContext, payload: DeletedResourcePayload) -> None:
     settings = await ctx.shop_settings()
     await orders.delete_order(ctx.session, ctx.shop_id, payload.id, settings, deferred=ctx.deferred)

@@ -34,6 +34,6 @@ def refund_snapshot(payload: RefundPayload) -> RefundSnapshot:
     )
 
 
-@router.register("refunds/create", model=RefundPayload, batchable=True)
+@router.register("refunds/create", model=RefundPayload)
 async def on_refund(ctx: DeliveryContext, payload: RefundPayload) -> None:
     await refunds.add_refund(ctx.session, ctx.shop_id, refund_snapshot(payload))

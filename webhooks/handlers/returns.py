@@ -17,7 +17,7 @@ _STEPS: dict[str, returns.Step] = {
 }
 
 
-@router.register(*_STEPS, model=ReturnPayload, batchable=True)
+@router.register(*_STEPS, model=ReturnPayload)
 async def on_return(ctx: DeliveryContext, payload: ReturnPayload) -> None:
     order_id = await returns.record_step(
         ctx.session,
