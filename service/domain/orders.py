@@ -38,30 +38,22 @@ TAG_LOG_LIMIT = 64
 MANUAL_LOG_LIMIT = 64
 order_lines = OrderLine.__table__  # type: ignore[attr-defined]
 
-#: Columns an upsert overwrites. Derived state (tracking, RTO bookkeeping) is not here.
-_PAYLOAD_COLUMNS = (
-    "name",
+#: Snapshot fields stored as they are, in the column of the same name (declared once, on
+#: ``OrderSnapshot``): a field added there with a column of its name is stored with no other change.
+_SNAPSHOT_COLUMNS = tuple(
+    f.name for f in dataclasses.fields(OrderSnapshot) if f.name in orders.c and f.name != "id"
+)
+#: Columns derived from a snapshot when it is stored (:func:`_order_values`).
+_DERIVED_COLUMNS = (
     "customer_id",
-    "email",
-    "phone",
-    "created_at",
-    "updated_at",
-    "processed_at",
-    "cancelled_at",
-    "financial_status",
-    "fulfillment_status",
-    "currency",
     "total_amount",
     "original_total",
     "payment_method",
-    "payment_gateway_names",
     "gateway_key",
-    "tags",
-    "test",
-    "shipping_address",
-    "billing_address",
     "rto_tag_log",
 )
+#: Columns an upsert overwrites. Derived state (tracking, RTO bookkeeping) is not here.
+_PAYLOAD_COLUMNS = (*_SNAPSHOT_COLUMNS, *_DERIVED_COLUMNS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,29 +314,15 @@ def _upsert_statement(dialect: str, *, returning: bool = True) -> Any:
 def _order_values(
     shop_id: int, snap: OrderSnapshot, settings: ShopSettings, tag_log: list[list[str]] | None
 ) -> dict[str, Any]:
-    return {
+    values = {name: getattr(snap, name) for name in _SNAPSHOT_COLUMNS}
+    return values | {
         "shop_id": shop_id,
         "id": snap.id,
-        "name": snap.name,
         "customer_id": snap.customer.id if snap.customer is not None else None,
-        "email": snap.email,
-        "phone": snap.phone,
-        "created_at": snap.created_at,
-        "updated_at": snap.updated_at,
-        "processed_at": snap.processed_at,
-        "cancelled_at": snap.cancelled_at,
-        "financial_status": snap.financial_status,
-        "fulfillment_status": snap.fulfillment_status,
-        "currency": snap.currency,
         "total_amount": snap.total_amount,
         "original_total": snap.total_price if snap.total_price is not None else snap.total_amount,
         "payment_method": payment_method(snap.payment_gateway_names, settings),
-        "payment_gateway_names": snap.payment_gateway_names,
         "gateway_key": gateway_key(snap.payment_gateway_names),
-        "tags": snap.tags,
-        "test": snap.test,
-        "shipping_address": snap.shipping_address,
-        "billing_address": snap.billing_address,
         "rto_tag_log": tag_log,
     }
 
