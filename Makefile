@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_WORKERS ?= 2
 
-.PHONY: run test soak lint typecheck fmt install clean bench image image-test release-queries
+.PHONY: run test test-fast soak lint typecheck fmt install clean bench image image-test release-queries
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ run: $(STAMP)
 test: $(STAMP) lint typecheck
 	@$(BIN)/lint-imports --no-cache
 	@$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -q
+
+## The rules, the API and the worker on SQLite, without anything that starts or kills a process
+## (servers, workers, the CLI, the browser): a quick loop while changing code (< 1 minute).
+test-fast: $(STAMP)
+	@TIERLINE_TEST_DATABASES=sqlite $(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q -m "not slow"
 
 ## The container image from the Dockerfile, built with buildah as root; when python:3.11-slim
 ## cannot be pulled, on a stand-in base made from Debian packages (docs/operations.md).

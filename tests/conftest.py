@@ -33,6 +33,44 @@ from tests.factories import API_KEY, API_SECRET, ENCRYPTION_KEY
 DEFAULT_PG_URL = "postgresql://127.0.0.1:5432/test"
 TABLES_TO_KEEP = {"alembic_version"}
 
+#: Modules that start real processes (servers, workers, the CLI, a browser, containers), kill
+#: them, or wait on timeouts: marked ``slow``; ``make test-fast`` leaves them out.
+SLOW_MODULES = frozenset(
+    {
+        "test_cli_process",
+        "test_client_limits",
+        "test_image",
+        "test_fly",
+        "test_lifecycle_processes",
+        "test_migrations_rolling",
+        "test_openapi_schemathesis",
+        "test_outage",
+        "test_serve_process",
+        "test_ui_browser",
+        "test_worker_processes",
+        "test_writeback_processes",
+    }
+)
+#: ``TIERLINE_TEST_DATABASES``: the databases the database tests run on (default both).
+DATABASES_ENV = "TIERLINE_TEST_DATABASES"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark the slow modules, and leave out the database kinds ``TIERLINE_TEST_DATABASES`` omits."""
+    wanted = {d.strip() for d in os.environ.get(DATABASES_ENV, "sqlite,postgresql").split(",") if d.strip()}
+    kept: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    for item in items:
+        module = getattr(item, "module", None)
+        if module is not None and module.__name__.rsplit(".", 1)[-1] in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        kinds = {params[name] for name in ("database_url", "fresh_url") if name in params}
+        (dropped if kinds - wanted else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
 
 @pytest.fixture(scope="session")
 def anyio_backend() -> str:
