@@ -78,42 +78,46 @@ def _redirect_uri(runtime: Runtime) -> str:
     return runtime.settings.shopify_app_url.rstrip("/") + "/auth/callback"
 
 
+def _to_authorize(runtime: Runtime, shop: str) -> Redirect:
+    """To Shopify's authorize page for ``SCOPES``, with a signed single-use ``state`` cookie that
+    ``/auth/callback`` checks."""
+    settings = runtime.settings
+    nonce = secrets.token_urlsafe(24)
+    state = sign_state(
+        {"nonce": nonce, "shop": shop}, settings.shopify_api_secret, ttl_seconds=STATE_TTL_SECONDS
+    )
+    target = authorize_url(
+        shop,
+        settings.shopify_api_key,
+        settings.scopes,
+        _redirect_uri(runtime),
+        nonce,
+        origin=settings.shopify_url,
+    )
+    return Redirect(
+        target,
+        status_code=302,
+        cookies=[
+            Cookie(
+                key=STATE_COOKIE,
+                value=state,
+                max_age=STATE_TTL_SECONDS,
+                path="/auth",
+                httponly=True,
+                secure=settings.shopify_app_url.startswith("https://"),
+                samesite="lax",
+            )
+        ],
+    )
+
+
 class OAuthController(Controller):
     path = "/auth"
     tags = ["install"]
 
     @get("/install", summary="Start the install: verify the launch request, redirect to Shopify")
     async def install(self, request: Request[Any, Any, Any], runtime: NamedDependency[Runtime]) -> Redirect:
-        query = _query(request)
-        shop = _checked_shop(query, runtime)
-        nonce = secrets.token_urlsafe(24)
-        state = sign_state(
-            {"nonce": nonce, "shop": shop}, runtime.settings.shopify_api_secret, ttl_seconds=STATE_TTL_SECONDS
-        )
-        target = authorize_url(
-            shop,
-            runtime.settings.shopify_api_key,
-            runtime.settings.scopes,
-            _redirect_uri(runtime),
-            nonce,
-            origin=runtime.settings.shopify_url,
-        )
-        secure = runtime.settings.shopify_app_url.startswith("https://")
-        return Redirect(
-            target,
-            status_code=302,
-            cookies=[
-                Cookie(
-                    key=STATE_COOKIE,
-                    value=state,
-                    max_age=STATE_TTL_SECONDS,
-                    path="/auth",
-                    httponly=True,
-                    secure=secure,
-                    samesite="lax",
-                )
-            ],
-        )
+        return _to_authorize(runtime, _checked_shop(_query(request), runtime))
 
     @get("/callback", summary="Finish the install: verify, exchange the code, store the tokens")
     async def callback(
@@ -223,30 +227,4 @@ class OAuthController(Controller):
             raise UnauthorizedError(
                 f"invalid session token: {exc}; open tierline from your Shopify admin"
             ) from exc
-        nonce = secrets.token_urlsafe(24)
-        state = sign_state(
-            {"nonce": nonce, "shop": claims.shop}, settings.shopify_api_secret, ttl_seconds=STATE_TTL_SECONDS
-        )
-        target = authorize_url(
-            claims.shop,
-            settings.shopify_api_key,
-            settings.scopes,
-            _redirect_uri(runtime),
-            nonce,
-            origin=settings.shopify_url,
-        )
-        return Redirect(
-            target,
-            status_code=302,
-            cookies=[
-                Cookie(
-                    key=STATE_COOKIE,
-                    value=state,
-                    max_age=STATE_TTL_SECONDS,
-                    path="/auth",
-                    httponly=True,
-                    secure=settings.shopify_app_url.startswith("https://"),
-                    samesite="lax",
-                )
-            ],
-        )
+        return _to_authorize(runtime, claims.shop)
