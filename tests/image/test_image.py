@@ -113,7 +113,7 @@ class TestProductionWithoutSecrets:
         # Only the database: TIERLINE_ENV=production comes from the image itself.
         result = worker_machine.run(["tierline", command], env={"DATABASE_URL": database_url}, timeout=60)
         assert result.returncode == 2, result.stdout + result.stderr
-        assert "production requires these settings" in result.stderr
+        assert "production refuses to start" in result.stderr
         for name in SECRETS:
             assert name in result.stderr
 
