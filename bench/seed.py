@@ -54,6 +54,7 @@ from bench.common import (
     shop_id_for,
     with_database,
 )
+from service.domain.tier_levels import BASE_TIER, DEFAULT_TIER_THRESHOLDS, TIERS
 
 START = datetime(2024, 11, 1, tzinfo=UTC).timestamp()
 END = datetime(2026, 11, 1, tzinfo=UTC).timestamp()
@@ -541,23 +542,30 @@ def describe(url: str, shop_id: int) -> None:
             SELECT count(*) FILTER (WHERE order_count = 0), count(*) FILTER (WHERE order_count = 1),
                    count(*) FILTER (WHERE order_count BETWEEN 2 AND 9),
                    count(*) FILTER (WHERE order_count >= 10), max(order_count),
-                   count(*) FILTER (WHERE ltv >= 50000), count(*) FILTER (WHERE ltv >= 25000 AND ltv < 50000),
-                   count(*) FILTER (WHERE ltv >= 10000 AND ltv < 25000), count(*) FILTER (WHERE ltv < 10000),
                    count(*) FILTER (WHERE rto_count > 0), count(*)
             FROM customer_stats WHERE shop_id = %s
             """,
             (shop_id,),
         ).fetchone()
+        when = sql.SQL(" ").join(
+            sql.SQL("WHEN ltv >= {} THEN {}").format(sql.Literal(amount), sql.Literal(tier))
+            for tier, amount in DEFAULT_TIER_THRESHOLDS.items()
+        )
+        tiers = conn.execute(
+            sql.SQL(
+                "SELECT tier, count(*) FROM (SELECT CASE {} ELSE {} END AS tier FROM customer_stats "
+                "WHERE shop_id = %s) AS live GROUP BY tier"
+            ).format(when, sql.Literal(BASE_TIER)),
+            (shop_id,),
+        ).fetchall()
         assert dist is not None
         log(
-            f"  customers {dist[10]:,}: no orders {dist[0]:,}, one {dist[1]:,}, 2-9 {dist[2]:,}, "
+            f"  customers {dist[6]:,}: no orders {dist[0]:,}, one {dist[1]:,}, 2-9 {dist[2]:,}, "
             f"10+ {dist[3]:,} "
-            f"(max {dist[4]}); with a COD RTO {dist[9]:,}"
+            f"(max {dist[4]}); with a COD RTO {dist[5]:,}"
         )
-        log(
-            f"  live tiers (default thresholds): platinum {dist[5]:,}, gold {dist[6]:,}, "
-            f"silver {dist[7]:,}, bronze {dist[8]:,}"
-        )
+        counts = dict.fromkeys(TIERS, 0) | {tier: int(n) for tier, n in tiers}
+        log("  live tiers (default thresholds): " + ", ".join(f"{t} {n:,}" for t, n in counts.items()))
 
 
 def main() -> None:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Annotated, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 from pydantic.alias_generators import to_camel
 
+from service.domain.tier_levels import PERCENTILES, THRESHOLD_TIERS, TIERS
 from service.types import TWO_PLACES
 
 T = TypeVar("T")
@@ -60,7 +61,13 @@ MoneyStr = Annotated[
     str, Field(pattern=MONEY_PATTERN, examples=["414.95"], description="Decimal amount, two places.")
 ]
 IdStr = Annotated[str, Field(pattern=r"^\d+$", examples=["7001234567890"], description="Shopify id.")]
-Tier = Literal["platinum", "gold", "silver", "bronze"]
+
+# The tier enum and the per-tier objects come from the one declaration of the tiers
+# (service/domain/tier_levels.py); the type checker sees them as plain strings and schemas.
+if TYPE_CHECKING:
+    Tier = str
+else:
+    Tier = Literal[TIERS]
 
 
 def money(amount: Decimal) -> str:
@@ -127,10 +134,12 @@ class TrackingStatusUpdate(Schema):
     status: str = Field(max_length=64, description="A tracking status of SPEC §4.2.")
 
 
-class TierThresholdsRead(Schema):
-    platinum: MoneyStr
-    gold: MoneyStr
-    silver: MoneyStr
+if TYPE_CHECKING:
+    TierThresholdsRead = Schema
+else:
+    TierThresholdsRead = create_model(
+        "TierThresholdsRead", __base__=Schema, **{tier: (MoneyStr, ...) for tier in THRESHOLD_TIERS}
+    )
 
 
 class SettingsRead(Schema):
@@ -358,17 +367,17 @@ class TopCustomersRead(Schema):
     to: datetime | None = Field(description="Exclusive; null: up to now and beyond.")
 
 
-class TierCountsRead(Schema):
-    platinum: int
-    gold: int
-    silver: int
-    bronze: int
+if TYPE_CHECKING:
+    TierCountsRead = Schema
+else:
+    TierCountsRead = create_model("TierCountsRead", __base__=Schema, **{tier: (int, ...) for tier in TIERS})
 
 
 class TierSuggestionRead(Schema):
     tier_thresholds: TierThresholdsRead = Field(
-        description="95th, 85th and 65th percentiles of the LTVs of customers with an eligible order, "
-        "each rounded down to two significant digits, strictly decreasing."
+        description=", ".join(f"{tier} at the {p}th" for tier, p in PERCENTILES.items())
+        + " percentile of the LTVs of customers with an eligible order, each rounded down to two "
+        "significant digits, strictly decreasing."
     )
     counts: TierCountsRead = Field(description="Customers per tier with these thresholds.")
     based_on: int = Field(description="Customers with an eligible order: the LTVs drawn from.")

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from service.domain.api_keys import AuthenticatedShop
 from service.domain.rederive import update_settings
 from service.domain.settings import ShopSettings, get_shop_settings, to_document
+from service.domain.tier_levels import THRESHOLD_TIERS
 from service.schemas import SettingsRead
 
 
@@ -34,7 +35,8 @@ class SettingsController(Controller):
         summary="Change settings (partial documents allowed); recalculates tiers",
         description=(
             "Fields left out keep their value. Thresholds must be positive and strictly decreasing "
-            "from platinum to silver; numbers or decimal strings are accepted. A change re-derives "
+            f"from {THRESHOLD_TIERS[0]} to {THRESHOLD_TIERS[-1]}; numbers or decimal strings are "
+            "accepted. A change re-derives "
             "what depends on it and recalculates tiers before answering. 422 lists field errors."
         ),
         status_code=200,

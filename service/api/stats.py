@@ -13,6 +13,7 @@ from service.domain.api_keys import AuthenticatedShop
 from service.domain.rederive import recalculate_tiers
 from service.domain.settings import get_shop_settings
 from service.domain.thresholds import suggest_thresholds
+from service.domain.tier_levels import PERCENTILES
 from service.schemas import (
     CustomerStatsRead,
     RecalculationRead,
@@ -78,10 +79,10 @@ async def recalculate(
     "/api/tiers/suggestion",
     summary="Tier thresholds drawn from the shop's own LTVs, with the tier counts they would give",
     description=(
-        "Platinum at the 95th percentile of the LTVs of customers with an eligible order, gold at the "
-        "85th, silver at the 65th (nearest rank), each rounded down to two significant digits and "
-        "strictly decreasing. Nothing is saved: PUT /api/settings applies them. 409 when no "
-        "customer has an eligible order yet."
+        ", ".join(f"{tier} at the {p}th" for tier, p in PERCENTILES.items())
+        + " percentile of the LTVs of customers with an eligible order (nearest rank), each rounded "
+        "down to two significant digits and strictly decreasing. Nothing is saved: PUT /api/settings "
+        "applies them. 409 when no customer has an eligible order yet."
     ),
     tags=["tiers"],
 )

@@ -23,7 +23,8 @@ from service.domain import keyset, stats
 from service.domain.order_views import EnrichedOrder, list_orders
 from service.domain.pagination import decode_cursor, encode_cursor
 from service.domain.settings import ShopSettings
-from service.domain.tiers import TIERS, ltv_bounds
+from service.domain.tier_levels import TIERS, spoken_list
+from service.domain.tiers import ltv_bounds
 from service.errors import BadRequestError, UnprocessableError
 from service.models import (
     CUSTOMER_NAME_KEY_SQL,
@@ -96,7 +97,7 @@ def parse_tiers(value: str | None) -> tuple[str, ...]:
             errors=[
                 {
                     "field": "tier",
-                    "message": f"unknown tier {name[:32]!r}: use platinum, gold, silver or bronze",
+                    "message": f"unknown tier {name[:32]!r}: use {spoken_list()}",
                 }
                 for name in unknown[:4]
             ],

@@ -20,7 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from service.domain import stats
 from service.domain.customer_views import ratio
 from service.domain.settings import ShopSettings
-from service.domain.tiers import TIERS, tier_sql
+from service.domain.tier_levels import TIERS
+from service.domain.tiers import tier_sql
 from service.errors import UnprocessableError
 from service.models import Customer, CustomerStats, Order, OrderLine
 from service.types import Money

@@ -9,16 +9,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service.domain.tier_levels import DEFAULT_TIER_THRESHOLDS, THRESHOLD_TIERS, next_above, spoken_list
 from service.domain.tracking import RTO_STATES
 from service.models import Shop
 
 shops = Shop.__table__  # type: ignore[attr-defined]
 
-DEFAULT_TIER_THRESHOLDS: dict[str, Decimal] = {
-    "platinum": Decimal("50000.00"),
-    "gold": Decimal("25000.00"),
-    "silver": Decimal("10000.00"),
-}
 DEFAULT_COD_GATEWAYS: tuple[str, ...] = ("Cash on Delivery (COD)", "cash_on_delivery", "cod")
 DEFAULT_RTO_TAGS: dict[str, str] = {
     "rto": "rto_initiated",
@@ -82,7 +78,7 @@ def gateway_key(gateway_names: list[str]) -> str:
 MAX_GATEWAYS = 50
 MAX_RTO_TAGS = 50
 MAX_NAME_LENGTH = 255
-TIER_KEYS = ("platinum", "gold", "silver")
+TIER_KEYS = THRESHOLD_TIERS
 SETTING_KEYS = ("tierThresholds", "codGateways", "rtoTags", "includeTestOrders")
 
 
@@ -109,7 +105,10 @@ def validate_update(data: Any) -> tuple[dict[str, Any], list[dict[str, str]]]:
         raw = data["tierThresholds"]
         if not isinstance(raw, dict) or set(raw) != set(TIER_KEYS):
             errors.append(
-                {"field": "tierThresholds", "message": "must be an object with platinum, gold and silver"}
+                {
+                    "field": "tierThresholds",
+                    "message": f"must be an object with {spoken_list(TIER_KEYS, 'and')}",
+                }
             )
         else:
             values: dict[str, Decimal] = {}
@@ -125,11 +124,13 @@ def validate_update(data: Any) -> tuple[dict[str, Any], list[dict[str, str]]]:
                     )
                 else:
                     values[tier] = amount
-            if len(values) == 3:
-                if not values["platinum"] > values["gold"]:
-                    errors.append({"field": "tierThresholds.gold", "message": "must be less than platinum"})
-                if not values["gold"] > values["silver"]:
-                    errors.append({"field": "tierThresholds.silver", "message": "must be less than gold"})
+            if len(values) == len(TIER_KEYS):
+                for tier in TIER_KEYS:
+                    above = next_above(tier)
+                    if above is not None and not values[above] > values[tier]:
+                        errors.append(
+                            {"field": f"tierThresholds.{tier}", "message": f"must be less than {above}"}
+                        )
                 clean["tierThresholds"] = {k: f"{v:.2f}" for k, v in values.items()}
     if "codGateways" in data:
         raw = data["codGateways"]

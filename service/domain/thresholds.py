@@ -4,9 +4,10 @@ The population is the shop's customers (with a customer record) that have at lea
 order (``orderCount > 0``), by their live LTV. Each threshold is a percentile of their LTVs,
 nearest-rank: the P-th percentile of n values sorted ascending is the value at rank
 ``ceil(P * n / 100)`` (1-based), so it is always some customer's LTV and at least P % of the
-customers have an LTV at or below it. Platinum is the 95th percentile, gold the 85th, silver the
-65th. Each is rounded down to two significant digits in the shop's currency (``81,566.40`` →
-``81,000``; ``7.45`` → ``7.4``; never below one cent), then made strictly decreasing: a
+customers have an LTV at or below it. Each tier's percentile is declared with the tier
+(``tier_levels``: platinum the 95th, gold the 85th, silver the 65th). Each is rounded down to
+two significant digits in the shop's currency (``81,566.40`` → ``81,000``; ``7.45`` → ``7.4``;
+never below one cent), then made strictly decreasing: a
 threshold that is not below the one above it becomes the next lower two-significant-digit amount
 under it (``5,000`` → ``4,900``; ``1,000`` → ``990``).
 
@@ -26,14 +27,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.domain import reports, stats
 from service.domain.settings import TIER_KEYS, ShopSettings
+from service.domain.tier_levels import PERCENTILES
 from service.errors import AppError
 from service.models import Customer, CustomerStats
 
 customers = Customer.__table__  # type: ignore[attr-defined]
 customer_stats = CustomerStats.__table__  # type: ignore[attr-defined]
 
-#: The percentile each tier's threshold is drawn at.
-PERCENTILES: dict[str, int] = {"platinum": 95, "gold": 85, "silver": 65}
 CENT = Decimal("0.01")
 
 
@@ -78,16 +78,14 @@ def thresholds_from_percentiles(values: dict[str, Decimal]) -> dict[str, Decimal
         if above is not None and amount >= above:
             amount = next_lower(above)
         if amount <= 0:
-            raise NoSuggestionError(
-                "the shop's LTVs are too small to draw three decreasing thresholds from them"
-            )
+            raise NoSuggestionError("the shop's LTVs are too small to draw decreasing thresholds from them")
         thresholds[tier] = amount
         above = amount
     return thresholds
 
 
 async def suggest_thresholds(session: AsyncSession, shop_id: int, settings: ShopSettings) -> Suggestion:
-    """Thresholds at the 95th, 85th and 65th percentiles of the shop's LTVs, and the tier counts
+    """Thresholds at each tier's percentile of the shop's LTVs, and the tier counts
     they would give. ``409`` when no customer has an eligible order yet."""
     population = (
         sa.select(customer_stats.c.ltv)

@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.db import dialect_of, in_ids
+from service.domain.tier_levels import BASE_TIER, THRESHOLD_TIERS, next_above
 from service.domain.tracking import DELIVERED, is_rto, manual_entries, status_changes
 from service.metrics import TIER_CHANGES
 from service.models import Customer, CustomerStats, Order, TierChange, TierEvaluation
@@ -33,8 +34,6 @@ tier_evaluations = TierEvaluation.__table__  # type: ignore[attr-defined]
 orders = Order.__table__  # type: ignore[attr-defined]
 customers = Customer.__table__  # type: ignore[attr-defined]
 
-TIERS = ("platinum", "gold", "silver", "bronze")
-TIER_RANK = {"bronze": 0, "silver": 1, "gold": 2, "platinum": 3}
 REASONS = ("delivered", "rto", "manual", "batch", "thresholds")
 MAX_REPORTED_CHANGES = 100
 #: Customers per statement in shop-wide work (keyset-paginated).
@@ -42,29 +41,26 @@ CHUNK = 5000
 
 
 def tier_for(ltv: Decimal, thresholds: Mapping[str, Decimal]) -> str:
-    """``platinum`` if LTV ≥ platinum, ``gold`` if ≥ gold, ``silver`` if ≥ silver, else ``bronze``."""
-    for tier in ("platinum", "gold", "silver"):
+    """The highest tier whose threshold the LTV reaches, else the base tier (``tier_levels``)."""
+    for tier in THRESHOLD_TIERS:
         if ltv >= thresholds[tier]:
             return tier
-    return "bronze"
+    return BASE_TIER
 
 
 def tier_sql(ltv: Any, thresholds: Mapping[str, Decimal]) -> Any:
     """The same rule as :func:`tier_for`, as a SQL ``CASE``."""
     return sa.case(
-        (ltv >= sa.literal(thresholds["platinum"], Money()), "platinum"),
-        (ltv >= sa.literal(thresholds["gold"], Money()), "gold"),
-        (ltv >= sa.literal(thresholds["silver"], Money()), "silver"),
-        else_="bronze",
+        *((ltv >= sa.literal(thresholds[tier], Money()), tier) for tier in THRESHOLD_TIERS),
+        else_=BASE_TIER,
     )
 
 
 def ltv_bounds(tier: str, thresholds: Mapping[str, Decimal]) -> tuple[Decimal | None, Decimal | None]:
     """The LTV range ``[low, high)`` of a tier (None: unbounded), for index range scans."""
-    order = ["bronze", "silver", "gold", "platinum"]
-    index = order.index(tier)
-    low = thresholds[tier] if tier != "bronze" else None
-    high = thresholds[order[index + 1]] if index + 1 < len(order) else None
+    above = next_above(tier)
+    low = thresholds[tier] if tier != BASE_TIER else None
+    high = thresholds[above] if above is not None else None
     return low, high
 
 
@@ -98,7 +94,7 @@ class Rules:
     @classmethod
     def from_document(cls, stored: Mapping[str, Any]) -> Rules:
         return cls(
-            {tier: Decimal(str(stored[tier])) for tier in ("platinum", "gold", "silver")},
+            {tier: Decimal(str(stored[tier])) for tier in THRESHOLD_TIERS},
             bool(stored.get("includeTestOrders", False)),
         )
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from service.domain.reports import MonthTotal
-from service.domain.tiers import TIERS
+from service.domain.tier_levels import TIERS
 from service.ui.display import Display
 
 TIER_WIDTH = 360

@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime, tzinfo
 from decimal import ROUND_HALF_UP, Decimal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from service.domain.tier_levels import LABELS
 from service.types import TWO_PLACES
 
 logger = logging.getLogger(__name__)
@@ -29,7 +30,6 @@ SYMBOLS = {
     "SGD": "S$",
     "HKD": "HK$",
 }
-TIER_LABELS = {"platinum": "Platinum", "gold": "Gold", "silver": "Silver", "bronze": "Bronze"}
 #: Why a tier of record changed (SPEC §4.3 reasons), as a merchant reads it.
 REASON_LABELS = {
     "delivered": "Order delivered",
@@ -162,7 +162,7 @@ class Display:
 
     @staticmethod
     def tier(name: str | None) -> str:
-        return TIER_LABELS.get(name or "", "—")
+        return LABELS.get(name or "", "—")
 
     @staticmethod
     def name(first: str | None, last: str | None, email: str | None, customer_id: int) -> str:

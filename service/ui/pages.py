@@ -8,6 +8,7 @@ template. Pages only read: saving settings and replaying deliveries are ``fetch(
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from dataclasses import dataclass
 from decimal import Decimal
@@ -29,14 +30,10 @@ from litestar.template.config import TemplateConfig
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.api.ids import path_id
-from service.domain import customer_views, inbox, jobs, reports, thresholds
+from service.domain import customer_views, inbox, jobs, reports, thresholds, tier_levels
 from service.domain.pagination import MAX_LIMIT
-from service.domain.settings import (
-    DEFAULT_TIER_THRESHOLDS,
-    ShopSettings,
-    get_shop_settings,
-    to_document,
-)
+from service.domain.settings import ShopSettings, get_shop_settings, to_document
+from service.domain.tier_levels import DEFAULT_TIER_THRESHOLDS
 from service.errors import AppError, NotFoundError, bounded_errors
 from service.install import Connection, Installer
 from service.runtime import Runtime
@@ -72,6 +69,17 @@ CUSTOMER_NOT_FOUND = "no such customer"
 Period = Literal["30d", "90d", "365d", "all"]
 
 
+def suggestion_shares() -> str:
+    """``about the top 5% Platinum, the next 10% Gold and the next 20% Silver``."""
+    parts, above = [], 100
+    for tier, percentile in tier_levels.PERCENTILES.items():
+        parts.append(
+            f"{'the top' if above == 100 else 'the next'} {above - percentile}% {tier_levels.label(tier)}"
+        )
+        above = percentile
+    return "about " + tier_levels.spoken_list(tuple(parts), "and")
+
+
 def template_config() -> TemplateConfig[JinjaTemplateEngine]:
     """Jinja with autoescape on (customer names are text, never markup) and strict undefined."""
     environment = Environment(
@@ -80,6 +88,15 @@ def template_config() -> TemplateConfig[JinjaTemplateEngine]:
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+    )
+    # The tiers as the pages and the page script know them (one declaration: tier_levels).
+    environment.globals.update(
+        tier_levels=tuple(reversed(tier_levels.LEVELS)),
+        tier_names=tier_levels.TIERS,
+        threshold_tiers=tier_levels.THRESHOLD_TIERS,
+        base_tier=tier_levels.BASE_TIER,
+        suggestion_shares=suggestion_shares(),
+        tiers_json=json.dumps([{"name": t.name, "label": t.label} for t in reversed(tier_levels.LEVELS)]),
     )
     return TemplateConfig(instance=JinjaTemplateEngine.from_environment(environment))
 

@@ -4,13 +4,17 @@
 "use strict";
 
 (function () {
-  const TIERS = ["platinum", "gold", "silver", "bronze"];
-  const TIER_NAMES = { platinum: "Platinum", gold: "Gold", silver: "Silver", bronze: "Bronze" };
-
   function meta(name) {
     const element = document.querySelector(`meta[name="${name}"]`);
     return element ? element.getAttribute("content") : null;
   }
+
+  // The tiers, highest first, as the server declares them (service/domain/tier_levels.py).
+  const TIER_LEVELS = JSON.parse(meta("tierline-tiers") || "[]");
+  const TIERS = TIER_LEVELS.map((level) => level.name);
+  const TIER_NAMES = Object.fromEntries(TIER_LEVELS.map((level) => [level.name, level.label]));
+  // The tiers that have a threshold: every tier but the lowest.
+  const THRESHOLD_TIERS = TIERS.slice(0, -1);
 
   function embedded() {
     return Boolean(window.shopify && typeof window.shopify.idToken === "function");
@@ -119,7 +123,7 @@
   function readSettings(form) {
     const errors = [];
     const thresholds = {};
-    for (const tier of ["platinum", "gold", "silver"]) {
+    for (const tier of THRESHOLD_TIERS) {
       thresholds[tier] = form.elements[tier].value.trim().replace(/,/g, "");
     }
     const gateways = form.elements.codGateways.value
@@ -192,7 +196,7 @@
           if (first) first.focus();
           return;
         }
-        for (const tier of ["platinum", "gold", "silver"]) {
+        for (const tier of THRESHOLD_TIERS) {
           form.elements[tier].value = saved.data.tierThresholds[tier];
         }
         const overview = await api("GET", "/api/reports/overview");
@@ -224,7 +228,7 @@
         }
         document.getElementById("suggestion-message").textContent =
           "The suggested thresholds are in the fields above. Save to apply them; nothing has changed yet.";
-        form.elements.platinum.focus();
+        form.elements[THRESHOLD_TIERS[0]].focus();
       });
     }
 

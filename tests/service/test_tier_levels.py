@@ -1,0 +1,112 @@
+"""The tiers declared once (``service/domain/tier_levels.py``; docs/domain.md, "Tiers").
+
+The declaration checks itself on import, everything else derives from it, and a fifth tier
+declared in one line reaches the rule, its SQL, validation, the suggestion, the API schema and the
+pages (``fifth_tier_check.py``, run in a process of its own with the tier added).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from service.domain import tier_levels
+from service.domain.tier_levels import LEVELS, TierLevel
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def level(name: str, threshold: str | None, percentile: int | None) -> TierLevel:
+    return TierLevel(
+        name,
+        name.title(),
+        None if threshold is None else Decimal(threshold),
+        percentile,
+        "#000",
+        "#fff",
+        "#000",
+    )
+
+
+class TestDerived:
+    def test_names_highest_first_and_the_base_tier_last(self) -> None:
+        assert tier_levels.TIERS == ("platinum", "gold", "silver", "bronze")
+        assert tier_levels.THRESHOLD_TIERS == ("platinum", "gold", "silver")
+        assert tier_levels.BASE_TIER == "bronze"
+
+    def test_defaults_and_percentiles_follow_the_declaration(self) -> None:
+        assert {
+            "platinum": Decimal("50000.00"),
+            "gold": Decimal("25000.00"),
+            "silver": Decimal("10000.00"),
+        } == tier_levels.DEFAULT_TIER_THRESHOLDS
+        assert tier_levels.PERCENTILES == {"platinum": 95, "gold": 85, "silver": 65}
+
+    def test_neighbours(self) -> None:
+        assert tier_levels.next_above("gold") == "platinum"
+        assert tier_levels.next_above("platinum") is None
+        assert tier_levels.next_below("silver") == "bronze"
+        assert tier_levels.next_below("bronze") is None
+
+    def test_spoken_list(self) -> None:
+        assert tier_levels.spoken_list() == "platinum, gold, silver or bronze"
+        assert tier_levels.spoken_list(("gold",), "and") == "gold"
+
+
+class TestTheDeclarationChecksItself:
+    def test_the_shipped_declaration_holds(self) -> None:
+        tier_levels._check(LEVELS)
+
+    @pytest.mark.parametrize(
+        ("levels", "problem"),
+        [
+            ((level("bronze", "1.00", None), level("silver", "2.00", 50)), "base tier"),
+            ((level("bronze", None, None),), "at least one tier"),
+            ((level("bronze", None, None), level("bronze", "2.00", 50)), "distinct"),
+            ((level("bronze", None, None), level("Silver", "2.00", 50)), "distinct"),
+            ((level("bronze", None, None), level("silver", None, 50)), "needs a default threshold"),
+            (
+                (level("bronze", None, None), level("silver", "5.00", 50), level("gold", "5.00", 60)),
+                "must increase",
+            ),
+            (
+                (level("bronze", None, None), level("silver", "5.00", 60), level("gold", "9.00", 60)),
+                "must increase",
+            ),
+            ((level("bronze", None, None), level("silver", "5.00", 100)), "must increase"),
+        ],
+    )
+    def test_a_wrong_declaration_is_refused(self, levels: tuple[TierLevel, ...], problem: str) -> None:
+        with pytest.raises(ValueError, match=problem):
+            tier_levels._check(levels)
+
+
+class TestAFifthTierInOneLine:
+    def _check(self, *plugin: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "pytest", *plugin, "tests/service/fifth_tier_check.py", "-q", "-n", "0"],
+            cwd=ROOT,
+            env={**os.environ, "TIERLINE_TEST_DATABASES": "sqlite"},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    def test_every_layer_follows_the_declaration(self) -> None:
+        result = self._check("-p", "tests.support.fifth_tier")
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        assert " passed" in result.stdout
+        assert "skipped" not in result.stdout
+
+    def test_without_the_fifth_tier_the_check_fails(self) -> None:
+        """The check can fail: with the four shipped tiers, it does."""
+        result = self._check()
+        assert result.returncode == 1, result.stdout[-3000:]
+        assert (
+            "FAILED tests/service/fifth_tier_check.py::test_the_declaration_has_five_tiers" in result.stdout
+        )
