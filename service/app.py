@@ -22,7 +22,7 @@ from service.api.health import health, metrics, ready
 from service.api.oauth import OAuthController
 from service.api.orders import OrderController
 from service.api.reports import ReportController
-from service.api.schema_docs import render_plugin, schema_asset
+from service.api.schema_docs import WireTypes, render_plugin, schema_asset
 from service.api.settings import SettingsController
 from service.api.shop import ShopController
 from service.api.stats import customer_stats, recalculate, tier_suggestion
@@ -131,7 +131,7 @@ def create_app(
         exception_handlers=exception_handlers,
         template_config=template_config(),
         request_max_body_size=settings.max_body,
-        plugins=[PydanticPlugin(prefer_alias=True)],
+        plugins=[PydanticPlugin(prefer_alias=True), WireTypes()],
         openapi_config=OpenAPIConfig(
             title="tierline",
             version=VERSION,

@@ -4,10 +4,19 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
-from typing import TYPE_CHECKING, Annotated, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    create_model,
+)
 from pydantic.alias_generators import to_camel
+from pydantic_core import CoreSchema, core_schema
 
 from service.domain.tier_levels import PERCENTILES, THRESHOLD_TIERS, TIERS
 from service.types import TWO_PLACES
@@ -57,10 +66,40 @@ class ReplayRead(Schema):
 
 
 MONEY_PATTERN = r"^-?\d+\.\d{2}$"
-MoneyStr = Annotated[
-    str, Field(pattern=MONEY_PATTERN, examples=["414.95"], description="Decimal amount, two places.")
-]
-IdStr = Annotated[str, Field(pattern=r"^\d+$", examples=["7001234567890"], description="Shopify id.")]
+ID_PATTERN = r"^\d+$"
+
+
+class Amount(Decimal):
+    """Money in a read model: a ``Decimal`` in Python, a string with exactly two decimals in JSON
+    (``"414.95"``; half-up), so a view's amounts go into a schema as they are."""
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        return core_schema.decimal_schema(
+            serialization=core_schema.plain_serializer_function_ser_schema(
+                money, return_schema=core_schema.str_schema()
+            )
+        )
+
+
+class ShopifyId(int):
+    """A Shopify id in a read model: a 64-bit ``int`` in Python, a string of digits in JSON
+    (JavaScript numbers lose precision above 2**53)."""
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        return core_schema.int_schema(
+            serialization=core_schema.plain_serializer_function_ser_schema(
+                str, return_schema=core_schema.str_schema()
+            )
+        )
+
+
+#: How the two look in the OpenAPI document (``service.api.schema_docs.WireTypes``).
+WIRE_SCHEMAS: dict[type, dict[str, Any]] = {
+    Amount: {"pattern": MONEY_PATTERN, "examples": ["414.95"], "description": "Decimal amount, two places."},
+    ShopifyId: {"pattern": ID_PATTERN, "examples": ["7001234567890"], "description": "Shopify id."},
+}
 
 # The tier enum and the per-tier objects come from the one declaration of the tiers
 # (service/domain/tier_levels.py); the type checker sees them as plain strings and schemas.
@@ -76,7 +115,7 @@ def money(amount: Decimal) -> str:
 
 
 class CustomerStatsRead(Schema):
-    ltv: MoneyStr
+    ltv: Amount
     order_count: int
     rto_count: int
     tier: Tier
@@ -105,9 +144,9 @@ class StatsResponse(Schema):
 
 
 class OrderRead(Schema):
-    id: IdStr
+    id: ShopifyId
     name: str | None
-    customer_id: IdStr | None
+    customer_id: ShopifyId | None
     email: str | None
     phone: str | None
     created_at: datetime | None
@@ -117,14 +156,14 @@ class OrderRead(Schema):
     financial_status: str | None
     fulfillment_status: str | None
     currency: str | None
-    total_amount: MoneyStr
-    original_total: MoneyStr
+    total_amount: Amount
+    original_total: Amount
     payment_method: Literal["cod", "prepaid"]
     tracking_status: str | None
     delivered_at: datetime | None
     tags: list[str]
     test: bool
-    customer_ltv: MoneyStr | None
+    customer_ltv: Amount | None
     customer_order_count: int | None
     customer_rto_count: int | None
     customer_tier: Tier | None
@@ -138,7 +177,7 @@ if TYPE_CHECKING:
     TierThresholdsRead = Schema
 else:
     TierThresholdsRead = create_model(
-        "TierThresholdsRead", __base__=Schema, **{tier: (MoneyStr, ...) for tier in THRESHOLD_TIERS}
+        "TierThresholdsRead", __base__=Schema, **{tier: (Amount, ...) for tier in THRESHOLD_TIERS}
     )
 
 
@@ -150,10 +189,10 @@ class SettingsRead(Schema):
 
 
 class TierChangeItem(Schema):
-    customer_id: IdStr
+    customer_id: ShopifyId
     from_: Tier | None = Field(alias="from")
     to: Tier
-    ltv: MoneyStr
+    ltv: Amount
 
 
 class RecalculationRead(Schema):
@@ -197,11 +236,11 @@ class InstallRead(Schema):
 
 
 class ComplianceRequestRead(Schema):
-    id: IdStr
+    id: ShopifyId
     topic: Literal["customers/data_request", "customers/redact", "shop/redact"]
     status: str
-    customer_id: IdStr | None
-    shopify_request_id: IdStr | None
+    customer_id: ShopifyId | None
+    shopify_request_id: ShopifyId | None
     received_at: datetime
     completed_at: datetime | None
     data: dict[str, object] | None = Field(
@@ -218,7 +257,7 @@ TierReason = Literal["delivered", "rto", "manual", "batch", "thresholds"]
 
 
 class CustomerSummaryRead(Schema):
-    id: IdStr
+    id: ShopifyId
     email: str | None
     phone: str | None = Field(
         description="The customer's phone, else the most recent order's (order, shipping, billing)."
@@ -226,7 +265,7 @@ class CustomerSummaryRead(Schema):
     first_name: str | None
     last_name: str | None
     tier: Tier
-    ltv: MoneyStr
+    ltv: Amount
     order_count: int
     rto_count: int
     last_order_at: datetime | None = Field(
@@ -237,9 +276,9 @@ class CustomerSummaryRead(Schema):
 class TierHistoryRead(Schema):
     from_: Tier | None = Field(alias="from")
     to: Tier
-    ltv: MoneyStr
+    ltv: Amount
     reason: TierReason
-    order_id: IdStr | None
+    order_id: ShopifyId | None
     order_name: str | None = Field(
         description="The order's name as Shopify shows it (`#1186`); null without an order or when "
         "the order was deleted since."
@@ -248,7 +287,7 @@ class TierHistoryRead(Schema):
 
 
 class CustomerMetricsRead(Schema):
-    aov: MoneyStr
+    aov: Amount
     total_orders: int
     cancelled_orders: int
     cod_orders: int
@@ -256,7 +295,7 @@ class CustomerMetricsRead(Schema):
     cod_share: Rate
     rto_rate: Rate
     return_count: int
-    refunded_amount: MoneyStr
+    refunded_amount: Amount
     first_order_at: datetime | None
     last_order_at: datetime | None
     days_since_last_order: int | None
@@ -264,35 +303,36 @@ class CustomerMetricsRead(Schema):
 
 
 class ProductAffinityRead(Schema):
-    product_id: IdStr
+    product_id: ShopifyId
     title: str | None
     quantity: int
     orders: int
-    spend: MoneyStr
+    spend: Amount
 
 
 class VariantAffinityRead(Schema):
-    variant_id: IdStr
-    product_id: IdStr | None
+    variant_id: ShopifyId
+    product_id: ShopifyId | None
     title: str | None
     variant_title: str | None
     quantity: int
     orders: int
-    spend: MoneyStr
+    spend: Amount
 
 
 class OptionValueAffinityRead(Schema):
     value: str
     quantity: int
     orders: int
-    spend: MoneyStr
+    spend: Amount
 
 
 class VendorAffinityRead(Schema):
-    vendor: str
+    #: The view calls it ``value``, like an option value's.
+    vendor: str = Field(validation_alias=AliasChoices("vendor", "value"))
     quantity: int
     orders: int
-    spend: MoneyStr
+    spend: Amount
 
 
 class AffinityRead(Schema):
@@ -340,21 +380,21 @@ class OrderItems(Schema):
 
 
 class TopProductRead(Schema):
-    product_id: IdStr
+    product_id: ShopifyId
     title: str | None
     quantity: int
-    spend: MoneyStr
+    spend: Amount
 
 
 class TopCustomerRead(Schema):
-    id: IdStr
+    id: ShopifyId
     email: str | None
     first_name: str | None
     last_name: str | None
-    period_ltv: MoneyStr
+    period_ltv: Amount
     period_order_count: int
     tier: Tier
-    ltv: MoneyStr
+    ltv: Amount
     last_order_at: datetime | None
     top_products: list[TopProductRead]
 
@@ -387,7 +427,7 @@ class OverviewRead(Schema):
     customer_count: int
     tiers: TierCountsRead
     repeat_purchase_rate: Rate
-    aov: MoneyStr
+    aov: Amount
     cod_share: Rate
     cod_rto_rate: Rate
     customers_at_risk: int

@@ -19,11 +19,11 @@ from service.schemas import ComplianceRequestRead, Page
 
 def _read(row: Any) -> ComplianceRequestRead:
     return ComplianceRequestRead(
-        id=str(row.id),
+        id=row.id,
         topic=row.topic,
         status=row.status,
-        customer_id=str(row.customer_id) if row.customer_id is not None else None,
-        shopify_request_id=str(row.shopify_request_id) if row.shopify_request_id is not None else None,
+        customer_id=row.customer_id,
+        shopify_request_id=row.shopify_request_id,
         received_at=row.received_at,
         completed_at=row.completed_at,
         data=row.result,

@@ -27,13 +27,8 @@ from service.schemas import (
     CustomerMetricsRead,
     CustomerRead,
     CustomerSummaryRead,
-    OptionValueAffinityRead,
     Page,
-    ProductAffinityRead,
     TierHistoryRead,
-    VariantAffinityRead,
-    VendorAffinityRead,
-    money,
 )
 from service.types import utc_now
 
@@ -44,13 +39,13 @@ GID_PREFIX = "/gid:/shopify/Customer"
 def summary_read(customer: customer_views.CustomerSummary) -> CustomerSummaryRead:
     figures = customer.figures
     return CustomerSummaryRead(
-        id=str(customer.id),
+        id=customer.id,
         email=customer.email,
         phone=customer.phone,
         first_name=customer.first_name,
         last_name=customer.last_name,
         tier=figures.tier,
-        ltv=money(figures.ltv),
+        ltv=figures.ltv,
         order_count=figures.order_count,
         rto_count=figures.rto_count,
         last_order_at=customer.last_order_at,
@@ -58,56 +53,11 @@ def summary_read(customer: customer_views.CustomerSummary) -> CustomerSummaryRea
 
 
 def _metrics_read(metrics: customer_views.Metrics) -> CustomerMetricsRead:
-    return CustomerMetricsRead(
-        aov=money(metrics.aov),
-        total_orders=metrics.total_orders,
-        cancelled_orders=metrics.cancelled_orders,
-        cod_orders=metrics.cod_orders,
-        prepaid_orders=metrics.prepaid_orders,
-        cod_share=metrics.cod_share,
-        rto_rate=metrics.rto_rate,
-        return_count=metrics.return_count,
-        refunded_amount=money(metrics.refunded_amount),
-        first_order_at=metrics.first_order_at,
-        last_order_at=metrics.last_order_at,
-        days_since_last_order=metrics.days_since_last_order,
-        avg_days_between_orders=metrics.avg_days_between_orders,
-    )
+    return CustomerMetricsRead.model_validate(metrics, from_attributes=True)
 
 
 def _affinity_read(affinity: customer_views.Affinity) -> AffinityRead:
-    return AffinityRead(
-        top_products=[
-            ProductAffinityRead(
-                product_id=str(p.product_id),
-                title=p.title,
-                quantity=p.quantity,
-                orders=p.orders,
-                spend=money(p.spend),
-            )
-            for p in affinity.top_products
-        ],
-        top_variants=[
-            VariantAffinityRead(
-                variant_id=str(v.variant_id),
-                product_id=str(v.product_id) if v.product_id is not None else None,
-                title=v.title,
-                variant_title=v.variant_title,
-                quantity=v.quantity,
-                orders=v.orders,
-                spend=money(v.spend),
-            )
-            for v in affinity.top_variants
-        ],
-        top_option_values=[
-            OptionValueAffinityRead(value=o.value, quantity=o.quantity, orders=o.orders, spend=money(o.spend))
-            for o in affinity.top_option_values
-        ],
-        top_vendors=[
-            VendorAffinityRead(vendor=v.value, quantity=v.quantity, orders=v.orders, spend=money(v.spend))
-            for v in affinity.top_vendors
-        ],
-    )
+    return AffinityRead.model_validate(affinity, from_attributes=True)
 
 
 def _history_read(entry: customer_views.TierHistoryEntry) -> TierHistoryRead:
@@ -115,9 +65,9 @@ def _history_read(entry: customer_views.TierHistoryEntry) -> TierHistoryRead:
         {
             "from": entry.from_tier,
             "to": entry.to_tier,
-            "ltv": money(entry.ltv),
+            "ltv": entry.ltv,
             "reason": entry.reason,
-            "orderId": str(entry.order_id) if entry.order_id is not None else None,
+            "orderId": entry.order_id,
             "orderName": entry.order_name,
             "at": entry.at,
         }

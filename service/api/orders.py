@@ -16,15 +16,15 @@ from service.domain.order_views import EnrichedOrder, enriched_orders
 from service.domain.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from service.domain.settings import get_shop_settings
 from service.errors import NotFoundError, UnprocessableError
-from service.schemas import OrderEnrichRequest, OrderItems, OrderRead, Page, TrackingStatusUpdate, money
+from service.schemas import OrderEnrichRequest, OrderItems, OrderRead, Page, TrackingStatusUpdate
 
 
 def order_read(order: EnrichedOrder) -> OrderRead:
     figures = order.customer
     return OrderRead(
-        id=str(order.id),
+        id=order.id,
         name=order.name,
-        customer_id=str(order.customer_id) if order.customer_id is not None else None,
+        customer_id=order.customer_id,
         email=order.email,
         phone=order.phone,
         created_at=order.created_at,
@@ -34,14 +34,14 @@ def order_read(order: EnrichedOrder) -> OrderRead:
         financial_status=order.financial_status,
         fulfillment_status=order.fulfillment_status,
         currency=order.currency,
-        total_amount=money(order.total_amount),
-        original_total=money(order.original_total),
+        total_amount=order.total_amount,
+        original_total=order.original_total,
         payment_method=order.payment_method,
         tracking_status=order.tracking_status,
         delivered_at=order.delivered_at,
         tags=[t.strip() for t in order.tags.split(",") if t.strip()],
         test=order.test,
-        customer_ltv=money(figures.ltv) if figures else None,
+        customer_ltv=figures.ltv if figures else None,
         customer_order_count=figures.order_count if figures else None,
         customer_rto_count=figures.rto_count if figures else None,
         customer_tier=figures.tier if figures else None,

@@ -19,26 +19,23 @@ from service.schemas import (
     TopCustomerRead,
     TopCustomersRead,
     TopProductRead,
-    money,
 )
 from service.types import utc_now
 
 
 def _top_customer_read(customer: reports.TopCustomer) -> TopCustomerRead:
     return TopCustomerRead(
-        id=str(customer.id),
+        id=customer.id,
         email=customer.email,
         first_name=customer.first_name,
         last_name=customer.last_name,
-        period_ltv=money(customer.period_ltv),
+        period_ltv=customer.period_ltv,
         period_order_count=customer.period_order_count,
         tier=customer.figures.tier,
-        ltv=money(customer.figures.ltv),
+        ltv=customer.figures.ltv,
         last_order_at=customer.last_order_at,
         top_products=[
-            TopProductRead(
-                product_id=str(p.product_id), title=p.title, quantity=p.quantity, spend=money(p.spend)
-            )
+            TopProductRead(product_id=p.product_id, title=p.title, quantity=p.quantity, spend=p.spend)
             for p in customer.top_products
         ],
     )
@@ -91,7 +88,7 @@ class ReportController(Controller):
             customer_count=found.customer_count,
             tiers=TierCountsRead(**found.tiers),
             repeat_purchase_rate=found.repeat_purchase_rate,
-            aov=money(found.aov),
+            aov=found.aov,
             cod_share=found.cod_share,
             cod_rto_rate=found.cod_rto_rate,
             customers_at_risk=found.customers_at_risk,

@@ -9,14 +9,23 @@ time: a pinned version, no third-party request at run time.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from litestar import get
 from litestar.datastructures import CacheControlHeader
 from litestar.exceptions import NotFoundException
 from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.openapi.spec import OpenAPIType, Schema
 from litestar.params import FromPath
+from litestar.plugins import OpenAPISchemaPlugin
 from litestar.response import File
 from swagger_ui_bundle import swagger_ui_path
+
+from service.schemas import WIRE_SCHEMAS
+
+if TYPE_CHECKING:
+    from litestar._openapi.schema_generation import SchemaCreator
+    from litestar.typing import FieldDefinition
 
 ASSETS_PATH = "/schema/assets"
 #: Only what the page loads is served (not the package's sample pages or source maps).
@@ -51,3 +60,21 @@ def schema_asset(name: FromPath[str]) -> File:
     return File(
         path=Path(str(swagger_ui_path)) / name, media_type=media_type, content_disposition_type="inline"
     )
+
+
+class WireTypes(OpenAPISchemaPlugin):
+    """``Amount`` and ``ShopifyId`` are strings on the wire (``service.schemas``): the OpenAPI
+    document says so, with their pattern, instead of ``number`` and ``integer``."""
+
+    @staticmethod
+    def is_plugin_supported_type(value: Any) -> bool:
+        return value in WIRE_SCHEMAS
+
+    def to_openapi_schema(self, field_definition: FieldDefinition, schema_creator: SchemaCreator) -> Schema:
+        wire = WIRE_SCHEMAS[field_definition.annotation]
+        return Schema(
+            type=OpenAPIType.STRING,
+            pattern=wire["pattern"],
+            examples=wire["examples"],
+            description=wire["description"],
+        )

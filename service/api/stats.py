@@ -23,17 +23,11 @@ from service.schemas import (
     TierCountsRead,
     TierSuggestionRead,
     TierThresholdsRead,
-    money,
 )
 
 
 def stats_read(figures: stats.Stats) -> CustomerStatsRead:
-    return CustomerStatsRead(
-        ltv=money(figures.ltv),
-        order_count=figures.order_count,
-        rto_count=figures.rto_count,
-        tier=figures.tier,
-    )
+    return CustomerStatsRead.model_validate(figures, from_attributes=True)
 
 
 @post(
@@ -67,9 +61,7 @@ async def recalculate(
         total=result.total,
         updated=result.updated,
         upgrades=[
-            TierChangeItem(
-                customer_id=str(m.customer_id), to=m.to_tier, ltv=money(m.ltv), **{"from": m.from_tier}
-            )
+            TierChangeItem(customer_id=m.customer_id, to=m.to_tier, ltv=m.ltv, **{"from": m.from_tier})
             for m in result.changes
         ],
     )
@@ -92,7 +84,7 @@ async def tier_suggestion(
     settings = await get_shop_settings(db_session, shop.id)
     found = await suggest_thresholds(db_session, shop.id, settings)
     return TierSuggestionRead(
-        tier_thresholds=TierThresholdsRead(**{t: money(v) for t, v in found.thresholds.items()}),
+        tier_thresholds=TierThresholdsRead(**{t: v for t, v in found.thresholds.items()}),
         counts=TierCountsRead(**found.counts),
         based_on=found.based_on,
     )
