@@ -6,7 +6,7 @@
    times, each in a fresh ``AsyncSession`` from ``service.db`` (as an API request: pool checkout
    with pre-ping, BEGIN, the SELECT, building ``Stats``), and again inside one open session;
 2. the same SELECT that ``stats.read`` sends, through psycopg directly (driver floor);
-3. a hand-written aggregate over ``orders`` (the eligibility rules of SPEC §4.3) for the same ids,
+3. a hand-written aggregate over ``orders`` (the eligibility rules of docs/domain.md) for the same ids,
    through psycopg;
 4. a correctness check: the figures of (1) and (3) compared for a sample of customers;
 5. ``tiers.recalculate`` over every customer after resetting ``tier_of_record`` to NULL.
@@ -57,7 +57,7 @@ CHECK_BATCHES = 20
 
 
 def hand_sql(settings: ShopSettings) -> str:
-    """LTV, orderCount and rtoCount written by hand from SPEC §4.3 (NULL-safe RTO test)."""
+    """LTV, orderCount and rtoCount written by hand from docs/domain.md (NULL-safe RTO test)."""
     not_test = "" if settings.include_test_orders else " AND NOT o.test"
     eligible = (
         "o.cancelled_at IS NULL" + not_test + " AND o.total_amount > 0"

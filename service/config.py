@@ -1,4 +1,4 @@
-"""Settings from the environment (and an optional ``.env``), names as in SPEC §2.
+"""Settings from the environment (and an optional ``.env``), names as in docs/operations.md and the README.
 
 Nothing here runs at import time: ``Settings()`` is built by the CLI or by ``create_app``.
 """
@@ -30,7 +30,7 @@ DEV_SECRETS: dict[str, str] = {
 }
 #: Values that count as unset; the earlier, shorter development secret among them.
 _PLACEHOLDERS = {"", "changeme", "change-me", "xxx", "secret", "todo", "placeholder", "tierline-dev-secret"}
-#: The databases tierline runs on (SPEC §2); URLs are first normalized to these drivers.
+#: The databases tierline runs on (docs/operations.md); URLs are first normalized to these drivers.
 SUPPORTED_DRIVERS = ("sqlite+aiosqlite", "postgresql+psycopg")
 #: Shortest values production accepts. Shopify's client secrets are 32 hexadecimal characters (or
 #: ``shpss_`` and 32); 16 refuses typos and toy values without betting on Shopify's format.

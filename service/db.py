@@ -1,4 +1,4 @@
-"""Engines and transactions. The edges own the transaction (STYLE rule 3).
+"""Engines and transactions. The edges own the transaction (docs/architecture.md, "Rules of the code").
 
 * SQLite: WAL, ``busy_timeout``, foreign keys, ``secure_delete`` (erased bytes are zeroed), and
   ``BEGIN IMMEDIATE`` for every transaction, so that a reader never has to upgrade to a writer

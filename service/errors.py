@@ -127,7 +127,7 @@ def _http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException)
     status = exc.status_code
     if isinstance(exc, ValidationException):
         errors = [{**e, "field": _wire_name(request, e["field"])} for e in _validation_errors(exc.extra)]
-        # Litestar answers 400 for query, path and body values that fail validation; SPEC §5 wants
+        # Litestar answers 400 for query, path and body values that fail validation; docs/api.md wants
         # 422 for invalid values and values beyond limits. A malformed request (a body that is
         # not JSON, a malformed cursor) stays 400: those are not ValidationExceptions.
         fields = ", ".join(dict.fromkeys(e["field"] for e in errors if e["field"]))

@@ -1,4 +1,4 @@
-"""Connecting a shop to the Admin API, with no operator (SPEC §6.1).
+"""Connecting a shop to the Admin API, with no operator (docs/shopify-app.md).
 
 Two ways a shop gets an offline token: the OAuth callback and the token exchange. Both end in
 :meth:`Installer.install`: the shop's currency and time zone are read with the new token (before

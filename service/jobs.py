@@ -20,7 +20,8 @@
 A worker killed at any instant leaves its job ``running`` under a lease that expires; another
 worker (or the restarted one) claims it then and resumes after the last committed batch. On
 ``stop()`` (SIGTERM) running jobs are cancelled at once and handed back for another worker.
-No database transaction is open while Shopify is called (STYLE rule 10).
+No database transaction is open while Shopify is called (docs/architecture.md, "Rules of the
+code").
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Prometheus metrics (SPEC §7). Exposed unauthenticated at ``/metrics``.
+"""Prometheus metrics (docs/operations.md). Exposed unauthenticated at ``/metrics``.
 
 Every label value comes from a fixed set, whatever a client sends: a series is kept for ever, so
 a label made from a raw path, method or topic would let anyone grow memory and the scrape

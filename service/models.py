@@ -172,7 +172,7 @@ class WebhookDelivery(SQLModel, table=True):
 
 
 class Customer(SQLModel, table=True):
-    """A shop's customer. ``version_rank``/``version_at`` order competing snapshots (SPEC §3).
+    """A shop's customer. ``version_rank``/``version_at`` order competing snapshots (docs/architecture.md).
 
     rank 1: a ``customers/*`` payload, versioned by its ``updated_at``;
     rank 0: a stub built from an order's embedded ``customer`` object, versioned by the order's
@@ -250,7 +250,7 @@ class Order(SQLModel, table=True):
     manual_log: list[list[str]] | None = Field(default=None, sa_type=JSONType)
     #: The tracking status over time, ``[[at, status], ...]`` where it changed, derived with
     #: ``tracking_status`` from the same facts: when the order became delivered or entered or left
-    #: RTO, which the tier of record is evaluated at (SPEC §4.3).
+    #: RTO, which the tier of record is evaluated at (docs/domain.md).
     status_log: list[list[str | None]] | None = Field(default=None, sa_type=JSONType)
     #: The latest time in ``status_log`` and ``manual_log``.
     last_status_at: datetime | None = _utc()
@@ -354,7 +354,7 @@ class Refund(SQLModel, table=True):
 
 
 class CustomerStats(SQLModel, table=True):
-    """Per-customer figures (SPEC §4.3), recomputed from orders in the transaction that changes them.
+    """Per-customer figures (docs/domain.md), recomputed from orders in the transaction that changes them.
 
     Keyed by the customer id orders carry, so figures exist even before the customer record.
     ``tierline check`` proves these equal to a recomputation from orders.

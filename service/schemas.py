@@ -170,7 +170,9 @@ class OrderRead(Schema):
 
 
 class TrackingStatusUpdate(Schema):
-    status: str = Field(max_length=64, description="A tracking status of SPEC §4.2.")
+    status: str = Field(
+        max_length=64, description="A tracking status, e.g. in_transit, delivered or rto_initiated."
+    )
 
 
 if TYPE_CHECKING:
@@ -248,7 +250,7 @@ class ComplianceRequestRead(Schema):
     )
 
 
-# --- customers, orders and reports (SPEC §5) -----------------------------------------------
+# --- customers, orders and reports (docs/api.md) -----------------------------------------------
 
 Rate = Annotated[float, Field(ge=0, le=1, description="A ratio between 0 and 1, rounded to 4 places.")]
 

@@ -1,4 +1,4 @@
-"""Webhook subscriptions: the topics tierline handles, and shop-specific registration (SPEC §6).
+"""Webhook subscriptions: the topics tierline handles, and shop-specific registration (docs/shopify-app.md).
 
 A public (Partner) app declares its subscriptions in ``shopify.app.toml`` and deploys them with
 ``shopify app deploy``. A custom app created in a shop's admin cannot use the TOML: ``tierline

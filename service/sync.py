@@ -1,4 +1,4 @@
-"""``tierline sync``: backfill a shop's customers and orders from the Admin API (SPEC §6).
+"""``tierline sync``: backfill a shop's customers and orders from the Admin API (docs/shopify-app.md).
 
 A full sync runs one bulk operation per resource (customers, then orders), spools each JSONL
 result to a temporary file (:class:`BulkResult`), nests children under their parents

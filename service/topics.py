@@ -1,4 +1,5 @@
-"""The webhook topics tierline handles (SPEC §3): one list for subscriptions and metric labels."""
+"""The webhook topics tierline handles (docs/architecture.md): one list for subscriptions and
+metric labels."""
 
 from __future__ import annotations
 

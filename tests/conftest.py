@@ -1,4 +1,4 @@
-"""Fixtures: every database test runs on SQLite and, when it answers, on PostgreSQL (SPEC §2).
+"""Fixtures: every database test runs on SQLite and, when it answers, on PostgreSQL (docs/operations.md).
 
 * SQLite: the schema is migrated once into a template file, copied for each test.
 * PostgreSQL: one database per test process, migrated once, truncated after each test.

@@ -367,3 +367,43 @@ def test_a_planted_wrong_name_is_reported(planted: str, problem: str) -> None:
 )
 def test_real_names_pass(fine: str) -> None:
     assert problems_in(fine) == []
+
+
+# --- code points only inside the repository --------------------------------------------------
+
+#: Where code may point a reader: the repository's own files. A section sign or a specification
+#: that is not in the repository leaves a newcomer with nowhere to go.
+OUTSIDE_REFERENCE = re.compile(r"\bSPEC\s*§|§\s*\d|\bSTYLE rule\b|\.\./shared/SPEC")
+DOC_REFERENCE = re.compile(r"\bdocs/([\w-]+\.md)")
+
+
+def outside_references(text: str) -> list[str]:
+    return [match.group(0) for match in OUTSIDE_REFERENCE.finditer(text)]
+
+
+def test_code_cites_only_what_is_in_the_repository() -> None:
+    found = {
+        str(path.relative_to(REPO)): hits
+        for root in ("service", "webhooks", "shopify_client", "bench", "tests")
+        for path in sorted((REPO / root).rglob("*"))
+        if path.suffix in {".py", ".html", ".js", ".css"}
+        and path.name != "test_docs.py"
+        and (hits := outside_references(path.read_text(encoding="utf-8")))
+    }
+    assert found == {}
+
+
+def test_every_docs_file_code_cites_exists() -> None:
+    cited = {
+        name
+        for root in ("service", "webhooks", "shopify_client", "bench", "tests")
+        for path in (REPO / root).rglob("*.py")
+        for name in DOC_REFERENCE.findall(path.read_text(encoding="utf-8"))
+    }
+    assert cited
+    assert sorted(name for name in cited if not (REPO / "docs" / name).is_file()) == []
+
+
+@pytest.mark.parametrize("planted", ["(SPEC §4.3)", "see § 5", "STYLE rule 4", "../shared/SPEC.md"])
+def test_a_planted_outside_reference_is_found(planted: str) -> None:
+    assert outside_references(f'"""Rules ({planted})."""') != []

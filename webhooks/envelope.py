@@ -47,7 +47,8 @@ class WebhookEnvelope:
 
     @classmethod
     def from_headers(cls, headers: Mapping[str, str]) -> WebhookEnvelope:
-        """Validate the required headers (SPEC §3 step 3); raise :class:`EnvelopeError`."""
+        """Validate the required headers (docs/architecture.md, "The life of a webhook"); raise
+        :class:`EnvelopeError`."""
         topic = (header(headers, "topic") or "").strip()
         if not topic or len(topic) > MAX_TOPIC_LENGTH or not topic.isprintable():
             raise EnvelopeError("X-Shopify-Topic is missing or malformed")

@@ -1,7 +1,7 @@
 """``POST /webhooks/shopify``: size → signature → headers → durable insert → ``200``.
 
 The body is never parsed here: it is verified on its raw bytes and stored as it came. Parsing,
-validation and effects belong to the worker, after the commit (SPEC §3, STYLE rule 4).
+validation and effects belong to the worker, after the commit (docs/architecture.md).
 """
 
 from __future__ import annotations

@@ -41,7 +41,7 @@ def _none_to_empty_list(value: Any) -> Any:
 ShopifyId = Annotated[int, BeforeValidator(_not_bool), Field(ge=1, le=MAX_BIGINT)]
 Text = Annotated[str, AfterValidator(_no_nul)]
 Amount = Annotated[Decimal, Field(ge=0, le=Decimal("1e14"), allow_inf_nan=False)]
-#: An order total: normally positive, but stored as sent when not (SPEC §4.3: an order with a
+#: An order total: normally positive, but stored as sent when not (docs/domain.md: an order with a
 #: negative total is kept and counts nowhere in LTV, like a zero-value one).
 SignedAmount = Annotated[Decimal, Field(ge=Decimal("-1e14"), le=Decimal("1e14"), allow_inf_nan=False)]
 UTCTime = Annotated[datetime, AfterValidator(_to_utc)]

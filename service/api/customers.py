@@ -1,4 +1,4 @@
-"""``/api/customers``: the customer list, a customer's page and their addresses (SPEC §5).
+"""``/api/customers``: the customer list, a customer's page and their addresses (docs/api.md).
 
 Path ids are ``123`` or ``gid://shopify/Customer/123``; the gid form reaches the handlers through
 a second route (``gid:/shopify/Customer/{id}``), since its slashes are path separators even when

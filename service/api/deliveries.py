@@ -1,4 +1,4 @@
-"""``/api/deliveries``: the inbox, for support (SPEC §5)."""
+"""``/api/deliveries``: the inbox, for support (docs/api.md)."""
 
 from __future__ import annotations
 

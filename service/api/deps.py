@@ -52,7 +52,7 @@ async def provide_shop(
     """``Authorization: Bearer`` with an App Bridge session token or a per-shop API key.
 
     A session token for a shop without a usable offline token exchanges it first (the first
-    embedded load, SPEC §6.1), before this request's transaction reads anything.
+    embedded load, docs/shopify-app.md), before this request's transaction reads anything.
     """
     auth = request.headers.get("authorization", "")
     scheme, _, token = auth.partition(" ")

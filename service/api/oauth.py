@@ -1,4 +1,4 @@
-"""Installing the app: OAuth authorization-code grant and token exchange (SPEC §6).
+"""Installing the app: OAuth authorization-code grant and token exchange (docs/shopify-app.md).
 
 ``GET /auth/install`` checks the launch request's HMAC and shop, sets a signed ``state`` cookie
 and redirects to Shopify's authorize page. ``GET /auth/callback`` checks HMAC, shop and state,

@@ -1,4 +1,4 @@
-"""Orders for the order grid (SPEC §5)."""
+"""Orders for the order grid (docs/api.md)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from service.domain.api_keys import AuthenticatedShop
 from service.domain.order_views import EnrichedOrder, enriched_orders
 from service.domain.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from service.domain.settings import get_shop_settings
+from service.domain.tracking import ALL_STATES
 from service.errors import NotFoundError, UnprocessableError
 from service.schemas import OrderEnrichRequest, OrderItems, OrderRead, Page, TrackingStatusUpdate
 
@@ -56,8 +57,9 @@ class OrderController(Controller):
         "/",
         summary="Orders with their customers' figures, newest first (the order grid)",
         description=(
-            "Filters: `customerId` (123 or gid://shopify/Customer/123), `trackingStatus` (a status of "
-            "SPEC §4.2, or `none` for orders without one), `paymentMethod` (cod or prepaid). Newest "
+            "Filters: `customerId` (123 or gid://shopify/Customer/123), `trackingStatus` (a tracking "
+            "status such as `in_transit` or `rto_initiated`, or `none` for orders without one), "
+            "`paymentMethod` (cod or prepaid). Newest "
             "first by created_at, then id; keyset-paginated. Test orders are listed (`test: true`)."
         ),
     )
@@ -114,7 +116,8 @@ class OrderController(Controller):
         ["/{order_id:str}/tracking-status", "/gid:/shopify/Order/{order_id:str}/tracking-status"],
         summary="Set an order's tracking status (carrier integrations, e.g. RTO)",
         description=(
-            "A status of SPEC §4.2 (422 otherwise). RTO only moves forward. Answers the enriched order."
+            f"One of {', '.join(ALL_STATES)} (422 otherwise). RTO only moves forward. Answers the "
+            "enriched order."
         ),
         status_code=200,
     )

@@ -1,4 +1,4 @@
-"""``/api/reports``: top customers of a period and the shop overview (SPEC §5)."""
+"""``/api/reports``: top customers of a period and the shop overview (docs/api.md)."""
 
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ class ReportController(Controller):
         "/top-customers",
         summary="Customers ranked by LTV within a period",
         description=(
-            "Eligible orders (SPEC §4.3) by created_at in UTC. `period` is 30d, 90d, 365d (ending "
+            "Eligible orders (docs/domain.md) by created_at in UTC. `period` is 30d, 90d, 365d (ending "
             "now) or all (default); `from` (inclusive) and `to` (exclusive), ISO 8601 dates or "
             "date-times, override it. Ties by id, descending."
         ),

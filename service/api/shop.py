@@ -1,4 +1,4 @@
-"""``GET /api/shop`` and ``POST /api/shop/sync``: the shop's install and sync state (SPEC §6.1)."""
+"""``GET /api/shop`` and ``POST /api/shop/sync``: the shop's install and sync state (docs/shopify-app.md)."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ async def shop_read(session: AsyncSession, shop_id: int) -> ShopRead:
             last_error=view.last_error,
             last_reconciled_at=view.last_reconciled_at,
         ),
-        # Write-back (SPEC §6.2) is not built yet: nothing is ever pending.
+        # Write-back (docs/shopify-app.md) is not built yet: nothing is ever pending.
         write_back=WriteBackRead(pending=0, failed=0, last_written_at=None),
     )
 

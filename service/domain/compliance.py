@@ -1,4 +1,4 @@
-"""Privacy webhooks (SPEC §6): erase a shop, redact a customer, export a customer's data.
+"""Privacy webhooks (docs/shopify-app.md): erase a shop, redact a customer, export a customer's data.
 
 Redaction removes the customer record, their personal data on orders (figures stay, no longer
 linked to the customer), their figures and tier history, data exports made for them, and the
@@ -126,7 +126,7 @@ async def redact_customer(
     The customer and the orders are marked redacted for good: a delivery that arrives later for
     them is stored without the personal data or the link (``orders`` upserts read the marks), and
     its inbox body is redacted when it is applied (:func:`redact_later_bodies`). So the final
-    state is the same whether the redaction arrived first or last (SPEC §3).
+    state is the same whether the redaction arrived first or last (docs/architecture.md).
     """
     await tombstones.bury(session, shop_id, tombstones.CUSTOMER, customer_id)
     await tombstones.bury(session, shop_id, tombstones.REDACTED_CUSTOMER, customer_id)

@@ -1,4 +1,4 @@
-"""Customers as the read API shows them (SPEC §5): the list, the profile, affinity, addresses.
+"""Customers as the read API shows them (docs/api.md): the list, the profile, affinity, addresses.
 
 Figures (LTV, order count, COD RTO count, tier) always come from :func:`stats.read`. The list is
 one keyset statement driven by ``customer_stats`` (so an LTV sort with a tier filter is a range
@@ -607,7 +607,7 @@ def option_values(variant_title: str | None) -> list[str]:
 
 
 def eligible_lines(shop_id: int, settings: ShopSettings) -> sa.Select[Any]:
-    """Lines (quantity > 0) of eligible orders (SPEC §4.3) of the shop, with their order's customer."""
+    """Lines (quantity > 0) of eligible orders (docs/domain.md) of the shop, with their order's customer."""
     return (
         sa.select(
             orders.c.customer_id,

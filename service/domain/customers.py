@@ -1,4 +1,5 @@
-"""Customer records: out-of-order-safe upserts and tombstoned deletes (SPEC §3, §4.1)."""
+"""Customer records: out-of-order-safe upserts and tombstoned deletes (docs/architecture.md,
+docs/domain.md)."""
 
 from __future__ import annotations
 

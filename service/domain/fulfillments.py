@@ -1,4 +1,4 @@
-"""Fulfillments and their events: stored as facts, whatever order they arrive in (SPEC §4.2)."""
+"""Fulfillments and their events: stored as facts, whatever order they arrive in (docs/domain.md)."""
 
 from __future__ import annotations
 

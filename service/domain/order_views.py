@@ -1,4 +1,4 @@
-"""Orders as the order grid reads them: the order plus its customer's figures (SPEC §5)."""
+"""Orders as the order grid reads them: the order plus its customer's figures (docs/api.md)."""
 
 from __future__ import annotations
 
@@ -124,7 +124,7 @@ def _tracking_filter(value: str | None) -> Any:
     if value not in ALL_STATES:
         raise UnprocessableError(
             "unknown tracking status",
-            errors=[{"field": "trackingStatus", "message": "a tracking status of SPEC §4.2, or none"}],
+            errors=[{"field": "trackingStatus", "message": f"one of {', '.join(ALL_STATES)}, or none"}],
         )
     return orders.c.tracking_status == value
 
@@ -159,7 +159,7 @@ async def list_orders(
     """``GET /api/orders``: newest first (``created_at``, then id, descending), keyset-paginated.
 
     Every order that is not deleted is listed, test orders included (each says ``test``).
-    ``tracking_status`` is a §4.2 status or ``none`` (``422`` otherwise).
+    ``tracking_status`` is a tracking status or ``none`` (``422`` otherwise).
     """
     filters: dict[str, Any] = {
         "customerId": customer_id,

@@ -1,4 +1,4 @@
-"""Order records and what follows from them (SPEC §3, §4.1 to §4.3).
+"""Order records and what follows from them (docs/architecture.md, docs/domain.md).
 
 ``apply_order`` applies one order snapshot (webhook or backfill): the embedded customer stub, the
 guarded upsert, line items, embedded fulfillments; then ``refresh_orders`` re-derives tracking and
@@ -32,7 +32,7 @@ from service.models import Order, OrderLine
 from service.types import utc_now
 
 orders = Order.__table__  # type: ignore[attr-defined]
-#: Snapshots remembered per order for RTO tag timing (SPEC §4.2).
+#: Snapshots remembered per order for RTO tag timing (docs/domain.md).
 TAG_LOG_LIMIT = 64
 #: Statuses set through the API remembered per order (the newest).
 MANUAL_LOG_LIMIT = 64
@@ -138,7 +138,7 @@ async def apply_order(
 
 
 _UPSERT_COLUMNS = ("shop_id", "id", *_PAYLOAD_COLUMNS)
-#: What a redaction removes from an order (SPEC §6: figures may stay, anonymized).
+#: What a redaction removes from an order (docs/shopify-app.md: figures may stay, anonymized).
 _PERSONAL_COLUMNS = frozenset({"customer_id", "email", "phone", "shipping_address", "billing_address"})
 
 
@@ -287,7 +287,7 @@ def _upsert_statement(dialect: str, *, returning: bool = True) -> Any:
     """
     buried = tombstones.exists_clause(sa.bindparam("shop_id"), tombstones.ORDER, sa.bindparam("id"))
     # A redacted customer or order stays redacted: a later snapshot is stored without the
-    # personal data and the link to the customer (SPEC §6), whatever order things arrived in.
+    # personal data and the link to the customer (docs/shopify-app.md), whatever order things arrived in.
     redacted = sa.or_(
         tombstones.exists_clause(sa.bindparam("shop_id"), tombstones.REDACTED_ORDER, sa.bindparam("id")),
         tombstones.exists_clause(
@@ -440,7 +440,7 @@ async def set_tracking_status(
         raise NotFoundError("no such order")
     now = utc_now()
     # Every status set is kept with its time: it is a fact of the order's tracking and a
-    # tier-of-record trigger at that time (SPEC §4.3). The two columns below summarize it.
+    # tier-of-record trigger at that time (docs/domain.md). The two columns below summarize it.
     log = [*(row.manual_log or []), [tracking.log_time(now), status]][-MANUAL_LOG_LIMIT:]
     values: dict[str, Any] = {"manual_log": log}
     if tracking.is_rto(status):

@@ -1,4 +1,4 @@
-"""Opaque keyset cursors, bound to the sort and filters they were made for (SPEC §5)."""
+"""Opaque keyset cursors, bound to the sort and filters they were made for (docs/api.md)."""
 
 from __future__ import annotations
 

@@ -64,7 +64,7 @@ class OrderSnapshot:
 
     @property
     def total_amount(self) -> Decimal:
-        """SPEC §4.1: ``current_total_price`` (edits, refunds, returns), else ``total_price``."""
+        """docs/domain.md: ``current_total_price`` (edits, refunds, returns), else ``total_price``."""
         if self.current_total_price is not None:
             return self.current_total_price
         return self.total_price if self.total_price is not None else Decimal(0)

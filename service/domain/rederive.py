@@ -1,4 +1,4 @@
-"""Settings changes and batch recalculation: re-derive what depends on a setting (SPEC §4.3).
+"""Settings changes and batch recalculation: re-derive what depends on a setting (docs/domain.md).
 
 Work is set-based: one ``UPDATE`` re-derives COD for every order of the shop, stats are
 recomputed ``CHUNK`` customers per statement, tracking is re-derived for tagged orders page by

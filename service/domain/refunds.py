@@ -1,5 +1,5 @@
 """Refunds: they feed ``refundedAmount`` and ``returnCount`` only; LTV follows the order's
-``current_total_price``, which Shopify lowers on a refund (SPEC §4.3)."""
+``current_total_price``, which Shopify lowers on a refund (docs/domain.md)."""
 
 from __future__ import annotations
 

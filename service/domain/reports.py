@@ -1,6 +1,6 @@
-"""Reports (SPEC §5): top customers of a period and the shop overview.
+"""Reports (docs/api.md): top customers of a period and the shop overview.
 
-Period figures come from eligible orders (SPEC §4.3) by ``created_at`` in UTC, ``from``
+Period figures come from eligible orders (docs/domain.md) by ``created_at`` in UTC, ``from``
 inclusive and ``to`` exclusive. The all-time ranking is the LTV ranking itself, so it walks
 ``ix_customer_stats_shop_ltv`` instead of aggregating every order. Live figures (``ltv``,
 ``tier``) come from :func:`stats.read`.
@@ -386,7 +386,7 @@ async def monthly_ltv(
     zone: tzinfo,
     months: int = 12,
 ) -> list[MonthTotal]:
-    """LTV by month of order creation (eligible orders, SPEC §4.3), the last ``months`` months
+    """LTV by month of order creation (eligible orders, docs/domain.md), the last ``months`` months
     of the shop's calendar, oldest first; one statement with a bucket per month."""
     bounds = [start.astimezone(UTC) for start in month_starts(now, zone, months)]
     columns: list[Any] = []

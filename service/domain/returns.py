@@ -1,5 +1,5 @@
 """Returns. Each step is stored with the time Shopify triggered it, keeping the earliest, so the
-final record does not depend on delivery order (SPEC §3: returns carry no reliable timestamp)."""
+final record does not depend on delivery order (docs/architecture.md: returns carry no reliable timestamp)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
-"""Per-shop settings (SPEC §4.3): tier thresholds, COD gateways, RTO tags, test orders."""
+"""Per-shop settings (docs/domain.md): tier thresholds, COD gateways, RTO tags, test orders."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -79,7 +80,6 @@ MAX_GATEWAYS = 50
 MAX_RTO_TAGS = 50
 MAX_NAME_LENGTH = 255
 TIER_KEYS = THRESHOLD_TIERS
-SETTING_KEYS = ("tierThresholds", "codGateways", "rtoTags", "includeTestOrders")
 
 
 def _decimal(value: Any) -> Decimal | None:
@@ -92,86 +92,95 @@ def _decimal(value: Any) -> Decimal | None:
     return amount if amount.is_finite() else None
 
 
-def validate_update(data: Any) -> tuple[dict[str, Any], list[dict[str, str]]]:
+Errors = list[dict[str, str]]
+
+
+def _error(field: str, message: str) -> dict[str, str]:
+    return {"field": field, "message": message}
+
+
+def _amount_problem(amount: Decimal | None) -> str | None:
+    if amount is None:
+        return "must be a decimal amount"
+    if amount <= 0:
+        return "must be positive"
+    if amount >= Decimal("1e14") or amount != amount.quantize(Decimal("0.01")):
+        return "must have at most two decimals"
+    return None
+
+
+def _tier_thresholds(raw: Any, errors: Errors) -> dict[str, str] | None:
+    if not isinstance(raw, dict) or set(raw) != set(TIER_KEYS):
+        errors.append(_error("tierThresholds", f"must be an object with {spoken_list(TIER_KEYS, 'and')}"))
+        return None
+    values: dict[str, Decimal] = {}
+    for tier in TIER_KEYS:
+        amount = _decimal(raw[tier])
+        problem = _amount_problem(amount)
+        if problem is not None or amount is None:
+            errors.append(_error(f"tierThresholds.{tier}", problem or "must be a decimal amount"))
+        else:
+            values[tier] = amount
+    if len(values) < len(TIER_KEYS):
+        return None
+    for tier in TIER_KEYS:
+        above = next_above(tier)
+        if above is not None and not values[above] > values[tier]:
+            errors.append(_error(f"tierThresholds.{tier}", f"must be less than {above}"))
+    return {k: f"{v:.2f}" for k, v in values.items()}
+
+
+def _cod_gateways(raw: Any, errors: Errors) -> list[str] | None:
+    if (
+        not isinstance(raw, list)
+        or len(raw) > MAX_GATEWAYS
+        or not all(isinstance(g, str) and g.strip() and len(g) <= MAX_NAME_LENGTH for g in raw)
+    ):
+        errors.append(_error("codGateways", f"must be a list of at most {MAX_GATEWAYS} non-empty names"))
+        return None
+    return list(dict.fromkeys(g.strip() for g in raw))
+
+
+def _rto_tags(raw: Any, errors: Errors) -> dict[str, str] | None:
+    if not isinstance(raw, dict) or len(raw) > MAX_RTO_TAGS:
+        errors.append(_error("rtoTags", f"must be an object of at most {MAX_RTO_TAGS} tags"))
+        return None
+    tags: dict[str, str] = {}
+    for tag, state in raw.items():
+        if not tag.strip() or len(tag) > MAX_NAME_LENGTH or "," in tag:
+            errors.append(_error(f"rtoTags.{tag}", "a tag must be non-empty, without commas"))
+        elif state not in RTO_STATES:
+            errors.append(_error(f"rtoTags.{tag}", "must be one of " + ", ".join(RTO_STATES)))
+        else:
+            tags[tag.strip().lower()] = state
+    return tags
+
+
+def _include_test_orders(raw: Any, errors: Errors) -> bool | None:
+    if not isinstance(raw, bool):
+        errors.append(_error("includeTestOrders", "must be true or false"))
+        return None
+    return raw
+
+
+#: Each setting's validator: its normalized value, or ``None`` with the errors appended.
+VALIDATORS: dict[str, Callable[[Any, Errors], Any]] = {
+    "tierThresholds": _tier_thresholds,
+    "codGateways": _cod_gateways,
+    "rtoTags": _rto_tags,
+    "includeTestOrders": _include_test_orders,
+}
+
+
+def validate_update(data: Any) -> tuple[dict[str, Any], Errors]:
     """Check a (partial) settings document; return the normalized values and field errors."""
     if not isinstance(data, dict):
-        return {}, [{"field": "body", "message": "must be a JSON object"}]
-    errors: list[dict[str, str]] = []
+        return {}, [_error("body", "must be a JSON object")]
+    errors: Errors = [_error(key, "unknown setting") for key in data if key not in VALIDATORS]
     clean: dict[str, Any] = {}
-    for key in data:
-        if key not in SETTING_KEYS:
-            errors.append({"field": key, "message": "unknown setting"})
-    if "tierThresholds" in data:
-        raw = data["tierThresholds"]
-        if not isinstance(raw, dict) or set(raw) != set(TIER_KEYS):
-            errors.append(
-                {
-                    "field": "tierThresholds",
-                    "message": f"must be an object with {spoken_list(TIER_KEYS, 'and')}",
-                }
-            )
-        else:
-            values: dict[str, Decimal] = {}
-            for tier in TIER_KEYS:
-                amount = _decimal(raw[tier])
-                if amount is None:
-                    errors.append({"field": f"tierThresholds.{tier}", "message": "must be a decimal amount"})
-                elif amount <= 0:
-                    errors.append({"field": f"tierThresholds.{tier}", "message": "must be positive"})
-                elif amount >= Decimal("1e14") or amount != amount.quantize(Decimal("0.01")):
-                    errors.append(
-                        {"field": f"tierThresholds.{tier}", "message": "must have at most two decimals"}
-                    )
-                else:
-                    values[tier] = amount
-            if len(values) == len(TIER_KEYS):
-                for tier in TIER_KEYS:
-                    above = next_above(tier)
-                    if above is not None and not values[above] > values[tier]:
-                        errors.append(
-                            {"field": f"tierThresholds.{tier}", "message": f"must be less than {above}"}
-                        )
-                clean["tierThresholds"] = {k: f"{v:.2f}" for k, v in values.items()}
-    if "codGateways" in data:
-        raw = data["codGateways"]
-        if (
-            not isinstance(raw, list)
-            or len(raw) > MAX_GATEWAYS
-            or not all(isinstance(g, str) and g.strip() and len(g) <= MAX_NAME_LENGTH for g in raw)
-        ):
-            errors.append(
-                {
-                    "field": "codGateways",
-                    "message": f"must be a list of at most {MAX_GATEWAYS} non-empty names",
-                }
-            )
-        else:
-            clean["codGateways"] = list(dict.fromkeys(g.strip() for g in raw))
-    if "rtoTags" in data:
-        raw = data["rtoTags"]
-        if not isinstance(raw, dict) or len(raw) > MAX_RTO_TAGS:
-            errors.append(
-                {"field": "rtoTags", "message": f"must be an object of at most {MAX_RTO_TAGS} tags"}
-            )
-        else:
-            tags: dict[str, str] = {}
-            for tag, state in raw.items():
-                if not tag.strip() or len(tag) > MAX_NAME_LENGTH or "," in tag:
-                    errors.append(
-                        {"field": f"rtoTags.{tag}", "message": "a tag must be non-empty, without commas"}
-                    )
-                elif state not in RTO_STATES:
-                    errors.append(
-                        {"field": f"rtoTags.{tag}", "message": "must be one of " + ", ".join(RTO_STATES)}
-                    )
-                else:
-                    tags[tag.strip().lower()] = state
-            clean["rtoTags"] = tags
-    if "includeTestOrders" in data:
-        if not isinstance(data["includeTestOrders"], bool):
-            errors.append({"field": "includeTestOrders", "message": "must be true or false"})
-        else:
-            clean["includeTestOrders"] = data["includeTestOrders"]
+    for key, validate in VALIDATORS.items():
+        if key in data and (value := validate(data[key], errors)) is not None:
+            clean[key] = value
     return clean, errors
 
 

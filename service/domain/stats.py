@@ -1,4 +1,4 @@
-"""Customer figures (SPEC §4.3): LTV, order count, COD RTO count, last order, live tier.
+"""Customer figures (docs/domain.md): LTV, order count, COD RTO count, last order, live tier.
 
 ``customer_stats`` holds one row per customer id seen on a customer record or an order. Every
 change to a customer's orders recomputes that customer's row from the orders, in the same

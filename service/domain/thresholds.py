@@ -1,4 +1,4 @@
-"""Tier thresholds drawn from a shop's own LTVs (SPEC §5, ``GET /api/tiers/suggestion``).
+"""Tier thresholds drawn from a shop's own LTVs (docs/api.md, ``GET /api/tiers/suggestion``).
 
 The population is the shop's customers (with a customer record) that have at least one eligible
 order (``orderCount > 0``), by their live LTV. Each threshold is a percentile of their LTVs,

@@ -1,4 +1,4 @@
-"""Spend tiers (SPEC §4.3): the live tier from LTV, and the tier of record with its history.
+"""Spend tiers (docs/domain.md): the live tier from LTV, and the tier of record with its history.
 
 The tier of record and its history are derived, like every other figure: :func:`history` walks a
 customer's triggers (an order became delivered, entered or left RTO, had a status set through
@@ -199,7 +199,7 @@ def history(
     *,
     existed_at: datetime | None,
 ) -> list[Entry]:
-    """A customer's tier history (SPEC §4.3), a function of their orders and the shop's
+    """A customer's tier history (docs/domain.md), a function of their orders and the shop's
     evaluations only, so the same in whatever order deliveries arrived.
 
     Every trigger is evaluated at its own time, from the orders as they stood then, under the

@@ -17,7 +17,7 @@ tombstones = Tombstone.__table__  # type: ignore[attr-defined]
 CUSTOMER = "customer"
 ORDER = "order"
 #: A customer, and the orders, redacted by ``customers/redact``: whatever arrives later for them is
-#: stored without their personal data or the link to the customer (SPEC §6).
+#: stored without their personal data or the link to the customer (docs/shopify-app.md).
 REDACTED_CUSTOMER = "redacted_customer"
 REDACTED_ORDER = "redacted_order"
 

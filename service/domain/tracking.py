@@ -1,4 +1,4 @@
-"""Order tracking status, including return-to-origin (SPEC §4.2).
+"""Order tracking status, including return-to-origin (docs/domain.md).
 
 The status is *derived* from stored facts (fulfillments, their events, returns, the order's tags,
 a status set through the API), never accumulated from the order deliveries happened to arrive

@@ -30,7 +30,7 @@ SYMBOLS = {
     "SGD": "S$",
     "HKD": "HK$",
 }
-#: Why a tier of record changed (SPEC §4.3 reasons), as a merchant reads it.
+#: Why a tier of record changed (docs/domain.md reasons), as a merchant reads it.
 REASON_LABELS = {
     "delivered": "Order delivered",
     "rto": "Order returned to origin (RTO)",

@@ -1,4 +1,4 @@
-"""``/api/customers`` (SPEC §5), on SQLite and PostgreSQL.
+"""``/api/customers`` (docs/api.md), on SQLite and PostgreSQL.
 
 Customers and orders arrive as deliveries applied by the real worker; every figure checked here
 is computed by hand from those payloads.
@@ -259,7 +259,7 @@ class TestPhoneFallback:
     async def test_only_orders_that_count_give_a_phone(
         self, client: Client, sessionmaker: Sessionmaker, settings: Settings
     ) -> None:
-        """A test order's phone is not the customer's (SPEC §4.3): unless test orders count."""
+        """A test order's phone is not the customer's (docs/domain.md): unless test orders count."""
         cid = next_id()
         base = now()
         await send(
@@ -778,7 +778,7 @@ class TestProfile:
                 gateways=COD,
                 lines=[line(p1, v3, "Kurta", "Red / L", "Weavers Co", 1, "1500.00")],
             ),
-            # Triggers fire on changes, never on creation (SPEC §4.3): O3 is tagged RTO by an
+            # Triggers fire on changes, never on creation (docs/domain.md): O3 is tagged RTO by an
             # update, O6 is delivered by its fulfillment.
             o3 := order(
                 o["o3"],
@@ -875,7 +875,7 @@ class TestProfile:
         settings: Settings,
         profile_data: dict[str, Any],
     ) -> None:
-        """Deleted orders count nowhere (SPEC §4.1): the history is derived again without the
+        """Deleted orders count nowhere (docs/domain.md): the history is derived again without the
         deleted order's trigger, and every entry still names its order."""
         key = await new_api_key(sessionmaker)
         cid, o = profile_data["cid"], profile_data["o"]

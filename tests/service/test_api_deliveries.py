@@ -1,4 +1,4 @@
-"""``/api/deliveries`` and ``POST /api/deliveries/{id}/replay`` (SPEC §5), on SQLite and PostgreSQL.
+"""``/api/deliveries`` and ``POST /api/deliveries/{id}/replay`` (docs/api.md), on SQLite and PostgreSQL.
 
 Rows are put in the inbox with :mod:`service.domain.inbox` directly (intake has its own tests),
 and API keys are made with :func:`service.domain.api_keys.create_api_key` in a committed

@@ -1,5 +1,5 @@
 """Per-shop API keys on SQLite and PostgreSQL: listed without the key, ``last_used_at`` recorded
-after a request (at most once a minute), revoked keys refused at once (SPEC §2, §5)."""
+after a request (at most once a minute), revoked keys refused at once (docs/operations.md, docs/api.md)."""
 
 from __future__ import annotations
 

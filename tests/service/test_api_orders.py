@@ -1,4 +1,4 @@
-"""``GET /api/orders`` and ``POST /api/orders/enrich`` (SPEC §5), on SQLite and PostgreSQL; and
+"""``GET /api/orders`` and ``POST /api/orders/enrich`` (docs/api.md), on SQLite and PostgreSQL; and
 the problem+json answers of the API as a whole (404, 405, 422, 400, 500)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``/api/reports/top-customers`` and ``/api/reports/overview`` (SPEC §5), on SQLite and PostgreSQL.
+"""``/api/reports/top-customers`` and ``/api/reports/overview`` (docs/api.md), on SQLite and PostgreSQL.
 
 Orders arrive as deliveries applied by the real worker; expected figures are worked out by hand
 in each fixture's docstring.

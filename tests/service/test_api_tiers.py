@@ -1,4 +1,4 @@
-"""``GET /api/tiers/suggestion`` (SPEC §5), on SQLite and PostgreSQL, and the arithmetic behind it.
+"""``GET /api/tiers/suggestion`` (docs/api.md), on SQLite and PostgreSQL, and the arithmetic behind it.
 
 Orders arrive as deliveries applied by the real worker; every expected threshold and count is
 worked out by hand in the fixture's docstring.

@@ -1,4 +1,4 @@
-"""SPEC §4.3: ``stats.check`` proves the stored counters equal a recomputation from orders.
+"""docs/domain.md: ``stats.check`` proves the stored counters equal a recomputation from orders.
 
 A pipeline run leaves no difference; a counter corrupted behind the domain's back (a direct
 ``UPDATE customer_stats``) is reported, naming the customer and the field. Field names are those
@@ -184,7 +184,7 @@ class TestCheck:
 
 
 class TestCheckTierHistory:
-    """``check`` also derives every tier of record and history again (SPEC §4.3)."""
+    """``check`` also derives every tier of record and history again (docs/domain.md)."""
 
     async def test_a_pipeline_run_with_triggers_leaves_no_difference(
         self, sessionmaker: Sessionmaker, settings: Settings

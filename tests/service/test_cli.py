@@ -1,4 +1,4 @@
-"""The ``tierline`` command (SPEC §2): migrate, api-key create, replay, production secret checks.
+"""The ``tierline`` command (docs/operations.md): migrate, api-key create, replay, production secret checks.
 
 These tests run on SQLite only (a fresh file per test): the commands are thin wrappers around
 domain functions that the API and inbox tests exercise on both databases. One ``migrate`` test

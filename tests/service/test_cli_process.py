@@ -1,4 +1,4 @@
-"""The real ``tierline`` command, as a newcomer meets it (SPEC §2, issue 19).
+"""The real ``tierline`` command, as a newcomer meets it (docs/operations.md, issue 19).
 
 Every test runs the installed console script (``.venv/bin/tierline``) as a subprocess in an empty
 folder, with an environment holding only what the test names: ports, databases that are not

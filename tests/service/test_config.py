@@ -1,4 +1,5 @@
-"""Settings (SPEC §2): the database URLs tierline runs on, and the app URL that follows HOST/PORT."""
+"""Settings (docs/operations.md): the database URLs tierline runs on, and the app URL that
+follows HOST/PORT."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""SPEC §4.3 customer figures through the whole pipeline, on SQLite and PostgreSQL.
+"""docs/domain.md customer figures through the whole pipeline, on SQLite and PostgreSQL.
 
 Each case describes one customer's orders; they go into the inbox as webhook deliveries (orders,
 fulfillments, returns, deletes), the real worker applies them, and the figures are read back twice:

@@ -1,4 +1,4 @@
-"""SPEC §4.3 tier of record, ``PUT /api/orders/{id}/tracking-status``, ``POST /api/tiers/recalculate``
+"""docs/domain.md tier of record, ``PUT /api/orders/{id}/tracking-status``, ``POST /api/tiers/recalculate``
 and ``PUT /api/settings`` (validation, and re-deriving what depends on each setting).
 
 The tier of record is read from ``customer_stats.tier_of_record`` and its history from
@@ -755,7 +755,7 @@ async def history_at(
 
 
 class TestTierOfRecordAtItsOwnTime:
-    """SPEC §4.3: a trigger is evaluated at its own history time, from the orders as they stood
+    """docs/domain.md: a trigger is evaluated at its own history time, from the orders as they stood
     then, and recorded with that time, so the tier of record and its history do not depend on the
     order deliveries arrive in (issue 14, item 8)."""
 
@@ -822,7 +822,7 @@ class TestTierOfRecordAtItsOwnTime:
         self, sessionmaker: Sessionmaker, settings: Settings
     ) -> None:
         """A return request starts RTO, the ``rto-in-transit`` tag raises it, removing the tag
-        must not lower it: the return still holds the RTO (SPEC §4.2)."""
+        must not lower it: the return still holds the RTO (docs/domain.md)."""
         cid, oid, rid = next_id(), next_id(), next_id()
         await helpers.apply(
             sessionmaker,

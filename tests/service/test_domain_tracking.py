@@ -1,9 +1,9 @@
-"""SPEC §4.2 tracking status, as pure functions of stored facts (no database).
+"""docs/domain.md tracking status, as pure functions of stored facts (no database).
 
 ``derive(OrderFacts)`` turns fulfillments (with their ``shipment_status`` and carrier events),
 returns, the RTO state named by the order's tags and a status set through the API into the
-order's tracking status. Each rule of §4.2 is a row of a table below; times are minutes after
-``tests.factories.BASE_TIME`` (``at(m)``).
+order's tracking status. Each rule of docs/domain.md ("Tracking status") is a row of a table
+below; times are minutes after ``tests.factories.BASE_TIME`` (``at(m)``).
 """
 
 from __future__ import annotations

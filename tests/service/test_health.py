@@ -1,4 +1,4 @@
-"""Unauthenticated probes: ``/health``, ``/ready`` and ``/metrics`` (SPEC §5, §7)."""
+"""Unauthenticated probes: ``/health``, ``/ready`` and ``/metrics`` (docs/api.md, docs/operations.md)."""
 
 from __future__ import annotations
 

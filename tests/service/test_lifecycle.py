@@ -1,4 +1,5 @@
-"""A merchant's whole life with tierline, with no operator (SPEC §6.1), against the stand-in Shopify.
+"""A merchant's whole life with tierline, with no operator (docs/shopify-app.md), against the
+stand-in Shopify.
 
 Every call tierline makes goes through ``TIERLINE_SHOPIFY_URL`` to a real HTTP server on
 127.0.0.1 (``tests.support.shopify_standin``) that validates each GraphQL document against the

@@ -1,4 +1,4 @@
-"""Logs never carry bodies, tokens or personal data (SPEC §7), in either format."""
+"""Logs never carry bodies, tokens or personal data (docs/operations.md), in either format."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""/metrics carries what an on-call engineer alerts on (SPEC §7, docs/operations.md)."""
+"""/metrics carries what an on-call engineer alerts on (docs/operations.md, docs/operations.md)."""
 
 from __future__ import annotations
 

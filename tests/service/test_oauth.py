@@ -1,4 +1,4 @@
-"""Installing the app (SPEC §6): ``/auth/install``, ``/auth/callback`` and ``POST /auth/token``.
+"""Installing the app (docs/shopify-app.md): ``/auth/install``, ``/auth/callback`` and ``POST /auth/token``.
 
 Shopify's token endpoint is faked at the HTTP boundary through the ``http_client`` that
 ``create_app`` accepts. Launch and callback queries are signed here independently of the code

@@ -1,4 +1,5 @@
-"""``tierline simulate`` (SPEC §2): deterministic, realistic traffic and a sender that signs and retries.
+"""``tierline simulate`` (docs/operations.md): deterministic, realistic traffic and a sender that signs
+and retries.
 
 No database and no network: the sender talks to an ``httpx.MockTransport`` that checks every
 signature the way the intake does.

@@ -1,4 +1,5 @@
-"""SPEC §4.3 figures against a plain reference implementation, and SPEC §3 permutation invariance.
+"""Customer figures (docs/domain.md) against a plain reference implementation, and permutation
+invariance (docs/architecture.md).
 
 Hypothesis draws a shop: 2-5 customers and 0-12 orders with random totals (``0.00`` included),
 cancelled and test flags, COD or prepaid gateways, sometimes a later ``orders/updated`` that lowers
@@ -7,7 +8,7 @@ cancelled and test flags, COD or prepaid gateways, sometimes a later ``orders/up
 partially delivered, a cancelled fulfillment beside a delivered one, an RTO tag, a return
 (requested, moving, closed, declined), a return after delivery, a return before any shipment.
 Each scenario's tracking status is known by construction, so the reference below needs no
-tracking logic of its own: it only applies the §4.3 rules to the generator's knowledge.
+tracking logic of its own: it only applies the rules of docs/domain.md to the generator's knowledge.
 
 How it runs (the approach of ``tests/webhooks/test_permutations.py``): ``@given`` sits directly on
 the ``async def`` test; anyio's pytest plugin runs every example on the test's own event loop, the
@@ -420,7 +421,7 @@ def permuted_shops(draw: st.DrawFn) -> tuple[Shop, list[Event], list[Event]]:
 
 
 def reference(shop: Shop) -> dict[int, tuple[Decimal, int, int, str]]:
-    """{customer: (ltv, orderCount, rtoCount, tier)} from the §4.3 rules, in plain Python."""
+    """{customer: (ltv, orderCount, rtoCount, tier)} from the rules of docs/domain.md, in plain Python."""
     out: dict[int, tuple[Decimal, int, int, str]] = {}
     for cid in shop.customers:
         mine = [p for p in shop.orders if p.customer_id == cid and not p.deleted]

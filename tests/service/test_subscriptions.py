@@ -1,4 +1,4 @@
-"""Webhook subscriptions: ``shopify.app.toml`` and ``tierline webhooks register`` (SPEC §6)."""
+"""Webhook subscriptions: ``shopify.app.toml`` and ``tierline webhooks register`` (docs/shopify-app.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``tierline sync`` (SPEC §6): bulk backfill, resuming, token refresh, reconciliation.
+"""``tierline sync`` (docs/shopify-app.md): bulk backfill, resuming, token refresh, reconciliation.
 
 Shopify is faked at the HTTP boundary (``tests.service.shopify_fake``); waits go through a fake
 sleep, so nothing here touches the network or sleeps. The backfilled shop is compared with a

@@ -1,4 +1,4 @@
-"""The tier-of-record rule (SPEC §4.3) as a pure function: ``tiers.history``.
+"""The tier-of-record rule (docs/domain.md) as a pure function: ``tiers.history``.
 
 No database: orders are :class:`OrderRecord` values (what an order was worth and its tracking
 status over time) and shop evaluations are :class:`Evaluation` values. Every trigger is evaluated

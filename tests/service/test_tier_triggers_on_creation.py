@@ -1,4 +1,4 @@
-"""SPEC §4.3: creating an order is no tier-of-record trigger, but an order first seen already in
+"""docs/domain.md: creating an order is no tier-of-record trigger, but an order first seen already in
 an RTO state (tagged) or already delivered fires its trigger at that history time; a later change
 of the same order fires the next one at its own time."""
 

@@ -1,4 +1,4 @@
-"""app/uninstalled and the privacy topics (SPEC §6), through the worker and the read API.
+"""app/uninstalled and the privacy topics (docs/shopify-app.md), through the worker and the read API.
 
 The redaction checks are generic: they read every text, JSON and binary column of every table
 (from ``SQLModel.metadata``, so a table added later is covered too) and look for the customer's
@@ -390,7 +390,7 @@ class TestRedactionStays:
     """A ``customers/redact`` cannot be undone by what arrives after it (issue 14, item 5): an
     order delivery that arrives later with an ``updated_at`` not older than the stored one is
     stored without the personal data and the link, and its inbox body is redacted; the final state
-    is the same as with the redaction arriving last (SPEC §3, §6)."""
+    is the same as with the redaction arriving last (docs/architecture.md, docs/shopify-app.md)."""
 
     async def state_after(
         self, sessionmaker: Sessionmaker, settings: Settings, deliveries: list[Delivery], shop: str

@@ -1,4 +1,5 @@
-"""customers/create|update|delete through the worker (SPEC §3 ordering, §4.1 customer record)."""
+"""customers/create|update|delete through the worker (ordering:
+docs/architecture.md; the customer record: docs/domain.md)."""
 
 from __future__ import annotations
 

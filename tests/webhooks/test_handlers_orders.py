@@ -1,4 +1,5 @@
-"""orders/* through the worker (SPEC §3 ordering, §4.1 order record, totals, COD, exact ids and money)."""
+"""orders/* through the worker (ordering: docs/architecture.md;
+the order record, totals, COD, exact ids and money: docs/domain.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""POST /webhooks/shopify: every rule of SPEC §3, on SQLite and PostgreSQL.
+"""POST /webhooks/shopify: every rule of intake (docs/architecture.md, "The life of a
+webhook"), on SQLite and PostgreSQL.
 
 Most tests go through the ``client`` fixture (Litestar's ``AsyncTestClient``, which runs the app on
 its own event loop and sends one request at a time). Tests that need real concurrency or a

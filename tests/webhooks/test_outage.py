@@ -1,4 +1,4 @@
-"""A database outage during intake (SPEC §3, issue 8): 503 while it is down, never 200; nothing
+"""A database outage during intake (docs/architecture.md, issue 8): 503 while it is down, never 200; nothing
 acknowledged is lost; everything applies after recovery.
 
 PostgreSQL is reached through a TCP proxy owned by the test, so "restarting the database" is

@@ -1,4 +1,4 @@
-"""SPEC §3: any permutation of the same set of deliveries yields the same final state.
+"""docs/architecture.md: any permutation of the same set of deliveries yields the same final state.
 
 Hypothesis draws a small history of a shop (2-3 customers, 2-4 orders, several versions of each with
 distinct ``updated_at``, duplicate deliveries, sometimes a delete, orders that embed customers),
@@ -19,7 +19,7 @@ Compared: every column of ``customers``, ``orders`` (tracking status and RTO boo
 ``order_lines`` and ``customer_stats``, and the (resource, id) of ``tombstones``, keyed by primary
 key, except ``shop_id`` (different by construction) and ``tombstones.deleted_at`` (the wall-clock
 time of the delete, not payload data); and the tier history (``tier_changes``) row for row:
-SPEC §4.3 evaluates every trigger at its own time from the orders as they stood then, so the tier
+docs/domain.md evaluates every trigger at its own time from the orders as they stood then, so the tier
 of record and its history do not depend on arrival order either. Some orders are delivered (a
 fulfillment delivered at a drawn time), so histories have triggers to compare.
 ``customer_stats`` rows whose figures are all zero are left out: ``customers/create`` then
@@ -321,7 +321,7 @@ class TestRtoTagHistory:
 
     Versions of one order: t=3 tagged ``rto``, t=5 untagged (tag removed: back to forward status),
     t=7 tagged again (RTO begins again), t=10 tagged and carrying a fulfillment that went
-    ``in_transit`` at t=8, after the RTO began. SPEC §4.2: movement after RTO begins maps into
+    ``in_transit`` at t=8, after the RTO began. docs/domain.md: movement after RTO begins maps into
     the RTO sequence, so the order is ``rto_in_transit``, whatever order the four arrive in.
     """
 

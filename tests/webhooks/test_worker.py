@@ -1,4 +1,5 @@
-"""InboxWorker (SPEC §3): settle, fail bad payloads, retry with backoff, dead, replay, prune, run/stop."""
+"""InboxWorker (docs/architecture.md): settle, fail bad payloads, retry with backoff, dead, replay,
+prune, run/stop."""
 
 from __future__ import annotations
 

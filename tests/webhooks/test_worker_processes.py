@@ -1,7 +1,7 @@
 """Worker processes against a real database: killed mid-batch, stopped, and run side by side.
 
-These start ``tierline worker`` as real subprocesses (SPEC §3: "killing a worker at any instant
-loses nothing and applies nothing twice"; SPEC §7: several workers against one PostgreSQL).
+These start ``tierline worker`` as real subprocesses (docs/architecture.md: "killing a worker at any instant
+loses nothing and applies nothing twice"; docs/operations.md: several workers against one PostgreSQL).
 """
 
 from __future__ import annotations
