@@ -14,7 +14,14 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.domain import stats, tiers, tracking
-from service.domain.settings import ShopSettings, get_shop_settings, save, to_document, validate_update
+from service.domain.settings import (
+    ShopSettings,
+    get_shop_settings,
+    payment_method_sql,
+    save,
+    to_document,
+    validate_update,
+)
 from service.errors import UnprocessableError
 from service.models import Order
 
@@ -63,15 +70,10 @@ async def update_settings(
 
 async def rederive_payment_methods(session: AsyncSession, shop_id: int, settings: ShopSettings) -> None:
     """``payment_method`` of every order of the shop from its stored gateway names, in SQL."""
-    matches = [
-        orders.c.gateway_key.contains(f"|{name}|", autoescape=True)
-        for name in sorted(settings.cod_gateway_set)
-    ]
-    cod = sa.or_(*matches) if matches else sa.false()
     await session.execute(
         sa.update(orders)
         .where(orders.c.shop_id == shop_id)
-        .values(payment_method=sa.case((cod, "cod"), else_="prepaid"))
+        .values(payment_method=payment_method_sql(orders.c.gateway_key, settings))
     )
 
 

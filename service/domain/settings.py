@@ -64,6 +64,15 @@ def payment_method(gateway_names: list[str], settings: ShopSettings) -> str:
     return "cod" if any(normalize_gateway(name) in cod for name in gateway_names) else "prepaid"
 
 
+def payment_method_sql(gateway_key_column: Any, settings: ShopSettings) -> Any:
+    """The same rule as :func:`payment_method`, in SQL over a stored :func:`gateway_key`."""
+    matches = [
+        gateway_key_column.contains(f"|{name}|", autoescape=True) for name in sorted(settings.cod_gateway_set)
+    ]
+    cod = sa.or_(*matches) if matches else sa.false()
+    return sa.case((cod, "cod"), else_="prepaid")
+
+
 def normalize_gateway(name: str) -> str:
     """How gateway names are compared: trimmed, lower-cased, ``|`` (the key separator) as ``/``."""
     return name.strip().lower().replace("|", "/")

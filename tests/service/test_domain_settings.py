@@ -6,8 +6,15 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
-from service.domain.settings import validate_update
+from service.domain.settings import (
+    ShopSettings,
+    gateway_key,
+    payment_method,
+    payment_method_sql,
+    validate_update,
+)
 
 GOOD = {"platinum": "50000", "gold": "25000.5", "silver": 10000}
 
@@ -63,3 +70,47 @@ class TestTierThresholds:
 
 def test_unknown_settings_are_named() -> None:
     assert validate_update({"tiers": {}})[1] == [{"field": "tiers", "message": "unknown setting"}]
+
+
+class TestCodRuleInPythonAndSql:
+    """``payment_method`` decides at intake; ``payment_method_sql`` re-derives stored orders when
+    ``codGateways`` changes. Both must say the same for any gateway names."""
+
+    SETTINGS = ShopSettings(cod_gateways=("Cash on Delivery (COD)", "cod", "50%_off|cash", "Pay_Later"))
+
+    @pytest.mark.parametrize(
+        "names",
+        [
+            ["Cash on Delivery (COD)"],
+            ["  cash on delivery (cod) "],
+            ["razorpay", "COD"],
+            ["razorpay"],
+            [],
+            ["codx"],
+            ["50%_off|cash"],
+            ["50%_off/cash"],
+            ["50x_off/cash"],
+            ["payxlater"],
+            ["pay_later"],
+            ["cash", "on delivery"],
+        ],
+    )
+    def test_they_agree(self, names: list[str]) -> None:
+        key = sa.column("gateway_key", sa.String)
+        engine = sa.create_engine("sqlite://")
+        with engine.connect() as conn:
+            in_sql = conn.scalar(
+                sa.select(payment_method_sql(key, self.SETTINGS)).select_from(
+                    sa.select(sa.literal(gateway_key(names)).label("gateway_key")).subquery()
+                )
+            )
+
+        assert in_sql == payment_method(names, self.SETTINGS)
+
+    def test_no_cod_gateways_means_all_prepaid(self) -> None:
+        engine = sa.create_engine("sqlite://")
+        with engine.connect() as conn:
+            in_sql = conn.scalar(
+                sa.select(payment_method_sql(sa.literal("|cod|"), ShopSettings(cod_gateways=())))
+            )
+        assert in_sql == "prepaid"

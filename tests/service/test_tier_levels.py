@@ -14,9 +14,12 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from service.domain import tier_levels
 from service.domain.tier_levels import LEVELS, TierLevel
+from service.domain.tiers import tier_for, tier_sql
+from service.types import Money
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -110,3 +113,19 @@ class TestAFifthTierInOneLine:
         assert (
             "FAILED tests/service/fifth_tier_check.py::test_the_declaration_has_five_tiers" in result.stdout
         )
+
+
+class TestTheRuleAndItsSql:
+    """``tier_for`` (Python, reads) and ``tier_sql`` (SQL, tier filters and counts) are one rule."""
+
+    THRESHOLDS = {"platinum": Decimal("300.00"), "gold": Decimal("200.00"), "silver": Decimal("100.00")}
+
+    @pytest.mark.parametrize(
+        "ltv", ["0", "-5.00", "99.99", "100.00", "100.01", "199.99", "200.00", "299.99", "300.00", "1e13"]
+    )
+    def test_they_agree_at_every_boundary(self, ltv: str) -> None:
+        engine = sa.create_engine("sqlite://")
+        with engine.connect() as conn:
+            in_sql = conn.scalar(sa.select(tier_sql(sa.literal(Decimal(ltv), Money()), self.THRESHOLDS)))
+
+        assert in_sql == tier_for(Decimal(ltv), self.THRESHOLDS)
