@@ -28,7 +28,7 @@ from service.app import create_app
 from service.config import Settings
 from service.db import make_engine, make_sessionmaker
 from service.migrate import upgrade
-from tests.factories import API_KEY, API_SECRET, ENCRYPTION_KEY
+from tests.support.payloads import API_KEY, API_SECRET, ENCRYPTION_KEY
 
 DEFAULT_PG_URL = "postgresql://127.0.0.1:5432/test"
 TABLES_TO_KEEP = {"alembic_version"}

@@ -15,9 +15,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.factories import customer_payload, next_id, order_payload, signed_webhook
 from tests.image.containers import BUILDAH, Container, Process, inspect_image, process_uid
 from tests.image.helpers import ROOT, SHOP, free_port, skip_module_without_image, wait_for
+from tests.support.payloads import customer_payload, next_id, order_payload, signed_webhook
 
 skip_module_without_image()
 

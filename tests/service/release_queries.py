@@ -51,7 +51,7 @@ from service.db import make_engine, make_sessionmaker, session_scope
 from service.domain.api_keys import create_api_key
 from service.migrate import alembic_config, upgrade
 from service.simulate import generate_traffic
-from tests.factories import (
+from tests.support.payloads import (
     API_KEY,
     API_SECRET,
     ENCRYPTION_KEY,

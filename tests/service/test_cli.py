@@ -30,7 +30,7 @@ from service.db import make_engine, make_sessionmaker, session_scope
 from service.domain import inbox
 from service.domain.shops import get_or_create_shop_id
 from tests.conftest import make_settings
-from tests.factories import API_KEY, API_SECRET, ENCRYPTION_KEY, OTHER_SHOP, SHOP
+from tests.support.payloads import API_KEY, API_SECRET, ENCRYPTION_KEY, OTHER_SHOP, SHOP
 
 SECRET_NAMES = ("SHOPIFY_API_KEY", "SHOPIFY_API_SECRET", "TIERLINE_ENCRYPTION_KEY")
 

@@ -26,7 +26,7 @@ from litestar.testing import TestClient
 from service.app import create_app
 from service.config import DEV_SECRETS
 from tests.conftest import make_settings
-from tests.factories import API_KEY, API_SECRET, ENCRYPTION_KEY, SHOP
+from tests.support.payloads import API_KEY, API_SECRET, ENCRYPTION_KEY, SHOP
 
 TIERLINE = Path(sys.executable).with_name("tierline")
 SECRETS = {

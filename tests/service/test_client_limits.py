@@ -31,7 +31,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.factories import API_KEY, API_SECRET, ENCRYPTION_KEY, customer_payload, next_id, signed_webhook
+from tests.support.payloads import (
+    API_KEY,
+    API_SECRET,
+    ENCRYPTION_KEY,
+    customer_payload,
+    next_id,
+    signed_webhook,
+)
 
 if not Path("/proc/self/status").exists():  # pragma: no cover - Linux only
     pytest.skip("these tests read a process's memory from /proc (Linux)", allow_module_level=True)

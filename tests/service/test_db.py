@@ -18,9 +18,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from service.config import Settings
 from service.db import make_engine, make_sessionmaker
 from tests.conftest import make_settings
-from tests.factories import customer_payload, next_id, order_payload
-from tests.webhooks import helpers
-from tests.webhooks.helpers import Delivery
+from tests.support import deliveries as helpers
+from tests.support.deliveries import Delivery
+from tests.support.payloads import customer_payload, next_id, order_payload
 
 pytestmark = pytest.mark.anyio
 

@@ -36,9 +36,9 @@ from service.config import Settings
 from service.crypto import TokenCipher, read_state, sign_state
 from shopify_client import signed_for_another_purpose, verify_webhook_hmac
 from tests.conftest import make_settings
-from tests.factories import API_KEY, API_SECRET, PREVIOUS_SECRET, SHOP
-from tests.webhooks import helpers
-from tests.webhooks.helpers import Sessionmaker
+from tests.support import deliveries as helpers
+from tests.support.deliveries import Sessionmaker
+from tests.support.payloads import API_KEY, API_SECRET, PREVIOUS_SECRET, SHOP
 
 pytestmark = pytest.mark.anyio
 

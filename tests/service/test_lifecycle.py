@@ -30,12 +30,12 @@ from service.domain import jobs, sync_state
 from service.jobs import JobRunner
 from service.models import JobState, ShopJob
 from tests.conftest import make_settings
-from tests.factories import API_KEY, API_SECRET, ENCRYPTION_KEY
-from tests.service import twins
 from tests.service.test_sync import shop_state, webhook_deliveries
+from tests.support import deliveries as helpers
+from tests.support import twins
+from tests.support.deliveries import Delivery, Sessionmaker
+from tests.support.payloads import API_KEY, API_SECRET, ENCRYPTION_KEY
 from tests.support.shopify_standin import SCHEMA_PATH, Server, StandIn, schema_available, shopify_url
-from tests.webhooks import helpers
-from tests.webhooks.helpers import Delivery, Sessionmaker
 
 if not schema_available():
     _MISSING = (

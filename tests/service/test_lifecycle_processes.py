@@ -28,13 +28,13 @@ from service.db import session_scope
 from service.jobs import JobRunner
 from service.models import JobState, ShopJob
 from tests.conftest import make_settings
-from tests.factories import API_KEY, API_SECRET, ENCRYPTION_KEY
-from tests.service import twins
 from tests.service.test_lifecycle import first_load, no_pool
 from tests.service.test_sync import shop_state
+from tests.support import deliveries as helpers
+from tests.support import twins
+from tests.support.deliveries import Sessionmaker
+from tests.support.payloads import API_KEY, API_SECRET, ENCRYPTION_KEY
 from tests.support.shopify_standin import Server, StandIn, schema_available, shopify_url
-from tests.webhooks import helpers
-from tests.webhooks.helpers import Sessionmaker
 
 if not schema_available():  # test_lifecycle says why, loudly
     pytest.skip("the Admin API schema is missing (see test_lifecycle)", allow_module_level=True)

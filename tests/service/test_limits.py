@@ -23,10 +23,10 @@ from service.config import Settings
 from service.errors import MAX_ERRORS
 from service.limits import BodyBudget, request_limits
 from tests.conftest import make_settings
-from tests.factories import customer_payload, next_id, signed_webhook
-from tests.service.api_helpers import bearer, new_api_key
-from tests.webhooks import helpers
-from tests.webhooks.helpers import Sessionmaker
+from tests.support import deliveries as helpers
+from tests.support.api import bearer, new_api_key
+from tests.support.deliveries import Sessionmaker
+from tests.support.payloads import customer_payload, next_id, signed_webhook
 
 pytestmark = pytest.mark.anyio
 

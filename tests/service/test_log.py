@@ -16,8 +16,8 @@ from service.app import create_app
 from service.config import Settings
 from service.log import ConsoleFormatter, JsonFormatter, configure_logging
 from tests.conftest import make_settings
-from tests.factories import address, customer_payload, next_id, order_payload, signed_webhook
-from tests.webhooks.helpers import drain
+from tests.support.deliveries import drain
+from tests.support.payloads import address, customer_payload, next_id, order_payload, signed_webhook
 
 pytestmark = pytest.mark.anyio
 

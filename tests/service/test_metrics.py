@@ -18,8 +18,8 @@ from service.app import create_app
 from service.config import Settings
 from service.metrics import record_settled
 from tests.conftest import make_settings
-from tests.factories import customer_payload, next_id, signed_webhook
-from tests.webhooks.helpers import drain
+from tests.support.deliveries import drain
+from tests.support.payloads import customer_payload, next_id, signed_webhook
 from webhooks.handlers import build_router
 from webhooks.worker import InboxWorker
 

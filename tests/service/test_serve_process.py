@@ -13,7 +13,14 @@ from pathlib import Path
 
 import httpx
 
-from tests.factories import API_KEY, API_SECRET, ENCRYPTION_KEY, customer_payload, next_id, signed_webhook
+from tests.support.payloads import (
+    API_KEY,
+    API_SECRET,
+    ENCRYPTION_KEY,
+    customer_payload,
+    next_id,
+    signed_webhook,
+)
 
 TIERLINE = [sys.executable, "-m", "service.cli"]
 

@@ -33,7 +33,7 @@ from service.simulate import (
 )
 from shopify_client import verify_webhook_hmac
 from tests.conftest import make_settings
-from tests.factories import API_SECRET, SHOP
+from tests.support.payloads import API_SECRET, SHOP
 from webhooks.payloads import CustomerPayload, DeletedResourcePayload, OrderPayload
 
 pytestmark = pytest.mark.anyio

@@ -19,10 +19,10 @@ from service.subscriptions import (
     register_webhooks,
 )
 from service.sync import NotInstalledError
-from tests.factories import OTHER_SHOP
-from tests.service.shopify_fake import FakeShopify, FakeSleep
 from tests.service.test_sync import install
-from tests.webhooks.helpers import Sessionmaker
+from tests.support.deliveries import Sessionmaker
+from tests.support.payloads import OTHER_SHOP
+from tests.support.shopify_fake import FakeShopify, FakeSleep
 from webhooks.handlers import build_router
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,6 +1,6 @@
 """``tierline sync`` (docs/shopify-app.md): bulk backfill, resuming, token refresh, reconciliation.
 
-Shopify is faked at the HTTP boundary (``tests.service.shopify_fake``); waits go through a fake
+Shopify is faked at the HTTP boundary (``tests.support.shopify_fake``); waits go through a fake
 sleep, so nothing here touches the network or sleeps. The backfilled shop is compared with a
 shop that received the same records as webhooks: the backfill must reach exactly that state.
 """
@@ -28,11 +28,11 @@ from service.domain import installs, sync_state
 from service.domain.shops import get_or_create_shop_id
 from service.sync import BulkResult, NotInstalledError, SyncError, SyncReport, sync_shop
 from shopify_client import AccessToken, BulkOperationError, ShopifyTransportError, parse_bulk_jsonl
-from tests.factories import ENCRYPTION_KEY, OTHER_SHOP, SHOP, customer_payload
-from tests.service import twins
-from tests.service.shopify_fake import FakeShopify, FakeSleep
-from tests.webhooks import helpers
-from tests.webhooks.helpers import Delivery, Sessionmaker
+from tests.support import deliveries as helpers
+from tests.support import twins
+from tests.support.deliveries import Delivery, Sessionmaker
+from tests.support.payloads import ENCRYPTION_KEY, OTHER_SHOP, SHOP, customer_payload
+from tests.support.shopify_fake import FakeShopify, FakeSleep
 
 NOW = datetime(2026, 3, 10, 8, 0, tzinfo=UTC)
 THIRD_SHOP = "third-test.myshopify.com"

@@ -1,8 +1,8 @@
 """A pytest plugin that declares one more tier before anything imports tierline.
 
-Loaded with ``-p tests.support.fifth_tier`` by ``tests/service/test_tier_levels.py``: it adds
+Loaded with ``-p tests.support.fifth_tier`` by ``tests/service/domain/test_tier_levels.py``: it adds
 ``diamond`` above ``platinum`` the way a developer would, as one more line in
-``service/domain/tier_levels.py``, and nothing else. ``tests/service/fifth_tier_check.py`` then
+``service/domain/tier_levels.py``, and nothing else. ``tests/service/domain/fifth_tier_check.py`` then
 proves that the rule, its SQL, validation, the suggestion, the API schema and the pages all
 follow.
 """

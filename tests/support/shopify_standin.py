@@ -20,7 +20,7 @@ tierline reaches it through ``TIERLINE_SHOPIFY_URL=http://127.0.0.1:<port>/{shop
   operations ending ``FAILED`` with ``ACCESS_DENIED``, ``TIMEOUT`` or ``INTERNAL_SERVER_ERROR``
   (with a partial result URL), a bulk operation held ``RUNNING``, uninstalling (tokens revoked).
 
-Data is hand-made (``tests.service.twins``): no Shopify sample is copied.
+Data is hand-made (``tests.support.twins``): no Shopify sample is copied.
 
 By hand (docs/shopify-app.md, "The whole lifecycle locally")::
 
@@ -53,7 +53,7 @@ import httpx
 import jwt
 import uvicorn
 
-from tests.service import twins
+from tests.support import twins
 
 SCHEMA_PATH = (
     Path(__file__).resolve().parents[2].parent / "shared" / "shopify-admin-schema" / "2026-04.graphql"

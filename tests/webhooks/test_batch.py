@@ -14,7 +14,7 @@ import pytest
 
 from service.domain.inbox import ClaimedDelivery
 from service.types import utc_now
-from tests.factories import fulfillment_event_payload, fulfillment_payload, order_payload
+from tests.support.payloads import fulfillment_event_payload, fulfillment_payload, order_payload
 from webhooks import batch
 from webhooks.handlers import build_router
 

@@ -22,7 +22,10 @@ from service.db import session_scope
 from service.domain.deferred import DeferredFigures
 from service.domain.settings import ShopSettings
 from tests.conftest import make_settings
-from tests.factories import (
+from tests.support import deliveries as helpers
+from tests.support.deliveries import Delivery, Sessionmaker
+from tests.support.payloads import (
+    COD,
     OTHER_SHOP,
     SHOP,
     at,
@@ -34,12 +37,8 @@ from tests.factories import (
     refund_payload,
     return_payload,
 )
-from tests.webhooks import helpers
-from tests.webhooks.helpers import Delivery, Sessionmaker
 
 pytestmark = pytest.mark.anyio
-
-COD = ["Cash on Delivery (COD)"]
 
 
 def order(

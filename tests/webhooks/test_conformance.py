@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 
 from service.config import Settings
-from tests.webhooks import helpers
-from tests.webhooks.helpers import Delivery, Sessionmaker
+from tests.support import deliveries as helpers
+from tests.support.deliveries import Delivery, Sessionmaker
 from webhooks.handlers import build_router
 
 SAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "shopify-webhook-payloads"

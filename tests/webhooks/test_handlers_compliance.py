@@ -24,7 +24,9 @@ from service.crypto import TokenCipher
 from service.db import session_scope
 from service.domain import installs, jobs
 from shopify_client import AccessToken
-from tests.factories import (
+from tests.support import deliveries as helpers
+from tests.support.deliveries import Delivery, Sessionmaker
+from tests.support.payloads import (
     ENCRYPTION_KEY,
     OTHER_SHOP,
     SHOP,
@@ -39,8 +41,6 @@ from tests.factories import (
     refund_payload,
     return_payload,
 )
-from tests.webhooks import helpers
-from tests.webhooks.helpers import Delivery, Sessionmaker
 
 pytestmark = pytest.mark.anyio
 

@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from service.config import Settings
-from tests.factories import address, at, customer_payload, next_id
-from tests.webhooks import helpers
-from tests.webhooks.helpers import Delivery, Sessionmaker
+from tests.support import deliveries as helpers
+from tests.support.deliveries import Delivery, Sessionmaker
+from tests.support.payloads import address, at, customer_payload, next_id
 
 pytestmark = pytest.mark.anyio
 

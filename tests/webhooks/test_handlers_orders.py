@@ -11,9 +11,9 @@ import pytest
 import sqlalchemy as sa
 
 from service.config import Settings
-from tests.factories import at, customer_payload, line_item, next_id, order_payload
-from tests.webhooks import helpers
-from tests.webhooks.helpers import ORDERS, SHOPS, Delivery, Sessionmaker
+from tests.support import deliveries as helpers
+from tests.support.deliveries import ORDERS, SHOPS, Delivery, Sessionmaker
+from tests.support.payloads import at, customer_payload, line_item, next_id, order_payload
 
 pytestmark = pytest.mark.anyio
 

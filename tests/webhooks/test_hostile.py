@@ -21,8 +21,8 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.config import Settings
-from tests.factories import customer_payload, next_id, order_payload, signed_webhook
-from tests.webhooks.helpers import DELIVERIES, drain
+from tests.support.deliveries import DELIVERIES, drain
+from tests.support.payloads import customer_payload, next_id, order_payload, signed_webhook
 from webhooks.handlers import build_router
 from webhooks.handlers.customers import customer_snapshot
 from webhooks.handlers.orders import order_snapshot

@@ -35,7 +35,7 @@ from service.domain.shops import shops
 from service.models import Shop, WebhookDelivery
 from shopify_client import webhook_hmac
 from tests.conftest import make_settings
-from tests.factories import (
+from tests.support.payloads import (
     API_SECRET,
     PREVIOUS_SECRET,
     SHOP,

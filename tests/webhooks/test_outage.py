@@ -22,8 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.app import create_app
 from tests.conftest import make_settings
-from tests.factories import customer_payload, next_id, signed_webhook
-from tests.webhooks.helpers import CUSTOMERS, DELIVERIES, api_headers, drain
+from tests.support.deliveries import CUSTOMERS, DELIVERIES, api_headers, drain
+from tests.support.payloads import customer_payload, next_id, signed_webhook
 
 pytestmark = pytest.mark.anyio
 

@@ -47,9 +47,17 @@ from hypothesis import strategies as st
 from service.config import Settings
 from service.domain.settings import DEFAULT_RTO_TAGS
 from service.domain.tracking import OrderFacts, tag_states
-from tests.factories import address, at, customer_payload, fulfillment_payload, iso, line_item, order_payload
-from tests.webhooks import helpers
-from tests.webhooks.helpers import Delivery, Sessionmaker
+from tests.support import deliveries as helpers
+from tests.support.deliveries import Delivery, Sessionmaker
+from tests.support.payloads import (
+    address,
+    at,
+    customer_payload,
+    fulfillment_payload,
+    iso,
+    line_item,
+    order_payload,
+)
 
 pytestmark = pytest.mark.anyio
 

@@ -20,9 +20,9 @@ from service.domain import customers, inbox
 from service.domain.records import CustomerSnapshot
 from service.types import utc_now
 from tests.conftest import make_settings
-from tests.factories import customer_payload, line_item, next_id, order_payload, signed_webhook
-from tests.webhooks import helpers
-from tests.webhooks.helpers import SHOPS, Delivery, Sessionmaker
+from tests.support import deliveries as helpers
+from tests.support.deliveries import SHOPS, Delivery, Sessionmaker
+from tests.support.payloads import customer_payload, line_item, next_id, order_payload, signed_webhook
 from webhooks.handlers import build_router
 from webhooks.payloads import CustomerPayload
 from webhooks.router import DeliveryContext, TopicRouter

@@ -18,8 +18,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from tests.factories import API_KEY, API_SECRET, ENCRYPTION_KEY, line_item, next_id, order_payload
-from tests.webhooks.helpers import DELIVERIES, ORDER_LINES, ORDERS, Delivery, enqueue_many
+from tests.support.deliveries import DELIVERIES, ORDER_LINES, ORDERS, Delivery, enqueue_many
+from tests.support.payloads import API_KEY, API_SECRET, ENCRYPTION_KEY, line_item, next_id, order_payload
 
 pytestmark = pytest.mark.anyio
 

@@ -22,6 +22,12 @@ BASE_TIME = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 _ids = itertools.count(7_000_000_000_001)
 
 
+#: Gateway names of a cash-on-delivery order and of a prepaid one (the shop's default COD gateways
+#: include the first; the second is a card gateway).
+COD = ["Cash on Delivery (COD)"]
+PREPAID = ["razorpay"]
+
+
 def next_id() -> int:
     return next(_ids)
 
@@ -154,7 +160,7 @@ def order_payload(
         "currency": "INR",
         "total_price": str(total),
         "current_total_price": str(current_total if current_total is not None else total),
-        "payment_gateway_names": gateways if gateways is not None else ["Cash on Delivery (COD)"],
+        "payment_gateway_names": gateways if gateways is not None else COD,
         "tags": "",
         "test": False,
         "customer": (

@@ -22,7 +22,7 @@ from service.config import Settings
 from service.db import session_scope
 from service.domain import inbox
 from service.domain.shops import get_or_create_shop_id
-from tests.factories import BASE_TIME, SHOP
+from tests.support.payloads import BASE_TIME, SHOP
 from webhooks.handlers import build_router
 from webhooks.router import TopicRouter
 from webhooks.worker import InboxWorker

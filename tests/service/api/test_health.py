@@ -15,7 +15,7 @@ from service.app import create_app
 from service.domain import inbox
 from service.domain.shops import get_or_create_shop_id
 from tests.conftest import make_settings
-from tests.factories import OTHER_SHOP, SHOP, customer_payload, next_id, signed_webhook
+from tests.support.payloads import OTHER_SHOP, SHOP, customer_payload, next_id, signed_webhook
 
 pytestmark = pytest.mark.anyio
 

@@ -16,9 +16,8 @@ import pytest
 import sqlalchemy as sa
 
 from service.config import Settings
-from tests.factories import OTHER_SHOP, address, customer_payload, iso, line_item, next_id
-from tests.service.api_helpers import (
-    COD,
+from tests.support import deliveries as helpers
+from tests.support.api import (
     Client,
     Json,
     all_pages,
@@ -31,12 +30,12 @@ from tests.service.api_helpers import (
     now,
     order,
     parse_time,
-    refund_payload,
+    refund,
     send,
     zulu,
 )
-from tests.webhooks import helpers
-from tests.webhooks.helpers import Delivery, Sessionmaker
+from tests.support.deliveries import Delivery, Sessionmaker
+from tests.support.payloads import COD, OTHER_SHOP, address, customer_payload, iso, line_item, next_id
 
 pytestmark = pytest.mark.anyio
 
@@ -816,9 +815,9 @@ class TestProfile:
                 test=True,
                 lines=[line(p4, v5, "Test item", "Green / S", "Testco", 9, "111.00")],
             ),
-            Delivery.of("refunds/create", refund_payload(o["o1"], "200.00", returned=1)),
-            Delivery.of("refunds/create", refund_payload(o["o2"], "100.00")),
-            Delivery.of("refunds/create", refund_payload(o["o5"], "50.00", returned=1)),
+            Delivery.of("refunds/create", refund(o["o1"], "200.00", returned=1)),
+            Delivery.of("refunds/create", refund(o["o2"], "100.00")),
+            Delivery.of("refunds/create", refund(o["o5"], "50.00", returned=1)),
         ]
         await send(sessionmaker, settings, deliveries)
         return {"cid": cid, "o": o, "t": t, "p": [p1, p2, p3, p4], "v": [v1, v2, v3, v4, v5]}

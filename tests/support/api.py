@@ -1,7 +1,7 @@
 """Shared helpers of the read-API tests: keys, problem checks, paging, deliveries through the worker.
 
 Data is created the way production creates it: signed-shape payloads stored in the inbox and
-applied by the real worker (``tests.webhooks.helpers.apply``), so every figure the API serves
+applied by the real worker (``tests.support.deliveries.apply``), so every figure the API serves
 comes from the real pipeline.
 """
 
@@ -18,9 +18,9 @@ from litestar.testing import AsyncTestClient
 from service.config import Settings
 from service.db import session_scope
 from service.domain.api_keys import create_api_key
-from tests.factories import SHOP, iso, next_id, order_payload
-from tests.webhooks import helpers
-from tests.webhooks.helpers import Delivery, Sessionmaker
+from tests.support import deliveries as helpers
+from tests.support.deliveries import Delivery, Sessionmaker
+from tests.support.payloads import PREPAID, SHOP, iso, next_id, order_payload, refund_payload
 
 PROBLEM_JSON = "application/problem+json"
 Client = AsyncTestClient[Litestar]
@@ -102,24 +102,15 @@ async def send(
     assert {row["status"] for row in rows} <= {"processed"}, [(r["topic"], r["last_error"]) for r in rows]
 
 
-def refund_payload(
+def refund(
     order_id: int, amount: str, *, returned: int = 0, created: datetime | None = None
 ) -> dict[str, Any]:
-    """A ``refunds/create`` body: one successful refund transaction, ``returned`` items restocked
-    as a return."""
-    return {
-        "id": next_id(),
-        "order_id": order_id,
-        "created_at": iso(created or now()),
-        "note": None,
-        "restock": returned > 0,
-        "transactions": [{"id": next_id(), "kind": "refund", "status": "success", "amount": amount}],
-        "refund_line_items": (
-            [{"id": next_id(), "quantity": returned, "restock_type": "return", "line_item_id": next_id()}]
-            if returned
-            else []
-        ),
-    }
+    """A ``refunds/create`` body of ``amount``: ``returned`` items restocked as a return, or money
+    only."""
+    payload = refund_payload(next_id(), order_id, amount=amount, created=created or now(), quantity=returned)
+    if not returned:
+        payload |= {"restock": False, "refund_line_items": []}
+    return payload
 
 
 def delivered_fulfillment(order_id: int, at: datetime) -> dict[str, Any]:
@@ -133,10 +124,6 @@ def delivered_fulfillment(order_id: int, at: datetime) -> dict[str, Any]:
         "created_at": iso(at),
         "updated_at": iso(at),
     }
-
-
-COD = ["Cash on Delivery (COD)"]
-PREPAID = ["razorpay"]
 
 
 def order(

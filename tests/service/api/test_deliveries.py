@@ -29,7 +29,7 @@ from service.domain.inbox import deliveries
 from service.domain.shops import get_or_create_shop_id
 from service.models import Shop, WebhookDelivery
 from tests.conftest import make_settings
-from tests.factories import API_KEY, API_SECRET, OTHER_SHOP, PREVIOUS_SECRET, SHOP
+from tests.support.payloads import API_KEY, API_SECRET, OTHER_SHOP, PREVIOUS_SECRET, SHOP
 
 pytestmark = [
     pytest.mark.anyio,

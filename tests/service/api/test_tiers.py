@@ -18,8 +18,8 @@ from service.domain.thresholds import (
     round_down_two_significant,
     thresholds_from_percentiles,
 )
-from tests.factories import OTHER_SHOP, customer_payload, next_id
-from tests.service.api_helpers import (
+from tests.support import deliveries as helpers
+from tests.support.api import (
     Client,
     assert_problem,
     bearer,
@@ -29,8 +29,8 @@ from tests.service.api_helpers import (
     order,
     send,
 )
-from tests.webhooks import helpers
-from tests.webhooks.helpers import Delivery, Sessionmaker
+from tests.support.deliveries import Delivery, Sessionmaker
+from tests.support.payloads import OTHER_SHOP, customer_payload, next_id
 
 SUGGESTION = "/api/tiers/suggestion"
 

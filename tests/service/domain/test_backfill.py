@@ -15,7 +15,7 @@ import pytest
 from service.domain import backfill
 from service.domain.records import CustomerSnapshot, FulfillmentSnapshot, LineSnapshot, OrderSnapshot
 from shopify_client import parse_bulk_jsonl
-from tests.service import twins
+from tests.support import twins
 from webhooks.handlers.customers import customer_snapshot as webhook_customer_snapshot
 from webhooks.handlers.orders import order_snapshot as webhook_order_snapshot
 from webhooks.payloads import CustomerPayload, OrderPayload

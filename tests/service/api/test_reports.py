@@ -12,9 +12,8 @@ from typing import Any
 import pytest
 
 from service.config import Settings
-from tests.factories import OTHER_SHOP, customer_payload, line_item, next_id
-from tests.service.api_helpers import (
-    COD,
+from tests.support import deliveries as helpers
+from tests.support.api import (
     Client,
     Json,
     assert_problem,
@@ -29,8 +28,8 @@ from tests.service.api_helpers import (
     send,
     zulu,
 )
-from tests.webhooks import helpers
-from tests.webhooks.helpers import Delivery, Sessionmaker
+from tests.support.deliveries import Delivery, Sessionmaker
+from tests.support.payloads import COD, OTHER_SHOP, customer_payload, line_item, next_id
 
 pytestmark = pytest.mark.anyio
 

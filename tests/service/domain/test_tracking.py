@@ -3,7 +3,7 @@
 ``derive(OrderFacts)`` turns fulfillments (with their ``shipment_status`` and carrier events),
 returns, the RTO state named by the order's tags and a status set through the API into the
 order's tracking status. Each rule of docs/domain.md ("Tracking status") is a row of a table
-below; times are minutes after ``tests.factories.BASE_TIME`` (``at(m)``).
+below; times are minutes after ``tests.support.payloads.BASE_TIME`` (``at(m)``).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from service.domain.tracking import (
     tag_rto_state,
     timeline,
 )
-from tests.factories import at
+from tests.support.payloads import at
 
 _fulfillment_ids = itertools.count(1)
 _return_ids = itertools.count(1)

@@ -19,7 +19,9 @@ from service.db import session_scope
 from service.domain import stats
 from service.domain.settings import get_shop_settings
 from service.domain.shops import get_or_create_shop_id
-from tests.factories import (
+from tests.support import deliveries as helpers
+from tests.support.deliveries import CUSTOMER_STATS, Delivery, Sessionmaker
+from tests.support.payloads import (
     OTHER_SHOP,
     SHOP,
     at,
@@ -30,8 +32,6 @@ from tests.factories import (
     order_payload,
     return_payload,
 )
-from tests.webhooks import helpers
-from tests.webhooks.helpers import CUSTOMER_STATS, Delivery, Sessionmaker
 
 pytestmark = pytest.mark.anyio
 

@@ -28,10 +28,18 @@ from service.config import Settings
 from service.db import session_scope
 from service.ui.auth import dev_session_token
 from tests.conftest import make_settings
-from tests.factories import API_KEY, API_SECRET, OTHER_SHOP, SHOP, customer_payload, next_id, order_payload
-from tests.service.api_helpers import days_ago, delivered_fulfillment, now, send
-from tests.webhooks import helpers
-from tests.webhooks.helpers import Delivery, Sessionmaker
+from tests.support import deliveries as helpers
+from tests.support.api import days_ago, delivered_fulfillment, now, order, send
+from tests.support.deliveries import Delivery, Sessionmaker
+from tests.support.payloads import (
+    API_KEY,
+    API_SECRET,
+    COD,
+    OTHER_SHOP,
+    SHOP,
+    customer_payload,
+    next_id,
+)
 
 pytestmark = [
     pytest.mark.anyio,
@@ -40,8 +48,6 @@ pytestmark = [
 
 Client = AsyncTestClient[Litestar]
 PAGES = ("/app", "/app/overview", "/app/settings", "/app/deliveries")
-PREPAID = ["bogus"]
-COD = ["Cash on Delivery (COD)"]
 XSS = "<script>alert(1)</script>"
 CSP_DEV = f"frame-ancestors https://{SHOP} https://admin.shopify.com"
 
@@ -146,13 +152,6 @@ async def set_shop(sessionmaker: Sessionmaker, **values: Any) -> None:
 def customer(cid: int, first: str, last: str) -> Delivery:
     payload = customer_payload(cid, first_name=first, last_name=last, email=f"c{cid}@example.com", phone=None)
     return Delivery.of("customers/create", payload)
-
-
-def order(oid: int, cid: int, total: str, created: datetime, **overrides: Any) -> Delivery:
-    overrides.setdefault("gateways", PREPAID)
-    return Delivery.of(
-        "orders/create", order_payload(oid, customer_id=cid, total=total, created=created, **overrides)
-    )
 
 
 @dataclass(frozen=True, slots=True)

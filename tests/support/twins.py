@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
-from tests.factories import address, customer_payload, fulfillment_payload, line_item, order_payload
+from tests.support.payloads import address, customer_payload, fulfillment_payload, line_item, order_payload
 
 BASE = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 IST = timezone(timedelta(hours=5, minutes=30))

@@ -18,7 +18,9 @@ from litestar.testing import AsyncTestClient
 from service.config import Settings
 from service.domain import tiers
 from service.domain.settings import DEFAULT_COD_GATEWAYS, DEFAULT_RTO_TAGS
-from tests.factories import (
+from tests.support import deliveries as helpers
+from tests.support.deliveries import Delivery, Sessionmaker
+from tests.support.payloads import (
     OTHER_SHOP,
     SHOP,
     at,
@@ -28,8 +30,6 @@ from tests.factories import (
     order_payload,
     return_payload,
 )
-from tests.webhooks import helpers
-from tests.webhooks.helpers import Delivery, Sessionmaker
 
 pytestmark = pytest.mark.anyio
 

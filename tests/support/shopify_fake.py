@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl
 
 import httpx
 
-from tests.factories import SHOP
+from tests.support.payloads import SHOP
 
 STORAGE_HOST = "storage.example.com"
 GRAPHQL_PATH = "/admin/api/2026-04/graphql.json"

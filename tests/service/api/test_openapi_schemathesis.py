@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
-from tests.factories import API_KEY, API_SECRET, ENCRYPTION_KEY
+from tests.support.payloads import API_KEY, API_SECRET, ENCRYPTION_KEY
 
 SHOP = "schema-test.myshopify.com"
 TIERLINE = [sys.executable, "-m", "service.cli"]

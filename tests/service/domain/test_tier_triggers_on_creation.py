@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.config import Settings
-from tests.factories import at, next_id, order_payload
-from tests.webhooks import helpers
-from tests.webhooks.helpers import Delivery
+from tests.support import deliveries as helpers
+from tests.support.deliveries import Delivery
+from tests.support.payloads import at, next_id, order_payload
 
 pytestmark = pytest.mark.anyio
 

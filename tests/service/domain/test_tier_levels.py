@@ -21,7 +21,8 @@ from service.domain.tier_levels import LEVELS, TierLevel
 from service.domain.tiers import tier_for, tier_sql
 from service.types import Money
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
+CHECK = "tests/service/domain/fifth_tier_check.py"
 
 
 def level(name: str, threshold: str | None, percentile: int | None) -> TierLevel:
@@ -92,7 +93,16 @@ class TestTheDeclarationChecksItself:
 class TestAFifthTierInOneLine:
     def _check(self, *plugin: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "pytest", *plugin, "tests/service/fifth_tier_check.py", "-q", "-n", "0"],
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                *plugin,
+                "tests/service/domain/fifth_tier_check.py",
+                "-q",
+                "-n",
+                "0",
+            ],
             cwd=ROOT,
             env={**os.environ, "TIERLINE_TEST_DATABASES": "sqlite"},
             capture_output=True,
@@ -111,7 +121,8 @@ class TestAFifthTierInOneLine:
         result = self._check()
         assert result.returncode == 1, result.stdout[-3000:]
         assert (
-            "FAILED tests/service/fifth_tier_check.py::test_the_declaration_has_five_tiers" in result.stdout
+            "FAILED tests/service/domain/fifth_tier_check.py::test_the_declaration_has_five_tiers"
+            in result.stdout
         )
 
 

@@ -18,9 +18,9 @@ from service.domain.settings import validate_update
 from service.domain.tiers import tier_for, tier_sql
 from service.types import Money
 from tests.conftest import make_settings
-from tests.factories import SHOP, customer_payload, next_id
-from tests.service.api_helpers import Client, bearer, days_ago, get_json, new_api_key, order, send
-from tests.webhooks.helpers import Delivery, Sessionmaker
+from tests.support.api import Client, bearer, days_ago, get_json, new_api_key, order, send
+from tests.support.deliveries import Delivery, Sessionmaker
+from tests.support.payloads import SHOP, customer_payload, next_id
 
 pytestmark = [
     pytest.mark.anyio,

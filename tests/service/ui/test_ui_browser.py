@@ -43,7 +43,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from service.migrate import upgrade
 from tests.conftest import make_settings
-from tests.factories import (
+from tests.support.payloads import (
     API_SECRET,
     customer_payload,
     fulfillment_payload,
@@ -59,7 +59,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 DEV_SHOP = "tierline-dev.myshopify.com"
 XSS = "<script>alert(1)</script>"
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 DOCS_SCREENSHOTS = REPO / "docs" / "screenshots"
 TIERLINE = Path(sys.executable).with_name("tierline")
 WAIT = 15.0

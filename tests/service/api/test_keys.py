@@ -12,9 +12,9 @@ from service.db import session_scope
 from service.domain.api_keys import list_api_keys, record_key_use, revoke_api_key
 from service.runtime import Runtime
 from service.types import utc_now
-from tests.factories import OTHER_SHOP, SHOP
-from tests.service.api_helpers import Client, assert_problem, bearer, new_api_key
-from tests.webhooks.helpers import Sessionmaker
+from tests.support.api import Client, assert_problem, bearer, new_api_key
+from tests.support.deliveries import Sessionmaker
+from tests.support.payloads import OTHER_SHOP, SHOP
 
 pytestmark = pytest.mark.anyio
 

@@ -38,7 +38,9 @@ from service.domain import stats
 from service.domain.settings import get_shop_settings
 from service.domain.shops import get_or_create_shop_id
 from service.domain.tiers import tier_for
-from tests.factories import (
+from tests.support import deliveries as helpers
+from tests.support.deliveries import Delivery, Sessionmaker
+from tests.support.payloads import (
     at,
     fulfillment_event_payload,
     fulfillment_payload,
@@ -47,8 +49,6 @@ from tests.factories import (
     refund_payload,
     return_payload,
 )
-from tests.webhooks import helpers
-from tests.webhooks.helpers import Delivery, Sessionmaker
 
 pytestmark = pytest.mark.anyio
 

@@ -13,10 +13,7 @@ from litestar.testing import AsyncTestClient
 
 from service.app import create_app
 from service.config import Settings
-from tests.factories import OTHER_SHOP, customer_payload, next_id, order_payload
-from tests.service.api_helpers import (
-    COD,
-    PREPAID,
+from tests.support.api import (
     PROBLEM_JSON,
     Client,
     Json,
@@ -30,8 +27,9 @@ from tests.service.api_helpers import (
     now,
     order,
 )
-from tests.service.api_helpers import send as send_deliveries
-from tests.webhooks.helpers import Delivery, Sessionmaker
+from tests.support.api import send as send_deliveries
+from tests.support.deliveries import Delivery, Sessionmaker
+from tests.support.payloads import COD, OTHER_SHOP, PREPAID, customer_payload, next_id, order_payload
 
 pytestmark = pytest.mark.anyio
 

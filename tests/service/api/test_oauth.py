@@ -30,10 +30,10 @@ from service.db import session_scope
 from service.domain import installs
 from shopify_client import AccessToken
 from tests.conftest import make_settings
-from tests.factories import API_KEY, API_SECRET, ENCRYPTION_KEY, OTHER_SHOP, SHOP
-from tests.service.shopify_fake import FakeShopify
-from tests.webhooks import helpers
-from tests.webhooks.helpers import Sessionmaker
+from tests.support import deliveries as helpers
+from tests.support.deliveries import Sessionmaker
+from tests.support.payloads import API_KEY, API_SECRET, ENCRYPTION_KEY, OTHER_SHOP, SHOP
+from tests.support.shopify_fake import FakeShopify
 
 pytestmark = pytest.mark.anyio
 
