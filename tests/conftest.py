@@ -34,11 +34,17 @@ DEFAULT_PG_URL = "postgresql://127.0.0.1:5432/test"
 TABLES_TO_KEEP = {"alembic_version"}
 
 #: Modules that start real processes (servers, workers, the CLI, a browser, containers), kill
-#: them, or wait on timeouts: marked ``slow``; ``make test-fast`` leaves them out.
+#: them, wait on timeouts, or search exhaustively (hypothesis, every permutation, fuzzing, the
+#: merchant's whole story): marked ``slow``; ``make test-fast`` leaves them out.
 SLOW_MODULES = frozenset(
     {
         "test_cli_process",
         "test_client_limits",
+        "test_fifth_tier",
+        "test_hostile",
+        "test_lifecycle",
+        "test_permutations",
+        "test_stats_property",
         "test_image",
         "test_fly",
         "test_lifecycle_processes",

@@ -1,17 +1,12 @@
 """The tiers declared once (``service/domain/tier_levels.py``; docs/domain.md, "Tiers").
 
-The declaration checks itself on import, everything else derives from it, and a fifth tier
-declared in one line reaches the rule, its SQL, validation, the suggestion, the API schema and the
-pages (``fifth_tier_check.py``, run in a process of its own with the tier added).
+The declaration checks itself on import, and everything else derives from it. That a fifth tier
+declared in one line reaches every layer is ``test_fifth_tier.py`` (a process of its own).
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -20,9 +15,6 @@ from service.domain import tier_levels
 from service.domain.tier_levels import LEVELS, TierLevel
 from service.domain.tiers import tier_for, tier_sql
 from service.types import Money
-
-ROOT = Path(__file__).resolve().parents[3]
-CHECK = "tests/service/domain/fifth_tier_check.py"
 
 
 def level(name: str, threshold: str | None, percentile: int | None) -> TierLevel:
@@ -88,42 +80,6 @@ class TestTheDeclarationChecksItself:
     def test_a_wrong_declaration_is_refused(self, levels: tuple[TierLevel, ...], problem: str) -> None:
         with pytest.raises(ValueError, match=problem):
             tier_levels._check(levels)
-
-
-class TestAFifthTierInOneLine:
-    def _check(self, *plugin: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pytest",
-                *plugin,
-                "tests/service/domain/fifth_tier_check.py",
-                "-q",
-                "-n",
-                "0",
-            ],
-            cwd=ROOT,
-            env={**os.environ, "TIERLINE_TEST_DATABASES": "sqlite"},
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-
-    def test_every_layer_follows_the_declaration(self) -> None:
-        result = self._check("-p", "tests.support.fifth_tier")
-        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-        assert " passed" in result.stdout
-        assert "skipped" not in result.stdout
-
-    def test_without_the_fifth_tier_the_check_fails(self) -> None:
-        """The check can fail: with the four shipped tiers, it does."""
-        result = self._check()
-        assert result.returncode == 1, result.stdout[-3000:]
-        assert (
-            "FAILED tests/service/domain/fifth_tier_check.py::test_the_declaration_has_five_tiers"
-            in result.stdout
-        )
 
 
 class TestTheRuleAndItsSql:
