@@ -10,7 +10,7 @@
 * ``shopify_fake``: a Shopify at the HTTP boundary (``httpx.MockTransport``) for the sync tests.
 * ``shopify_standin``: a real HTTP server standing in for Shopify (token endpoints, Admin GraphQL
   checked against the schema, bulk JSONL) for the lifecycle tests.
-* ``fifth_tier``: a pytest plugin that declares one more tier (``test_tier_levels``).
+* ``fifth_tier``: a pytest plugin that declares one more tier (``test_fifth_tier``).
 
 Test modules mirror the code: ``tests/service/domain/test_tiers.py`` tests
 ``service/domain/tiers.py``, ``tests/service/api/test_orders.py`` the orders API, and so on.
