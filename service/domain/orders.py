@@ -247,7 +247,9 @@ async def _apply_set(
         and (order_id not in written or rows[order_id].customer_id != before.customer_id)
     }
     customers = {c.customer_id for c in changes if c.customer_id is not None}
-    owed.note_created_orders(shop_id, [order_id for order_id in ids if order_id in written and order_id not in stored])
+    owed.note_created_orders(
+        shop_id, [order_id for order_id in ids if order_id in written and order_id not in stored]
+    )
     deferred.merge(owed)
     deferred.owe(shop_id, settings, customers, left=left - customers)
 

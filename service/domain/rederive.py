@@ -38,7 +38,12 @@ async def update_settings(
     if after == before:
         return after, None
     figures_rules = (after.tier_thresholds, after.cod_gateway_set, after.rto_tags, after.include_test_orders)
-    if figures_rules == (before.tier_thresholds, before.cod_gateway_set, before.rto_tags, before.include_test_orders):
+    if figures_rules == (
+        before.tier_thresholds,
+        before.cod_gateway_set,
+        before.rto_tags,
+        before.include_test_orders,
+    ):
         # Only writeBack changed: turned off, nothing more is sent; otherwise every customer is
         # queued again (unchanged desired states queue nothing).
         if not after.write_back.enabled:

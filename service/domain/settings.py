@@ -224,7 +224,11 @@ def _validate_write_back(raw: Any) -> tuple[dict[str, Any], list[dict[str, str]]
             else:
                 clean[key] = value
         elif key == "riskMinCodRto":
-            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_RISK_MIN_COD_RTO:
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int)
+                or not 1 <= value <= MAX_RISK_MIN_COD_RTO
+            ):
                 errors.append(
                     {
                         "field": "writeBack.riskMinCodRto",

@@ -22,6 +22,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service import metrics
 from service.db import dialect_insert, dialect_of, insert_ignore
 from service.domain.settings import ShopSettings, WriteBackSettings, get_shop_settings
 from service.domain.tiers import tier_for
@@ -257,6 +258,8 @@ async def queue_customers(
         ]
         result = await session.execute(statement, values)
         queued += max(0, int(getattr(result, "rowcount", 0) or 0))
+    if queued:
+        metrics.WRITEBACK_QUEUED.labels(CUSTOMER).inc(queued)
     return queued
 
 
@@ -341,7 +344,10 @@ async def queue_risky_orders(
             for row in rows
         ],
     )
-    return max(0, int(getattr(result, "rowcount", 0) or 0))
+    queued = max(0, int(getattr(result, "rowcount", 0) or 0))
+    if queued:
+        metrics.WRITEBACK_QUEUED.labels(ORDER).inc(queued)
+    return queued
 
 
 async def drop_unsent(session: AsyncSession, shop_id: int) -> None:
@@ -393,10 +399,11 @@ class Claimed:
 async def claim(
     session: AsyncSession, owner: str, *, limit: int, lease_seconds: float, shop_id: int | None = None
 ) -> list[Claimed]:
-    """Due pending rows of installed shops, under a lease (``SKIP LOCKED`` on PostgreSQL)."""
+    """Due pending rows of one installed shop (the shop of the most overdue row, unless given),
+    under a lease (``SKIP LOCKED`` on PostgreSQL)."""
     now = utc_now()
     query = (
-        sa.select(outbox.c.id)
+        sa.select(outbox.c.id, outbox.c.shop_id)
         .join(shops, shops.c.id == outbox.c.shop_id)
         .where(
             outbox.c.state == WriteBackState.PENDING,
@@ -406,13 +413,17 @@ async def claim(
             shops.c.uninstalled_at.is_(None),
         )
         .order_by(outbox.c.next_attempt_at, outbox.c.id)
-        .limit(limit)
     )
-    if shop_id is not None:
-        query = query.where(outbox.c.shop_id == shop_id)
-    if dialect_of(session) == "postgresql":
+    postgres = dialect_of(session) == "postgresql"
+    if shop_id is None:
+        first = (await session.execute(query.limit(1))).first()
+        if first is None:
+            return []
+        shop_id = int(first.shop_id)
+    query = query.where(outbox.c.shop_id == shop_id).limit(limit)
+    if postgres:
         query = query.with_for_update(skip_locked=True, of=outbox)
-    ids = [int(i) for i in (await session.scalars(query)).all()]
+    ids = [int(row.id) for row in (await session.execute(query)).all()]
     if not ids:
         return []
     await session.execute(
@@ -434,7 +445,14 @@ async def claim(
     ).all()
     return [
         Claimed(
-            int(r.id), int(r.shop_id), r.domain, r.kind, int(r.resource_id), r.desired, int(r.version), int(r.attempts)
+            int(r.id),
+            int(r.shop_id),
+            r.domain,
+            r.kind,
+            int(r.resource_id),
+            r.desired,
+            int(r.version),
+            int(r.attempts),
         )
         for r in rows
     ]
@@ -501,9 +519,7 @@ async def mark_failed(session: AsyncSession, row: Claimed, owner: str, error: st
     )
 
 
-async def replay(
-    session: AsyncSession, *, shop_id: int | None = None, row_id: int | None = None
-) -> int:
+async def replay(session: AsyncSession, *, shop_id: int | None = None, row_id: int | None = None) -> int:
     """Failed rows back to ``pending`` (``tierline write-back replay``, the deliveries page)."""
     conditions = [outbox.c.state == WriteBackState.FAILED]
     if shop_id is not None:
@@ -526,7 +542,7 @@ class Summary:
 
 
 async def summary(session: AsyncSession, shop_id: int) -> Summary:
-    counts = dict(
+    counts: dict[str, int] = dict(
         (
             await session.execute(
                 sa.select(outbox.c.state, sa.func.count())
@@ -582,7 +598,10 @@ async def reserve(session: AsyncSession, shop_id: int, cost: float, *, now: date
     now = now or utc_now()
     await ensure_shop_row(session, shop_id)
     query = sa.select(
-        wb_shops.c.bucket_available, wb_shops.c.bucket_maximum, wb_shops.c.bucket_restore_rate, wb_shops.c.bucket_at
+        wb_shops.c.bucket_available,
+        wb_shops.c.bucket_maximum,
+        wb_shops.c.bucket_restore_rate,
+        wb_shops.c.bucket_at,
     ).where(wb_shops.c.shop_id == shop_id)
     if dialect_of(session) == "postgresql":
         query = query.with_for_update()
