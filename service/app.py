@@ -33,8 +33,8 @@ from service.jobs import JobRunner
 from service.limits import BodyBudget, request_limits
 from service.metrics import record_settled, timing_middleware
 from service.runtime import Runtime
-from service.writeback import WriteBackSender
 from service.ui.pages import PageController, app_root, static_files_router, template_config
+from service.writeback import WriteBackSender
 from webhooks.handlers import build_router
 from webhooks.intake import receive_webhook
 from webhooks.worker import InboxWorker
