@@ -26,6 +26,7 @@ from service import metrics
 from service.db import dialect_insert, dialect_of, insert_ignore
 from service.domain.settings import ShopSettings, WriteBackSettings, get_shop_settings
 from service.domain.tiers import tier_for
+from service.domain.tracking import RTO_STATES
 from service.models import CustomerStats, Order, Shop, WriteBackOutbox, WriteBackShop, WriteBackState
 from service.types import utc_now
 
@@ -305,6 +306,7 @@ async def queue_risky_orders(
         orders.c.id.in_(ids),
         orders.c.payment_method == "cod",
         orders.c.cancelled_at.is_(None),
+        sa.or_(orders.c.tracking_status.is_(None), orders.c.tracking_status.not_in(RTO_STATES)),
         customer_stats.c.rto_count >= write_back.risk_min_cod_rto,
     ]
     if not settings.include_test_orders:

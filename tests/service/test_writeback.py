@@ -27,7 +27,7 @@ from service.types import utc_now
 from service.writeback import WriteBackSender
 from shopify_client import AccessToken
 from tests.conftest import make_settings
-from tests.factories import ENCRYPTION_KEY, API_KEY, API_SECRET, at, customer_payload, next_id, order_payload
+from tests.factories import API_KEY, API_SECRET, ENCRYPTION_KEY, at, customer_payload, next_id, order_payload
 from tests.support.shopify_standin import SCHEMA_PATH, Server, StandIn, schema_available, shopify_url
 from tests.webhooks import helpers
 from tests.webhooks.helpers import Delivery, Sessionmaker
@@ -87,7 +87,9 @@ async def installed(sessionmaker: Sessionmaker, standin: StandIn) -> int:
     return shop_id
 
 
-def sender(sessionmaker: Sessionmaker, http: httpx.AsyncClient, settings: Settings, **kw: Any) -> WriteBackSender:
+def sender(
+    sessionmaker: Sessionmaker, http: httpx.AsyncClient, settings: Settings, **kw: Any
+) -> WriteBackSender:
     return WriteBackSender(sessionmaker, http, settings, **kw)
 
 
@@ -125,7 +127,12 @@ async def apply(sessionmaker: Sessionmaker, settings: Settings, *deliveries: Del
 
 class TestATierChange:
     async def test_reaches_shopify_once_with_the_tag_swap_and_other_tags_untouched(
-        self, sessionmaker: Sessionmaker, wb_settings: Settings, standin: StandIn, installed: int, http: httpx.AsyncClient
+        self,
+        sessionmaker: Sessionmaker,
+        wb_settings: Settings,
+        standin: StandIn,
+        installed: int,
+        http: httpx.AsyncClient,
     ) -> None:
         cid = next_id()
         in_shopify(standin, customers=[cid])
@@ -139,21 +146,27 @@ class TestATierChange:
         # Setup ran once: six definitions and one segment per tier.
         assert len(standin.shops[SHOP].definitions) == 6
         assert sorted(standin.shops[SHOP].segments) == [
-            "tierline: Bronze", "tierline: Gold", "tierline: Platinum", "tierline: Silver"
+            "tierline: Bronze",
+            "tierline: Gold",
+            "tierline: Platinum",
+            "tierline: Silver",
         ]
         namespace = f"app--{standin.app_id}--tierline"
-        assert standin.shops[SHOP].segments["tierline: Gold"]["query"] == f"metafields.{namespace}.tier = 'gold'"
+        assert (
+            standin.shops[SHOP].segments["tierline: Gold"]["query"] == f"metafields.{namespace}.tier = 'gold'"
+        )
 
         before = len(writes(standin))
         oid = next_id()
         await apply(
             sessionmaker,
             wb_settings,
-            Delivery.of("orders/create", order_payload(oid, customer_id=cid, total="26000.00", created=at(5))),
+            Delivery.of(
+                "orders/create", order_payload(oid, customer_id=cid, total="26000.00", created=at(5))
+            ),
         )
         report = await sender(sessionmaker, http, wb_settings).drain()
         assert report.sent == 1
-        change = writes(standin, customer_gid(cid))[before - len(writes(standin)) or None :]
         change = [w for w in writes(standin)[before:] if w[1] == customer_gid(cid)]
         assert sorted((w[0], str(w[2])) for w in change) == sorted(
             [
@@ -177,7 +190,12 @@ class TestATierChange:
         assert summary.last_written_at is not None
 
     async def test_the_customers_update_echo_causes_no_second_write(
-        self, sessionmaker: Sessionmaker, wb_settings: Settings, standin: StandIn, installed: int, http: httpx.AsyncClient
+        self,
+        sessionmaker: Sessionmaker,
+        wb_settings: Settings,
+        standin: StandIn,
+        installed: int,
+        http: httpx.AsyncClient,
     ) -> None:
         cid = next_id()
         in_shopify(standin, customers=[cid])
@@ -200,7 +218,12 @@ class TestATierChange:
 
 class TestCoalescing:
     async def test_a_burst_of_500_changes_to_one_customer_is_a_handful_of_writes_ending_in_the_latest(
-        self, sessionmaker: Sessionmaker, wb_settings: Settings, standin: StandIn, installed: int, http: httpx.AsyncClient
+        self,
+        sessionmaker: Sessionmaker,
+        wb_settings: Settings,
+        standin: StandIn,
+        installed: int,
+        http: httpx.AsyncClient,
     ) -> None:
         cid = next_id()
         in_shopify(standin, customers=[cid])
@@ -208,7 +231,9 @@ class TestCoalescing:
         await sender(sessionmaker, http, wb_settings).drain()
         requests_before = write_requests(standin)
         burst = [
-            Delivery.of("orders/create", order_payload(next_id(), customer_id=cid, total="100.00", created=at(n)))
+            Delivery.of(
+                "orders/create", order_payload(next_id(), customer_id=cid, total="100.00", created=at(n))
+            )
             for n in range(500)
         ]
         await helpers.enqueue_many(sessionmaker, burst)
@@ -235,7 +260,12 @@ class TestCoalescing:
 
 class TestAKilledWorker:
     async def test_killed_after_writing_the_next_sender_writes_nothing_again(
-        self, sessionmaker: Sessionmaker, wb_settings: Settings, standin: StandIn, installed: int, http: httpx.AsyncClient
+        self,
+        sessionmaker: Sessionmaker,
+        wb_settings: Settings,
+        standin: StandIn,
+        installed: int,
+        http: httpx.AsyncClient,
     ) -> None:
         cid = next_id()
         in_shopify(standin, customers=[cid])
@@ -262,7 +292,12 @@ class TestAKilledWorker:
         assert row.state == "sent"
 
     async def test_killed_after_claiming_loses_no_write(
-        self, sessionmaker: Sessionmaker, wb_settings: Settings, standin: StandIn, installed: int, http: httpx.AsyncClient
+        self,
+        sessionmaker: Sessionmaker,
+        wb_settings: Settings,
+        standin: StandIn,
+        installed: int,
+        http: httpx.AsyncClient,
     ) -> None:
         cid = next_id()
         in_shopify(standin, customers=[cid])
@@ -275,7 +310,12 @@ class TestAKilledWorker:
         assert standin.resource_tags(SHOP, customer_gid(cid)) == ["tierline-bronze"]
 
     async def test_a_lease_still_held_is_not_taken(
-        self, sessionmaker: Sessionmaker, wb_settings: Settings, standin: StandIn, installed: int, http: httpx.AsyncClient
+        self,
+        sessionmaker: Sessionmaker,
+        wb_settings: Settings,
+        standin: StandIn,
+        installed: int,
+        http: httpx.AsyncClient,
     ) -> None:
         cid = next_id()
         in_shopify(standin, customers=[cid])
@@ -288,7 +328,12 @@ class TestAKilledWorker:
 
 class TestOrderRisk:
     async def test_the_risk_tag_on_a_qualifying_cod_order_never_on_a_prepaid_one(
-        self, sessionmaker: Sessionmaker, wb_settings: Settings, standin: StandIn, installed: int, http: httpx.AsyncClient
+        self,
+        sessionmaker: Sessionmaker,
+        wb_settings: Settings,
+        standin: StandIn,
+        installed: int,
+        http: httpx.AsyncClient,
     ) -> None:
         cid = next_id()
         first, returned_cod, cod, prepaid = next_id(), next_id(), next_id(), next_id()
@@ -300,15 +345,18 @@ class TestOrderRisk:
             # A COD order created before the customer had any RTO: no risk.
             Delivery.of("orders/create", order_payload(first, customer_id=cid, created=at(1))),
             Delivery.of("orders/create", order_payload(returned_cod, customer_id=cid, created=at(2))),
+        )
+        await apply(
+            sessionmaker,
+            wb_settings,
             # It comes back: tagged RTO by the merchant → the customer's COD RTO count is 1.
             Delivery.of(
                 "orders/updated",
                 order_payload(returned_cod, customer_id=cid, created=at(2), updated=at(50), tags="rto"),
             ),
         )
-        async with sessionmaker() as session:
-            stats = (await helpers.customer_stats(sessionmaker))[cid]
-        assert stats.rto_count == 1
+        stats = (await helpers.customer_stats(sessionmaker))[cid]
+        assert stats["rto_count"] == 1
         await apply(
             sessionmaker,
             wb_settings,
@@ -328,7 +376,12 @@ class TestOrderRisk:
             assert writes(standin, order_gid(order_id)) == []
 
     async def test_a_higher_threshold_or_the_setting_off_tags_nothing(
-        self, sessionmaker: Sessionmaker, wb_settings: Settings, standin: StandIn, installed: int, http: httpx.AsyncClient
+        self,
+        sessionmaker: Sessionmaker,
+        wb_settings: Settings,
+        standin: StandIn,
+        installed: int,
+        http: httpx.AsyncClient,
     ) -> None:
         cid = next_id()
         returned_cod, cod, later = next_id(), next_id(), next_id()
@@ -341,7 +394,9 @@ class TestOrderRisk:
             Delivery.of("orders/create", order_payload(cod, customer_id=cid, created=at(60))),
         )
         await helpers.set_shop_settings(sessionmaker, {"writeBack": {"orderRiskTag": False}})
-        await apply(sessionmaker, wb_settings, Delivery.of("orders/create", order_payload(later, customer_id=cid)))
+        await apply(
+            sessionmaker, wb_settings, Delivery.of("orders/create", order_payload(later, customer_id=cid))
+        )
         await sender(sessionmaker, http, wb_settings).drain()
         assert writes(standin, order_gid(cod)) == [] and writes(standin, order_gid(later)) == []
 
@@ -383,7 +438,12 @@ class TestFailures:
         assert standin.resource_tags(SHOP, customer_gid(cid)) == ["tierline-bronze"]
 
     async def test_a_customer_gone_at_shopify_is_failed_at_once(
-        self, sessionmaker: Sessionmaker, wb_settings: Settings, standin: StandIn, installed: int, http: httpx.AsyncClient
+        self,
+        sessionmaker: Sessionmaker,
+        wb_settings: Settings,
+        standin: StandIn,
+        installed: int,
+        http: httpx.AsyncClient,
     ) -> None:
         await apply(sessionmaker, wb_settings, Delivery.of("customers/create", customer_payload(next_id())))
         report = await sender(sessionmaker, http, wb_settings).drain()
@@ -394,12 +454,19 @@ class TestFailures:
 
 class TestStops:
     async def test_uninstall_stops_and_drops_what_is_unsent(
-        self, sessionmaker: Sessionmaker, wb_settings: Settings, standin: StandIn, installed: int, http: httpx.AsyncClient
+        self,
+        sessionmaker: Sessionmaker,
+        wb_settings: Settings,
+        standin: StandIn,
+        installed: int,
+        http: httpx.AsyncClient,
     ) -> None:
         cid = next_id()
         in_shopify(standin, customers=[cid])
         await apply(sessionmaker, wb_settings, Delivery.of("customers/create", customer_payload(cid)))
-        await apply(sessionmaker, wb_settings, Delivery.of("app/uninstalled", {"id": 1, "myshopify_domain": SHOP}))
+        await apply(
+            sessionmaker, wb_settings, Delivery.of("app/uninstalled", {"id": 1, "myshopify_domain": SHOP})
+        )
         assert await outbox_rows(sessionmaker) == []
         await apply(
             sessionmaker, wb_settings, Delivery.of("orders/create", order_payload(next_id(), customer_id=cid))
@@ -409,7 +476,12 @@ class TestStops:
         assert writes(standin) == []
 
     async def test_a_redacted_customer_is_dropped_and_never_sent(
-        self, sessionmaker: Sessionmaker, wb_settings: Settings, standin: StandIn, installed: int, http: httpx.AsyncClient
+        self,
+        sessionmaker: Sessionmaker,
+        wb_settings: Settings,
+        standin: StandIn,
+        installed: int,
+        http: httpx.AsyncClient,
     ) -> None:
         cid, oid = next_id(), next_id()
         in_shopify(standin, customers=[cid], orders=[oid])
@@ -436,7 +508,12 @@ class TestStops:
 
 class TestSetup:
     async def test_setup_is_idempotent_on_reinstall(
-        self, sessionmaker: Sessionmaker, wb_settings: Settings, standin: StandIn, installed: int, http: httpx.AsyncClient
+        self,
+        sessionmaker: Sessionmaker,
+        wb_settings: Settings,
+        standin: StandIn,
+        installed: int,
+        http: httpx.AsyncClient,
     ) -> None:
         cid = next_id()
         in_shopify(standin, customers=[cid])
@@ -469,12 +546,19 @@ class TestSharedBucket:
             assert await writeback.reserve(session, installed, 80, now=now + timedelta(seconds=1.2)) == 0
 
     async def test_the_sender_waits_for_the_bucket_instead_of_being_throttled(
-        self, sessionmaker: Sessionmaker, wb_settings: Settings, standin: StandIn, installed: int, http: httpx.AsyncClient
+        self,
+        sessionmaker: Sessionmaker,
+        wb_settings: Settings,
+        standin: StandIn,
+        installed: int,
+        http: httpx.AsyncClient,
     ) -> None:
-        standin.bucket_size, standin.restore_rate = 120.0, 2000.0
+        standin.bucket_size, standin.restore_rate = 100.0, 200.0
         ids = [next_id() for _ in range(30)]
         in_shopify(standin, customers=ids)
-        await apply(sessionmaker, wb_settings, *[Delivery.of("customers/create", customer_payload(c)) for c in ids])
+        await apply(
+            sessionmaker, wb_settings, *[Delivery.of("customers/create", customer_payload(c)) for c in ids]
+        )
         report = await sender(sessionmaker, http, wb_settings, batch=5).drain()
         assert report.sent == 30
         assert report.throttle_waits > 0

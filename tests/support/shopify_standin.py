@@ -664,7 +664,9 @@ class StandIn:
     def resource_tags(self, shop: str, resource: str) -> list[str]:
         return list(self.shops[shop].tags.get(resource, []))
 
-    def resource_metafields(self, shop: str, resource: str, namespace: str = "$app:tierline") -> dict[str, str]:
+    def resource_metafields(
+        self, shop: str, resource: str, namespace: str = "$app:tierline"
+    ) -> dict[str, str]:
         held = self.shops[shop].metafields.get(resource, {})
         space = self.namespace(namespace)
         return {key: value for (ns, key), value in held.items() if ns == space}
@@ -683,7 +685,11 @@ class StandIn:
 
         def metafield(_info: Any, key: str, namespace: str | None = None) -> dict[str, Any] | None:
             value = held.get((self.namespace(namespace), key))
-            return None if value is None else {"value": value, "key": key, "namespace": self.namespace(namespace)}
+            return (
+                None
+                if value is None
+                else {"value": value, "key": key, "namespace": self.namespace(namespace)}
+            )
 
         return {
             "__typename": kind,
@@ -729,12 +735,17 @@ class StandIn:
 
         def metafields_set(_info: Any, metafields: list[dict[str, Any]]) -> dict[str, Any]:
             if len(metafields) > 25:
-                return {"metafields": None, "userErrors": [{"field": ["metafields"], "message": "at most 25"}]}
+                return {
+                    "metafields": None,
+                    "userErrors": [{"field": ["metafields"], "message": "at most 25"}],
+                }
             for n, item in enumerate(metafields):
                 if self._resource_node(shop, item["ownerId"]) is None:
                     return {
                         "metafields": None,
-                        "userErrors": [{"field": ["metafields", str(n), "ownerId"], "message": "Owner not found"}],
+                        "userErrors": [
+                            {"field": ["metafields", str(n), "ownerId"], "message": "Owner not found"}
+                        ],
                     }
             errors = self._user_error()
             if errors:
@@ -750,7 +761,9 @@ class StandIn:
             if key in shop.definitions:
                 return {
                     "createdDefinition": None,
-                    "userErrors": [{"field": ["definition", "key"], "message": "Key is in use", "code": "TAKEN"}],
+                    "userErrors": [
+                        {"field": ["definition", "key"], "message": "Key is in use", "code": "TAKEN"}
+                    ],
                 }
             created = {
                 "id": f"gid://shopify/MetafieldDefinition/{next(self._ids)}",
@@ -766,16 +779,24 @@ class StandIn:
         def definitions(_info: Any, ownerType: str, namespace: str | None = None, **_: Any) -> dict[str, Any]:
             space = self.namespace(namespace) if namespace else None
             found = [
-                d for (owner, ns, _key), d in shop.definitions.items() if owner == ownerType and space in (None, ns)
+                d
+                for (owner, ns, _key), d in shop.definitions.items()
+                if owner == ownerType and space in (None, ns)
             ]
             return _connection(found, None, None)
 
         def segment_create(_info: Any, name: str, query: str) -> dict[str, Any]:
             if name in shop.segments:
-                return {"segment": None, "userErrors": [{"field": ["name"], "message": "Name has already been taken"}]}
+                return {
+                    "segment": None,
+                    "userErrors": [{"field": ["name"], "message": "Name has already been taken"}],
+                }
             match = re.fullmatch(r"metafields\.([A-Za-z0-9_-]+)\.([a-z_]+) = '([a-z]+)'", query)
             if match is None or ("CUSTOMER", match.group(1), match.group(2)) not in shop.definitions:
-                return {"segment": None, "userErrors": [{"field": ["query"], "message": f"Invalid query: {query}"}]}
+                return {
+                    "segment": None,
+                    "userErrors": [{"field": ["query"], "message": f"Invalid query: {query}"}],
+                }
             segment = {"id": f"gid://shopify/Segment/{next(self._ids)}", "name": name, "query": query}
             shop.segments[name] = segment
             return {"segment": segment, "userErrors": []}
