@@ -257,8 +257,8 @@ async def queue_customers(
             }
             for row in rows
         ]
-        result = await session.execute(statement, values)
-        queued += max(0, int(getattr(result, "rowcount", 0) or 0))
+        result = await session.execute(statement.returning(outbox.c.id), values)
+        queued += len(result.all())
     if queued:
         metrics.WRITEBACK_QUEUED.labels(CUSTOMER).inc(queued)
     return queued
@@ -328,7 +328,7 @@ async def queue_risky_orders(
         return 0
     now = utc_now()
     result = await session.execute(
-        insert_ignore(dialect_of(session), outbox, ["shop_id", "kind", "resource_id"]),
+        insert_ignore(dialect_of(session), outbox, ["shop_id", "kind", "resource_id"]).returning(outbox.c.id),
         [
             {
                 "shop_id": shop_id,
@@ -346,7 +346,7 @@ async def queue_risky_orders(
             for row in rows
         ],
     )
-    queued = max(0, int(getattr(result, "rowcount", 0) or 0))
+    queued = len(result.all())
     if queued:
         metrics.WRITEBACK_QUEUED.labels(ORDER).inc(queued)
     return queued

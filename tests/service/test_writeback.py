@@ -28,6 +28,7 @@ from service.writeback import WriteBackSender
 from shopify_client import AccessToken
 from tests.conftest import make_settings
 from tests.factories import API_KEY, API_SECRET, ENCRYPTION_KEY, at, customer_payload, next_id, order_payload
+from tests.factories import SHOP as FACTORY_SHOP
 from tests.support.shopify_standin import SCHEMA_PATH, Server, StandIn, schema_available, shopify_url
 from tests.webhooks import helpers
 from tests.webhooks.helpers import Delivery, Sessionmaker
@@ -43,7 +44,7 @@ if not schema_available():
 
 pytestmark = pytest.mark.anyio
 
-SHOP = helpers.SHOP
+SHOP = FACTORY_SHOP
 OUTBOX = WriteBackOutbox.__table__  # type: ignore[attr-defined]
 
 
@@ -250,7 +251,9 @@ class TestCoalescing:
         await inbox
         await running.drain()
         held = standin.resource_metafields(SHOP, customer_gid(cid))
-        assert held["ltv"] == "50000.00" and held["order_count"] == "500" and held["tier"] == "platinum"
+        assert held["ltv"] == "50000.00"
+        assert held["order_count"] == "500"
+        assert held["tier"] == "platinum"
         assert standin.resource_tags(SHOP, customer_gid(cid)) == ["tierline-platinum"]
         sent_requests = write_requests(standin) - requests_before
         assert 1 <= sent_requests <= 25, sent_requests
@@ -398,7 +401,8 @@ class TestOrderRisk:
             sessionmaker, wb_settings, Delivery.of("orders/create", order_payload(later, customer_id=cid))
         )
         await sender(sessionmaker, http, wb_settings).drain()
-        assert writes(standin, order_gid(cod)) == [] and writes(standin, order_gid(later)) == []
+        assert writes(standin, order_gid(cod)) == []
+        assert writes(standin, order_gid(later)) == []
 
 
 class TestFailures:
@@ -449,7 +453,8 @@ class TestFailures:
         report = await sender(sessionmaker, http, wb_settings).drain()
         assert report.failed == 1
         [row] = await outbox_rows(sessionmaker)
-        assert row.state == "failed" and "no longer exists" in row.last_error
+        assert row.state == "failed"
+        assert "no longer exists" in row.last_error
 
 
 class TestStops:
@@ -524,11 +529,13 @@ class TestSetup:
             await writeback.queue_shop(session, installed)
             await session.execute(sa.update(OUTBOX).values(state="pending", version=OUTBOX.c.version + 1))
         report = await sender(sessionmaker, http, wb_settings).drain()
-        assert report.claimed == 1 and report.unchanged == 1
+        assert report.claimed == 1
+        assert report.unchanged == 1
         async with sessionmaker() as session:
             setup_at, _ = await writeback.setup_state(session, installed)
         assert setup_at is not None
-        assert len(standin.shops[SHOP].definitions) == 6 and len(standin.shops[SHOP].segments) == 4
+        assert len(standin.shops[SHOP].definitions) == 6
+        assert len(standin.shops[SHOP].segments) == 4
 
 
 class TestSharedBucket:

@@ -206,6 +206,9 @@ class StandIn:
         self.invalid_documents: list[tuple[str, list[str]]] = []
         self.token_requests: list[dict[str, str]] = []
         self.graphql_requests: list[tuple[str, str]] = []  # (shop, operation name or first field)
+        #: Requested cost of every answered (not throttled) GraphQL request, and throttled answers.
+        self.costs: list[float] = []
+        self.throttled = 0
         #: Failure modes, each consumed once per use.
         self.refuse_exchange = 0
         self.exchange_delay = 0.0
@@ -472,6 +475,11 @@ class StandIn:
             else _cost(operation.selection_set, request.get("variables") or {})
         )
         throttle = self._spend(shop, requested)
+        with self._lock:
+            if throttle is None:
+                self.costs.append(requested)
+            else:
+                self.throttled += 1
         if throttle is not None:
             return _json(
                 200,
