@@ -7,7 +7,7 @@ the write-back of every customer (what turning write-back on does), and lets the
 (``tests/support/shopify_standin.py``: real HTTP on 127.0.0.1, every document validated against
 the Admin API schema in ``../shared``, a leaky cost bucket per shop).
 
-The ideal is what the bucket allows: (total requested cost − the bucket's size) / restore rate
+The ideal is what the bucket allows: (total requested cost - the bucket's size) / restore rate
 seconds; the ratio is the measured time over it (1.0 = every second spent waiting on the bucket).
 A measurement, not a test: it prints figures and never asserts a timing.
 """
@@ -26,7 +26,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import (  # noqa: E402
+from bench.common import (
     bench_url,
     create_database,
     log,
@@ -56,7 +56,7 @@ async def run(url: str, customers: int, bucket: float, restore_rate: float, batc
     if not schema_available():
         raise SystemExit("the Admin API schema is missing (../shared/shopify-admin-schema)")
     admin_schema()
-    secret = "bench-writeback-secret-0123456789abcdef"
+    secret = "bench-writeback-secret-0123456789abcdef"  # noqa: S105 - a stand-in secret
     standin = StandIn(api_key="bench-key", api_secret=secret)
     shop = standin.add_shop(SHOP)
     standin.bucket_size, standin.restore_rate = bucket, restore_rate
@@ -115,18 +115,43 @@ async def run(url: str, customers: int, bucket: float, restore_rate: float, batc
     spent = sum(standin.costs)
     ideal = max(0.0, (spent - bucket) / restore_rate)
     tagged = sum(1 for cid in ids if shop.tags.get(f"gid://shopify/Customer/{cid}"))
-    print(machine_summary())  # noqa: T201
-    print(  # noqa: T201
+    print(machine_summary())
+    print(
         markdown_table(
-            ["customers", "sent", "pending/failed", "requests", "requested cost", "bucket", "restore/s",
-             "ideal s", "measured s", "ratio", "throttle waits", "THROTTLED answers"],
-            [[customers, report.sent, f"{summary.pending}/{summary.failed}", len(standin.costs), f"{spent:,.0f}",
-              f"{bucket:g}", f"{restore_rate:g}", f"{ideal:.1f}", f"{elapsed:.1f}",
-              f"{elapsed / ideal:.2f}" if ideal else "n/a", report.throttle_waits, standin.throttled]],
+            [
+                "customers",
+                "sent",
+                "pending/failed",
+                "requests",
+                "requested cost",
+                "bucket",
+                "restore/s",
+                "ideal s",
+                "measured s",
+                "ratio",
+                "throttle waits",
+                "THROTTLED answers",
+            ],
+            [
+                [
+                    customers,
+                    report.sent,
+                    f"{summary.pending}/{summary.failed}",
+                    len(standin.costs),
+                    f"{spent:,.0f}",
+                    f"{bucket:g}",
+                    f"{restore_rate:g}",
+                    f"{ideal:.1f}",
+                    f"{elapsed:.1f}",
+                    f"{elapsed / ideal:.2f}" if ideal else "n/a",
+                    report.throttle_waits,
+                    standin.throttled,
+                ]
+            ],
         )
     )
     if tagged != customers:
-        print(f"WARNING: {customers - tagged} customers carry no tier tag at the stand-in")  # noqa: T201
+        print(f"WARNING: {customers - tagged} customers carry no tier tag at the stand-in")
 
 
 def main() -> None:
