@@ -570,3 +570,39 @@ class TestSharedBucket:
         assert report.sent == 30
         assert report.throttle_waits > 0
         assert all(standin.resource_tags(SHOP, customer_gid(c)) == ["tierline-bronze"] for c in ids)
+
+
+class TestSettingsApi:
+    async def test_write_back_settings_defaults_validation_and_tag_removal(
+        self,
+        sessionmaker: Sessionmaker,
+        wb_settings: Settings,
+        standin: StandIn,
+        installed: int,
+        http: httpx.AsyncClient,
+        client: Any,
+    ) -> None:
+        headers = await helpers.api_headers(sessionmaker, SHOP)
+        doc = (await client.get("/api/settings", headers=headers)).json()
+        assert doc["writeBack"] == {
+            "enabled": True,
+            "customerTags": True,
+            "orderRiskTag": True,
+            "riskMinCodRto": 1,
+        }
+        bad = await client.put("/api/settings", headers=headers, json={"writeBack": {"riskMinCodRto": 0}})
+        assert bad.status_code == 422
+        assert [e["field"] for e in bad.json()["errors"]] == ["writeBack.riskMinCodRto"]
+        cid = next_id()
+        in_shopify(standin, customers=[cid])
+        standin.shops[SHOP].tags[customer_gid(cid)] = ["vip"]
+        await apply(sessionmaker, wb_settings, Delivery.of("customers/create", customer_payload(cid)))
+        await sender(sessionmaker, http, wb_settings).drain()
+        assert standin.resource_tags(SHOP, customer_gid(cid)) == ["vip", "tierline-bronze"]
+        ok = await client.put("/api/settings", headers=headers, json={"writeBack": {"customerTags": False}})
+        assert ok.status_code == 200
+        assert ok.json()["writeBack"]["customerTags"] is False
+        shop_doc = (await client.get("/api/shop", headers=headers)).json()
+        assert shop_doc["writeBack"]["pending"] == 1
+        await sender(sessionmaker, http, wb_settings).drain()
+        assert standin.resource_tags(SHOP, customer_gid(cid)) == ["vip"]  # only tierline's tag removed
