@@ -76,7 +76,7 @@ clean:
 ## BENCH_DATABASE_URL (default postgresql://127.0.0.1:5432/tierline_bench) and, for HTTP, wrk.
 WRK_INSTALL = command -v wrk >/dev/null 2>&1 || { echo "installing wrk with apt-get ..."; apt-get update -qq && apt-get install -y -qq wrk; }
 
-.PHONY: bench-seed bench-stats bench-api bench-profile
+.PHONY: bench-seed bench-stats bench-api bench-profile bench-writeback
 
 ## Issue 8: intake throughput and latency (wrk), raw inbox insert rate, worker throughput (< 5 min).
 bench: $(STAMP)
@@ -100,3 +100,7 @@ bench-api: bench-seed
 bench-profile: $(STAMP)
 	@$(BIN)/python -m pip install --quiet py-spy pyinstrument
 	@$(BIN)/python bench/worker_profile.py
+
+# Issue 17: write back 10,000 customers against the stand-in Shopify (needs ../shared).
+bench-writeback: $(STAMP)
+	@$(BIN)/python bench/writeback_bench.py

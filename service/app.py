@@ -34,6 +34,7 @@ from service.limits import BodyBudget, request_limits
 from service.metrics import record_settled, timing_middleware
 from service.runtime import Runtime
 from service.ui.pages import PageController, app_root, static_files_router, template_config
+from service.writeback import WriteBackSender
 from webhooks.handlers import build_router
 from webhooks.intake import receive_webhook
 from webhooks.worker import InboxWorker
@@ -70,6 +71,8 @@ def create_app(
         worker: InboxWorker | None = None
         job_runner: JobRunner | None = None
         jobs_task: asyncio.Task[None] | None = None
+        sender: WriteBackSender | None = None
+        sender_task: asyncio.Task[None] | None = None
         if inline_worker:
             worker = InboxWorker(
                 sessionmaker,
@@ -84,9 +87,16 @@ def create_app(
             job_runner = JobRunner(sessionmaker, http, settings, write_gate=runtime.write_gate)
             runtime.notify_jobs = job_runner.notify
             jobs_task = asyncio.create_task(job_runner.run(), name="tierline-job-runner")
+            # Write-back to Shopify (docs/shopify-app.md), beside both.
+            sender = WriteBackSender(sessionmaker, http, settings, write_gate=runtime.write_gate)
+            sender_task = asyncio.create_task(sender.run(), name="tierline-write-back")
         try:
             yield
         finally:
+            if sender is not None and sender_task is not None:
+                sender.stop()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sender_task
             if job_runner is not None and jobs_task is not None:
                 job_runner.stop()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -216,6 +216,7 @@ async def _worker(settings: Settings, *, drain: bool) -> int:
     from service.db import make_engine, make_sessionmaker
     from service.jobs import JobRunner
     from service.metrics import record_settled
+    from service.writeback import WriteBackSender
     from webhooks.handlers import build_router
     from webhooks.worker import InboxWorker
 
@@ -225,20 +226,27 @@ async def _worker(settings: Settings, *, drain: bool) -> int:
     try:
         async with httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=10.0)) as http:
             job_runner = JobRunner(sessionmaker, http, settings)
+            sender = WriteBackSender(sessionmaker, http, settings)
             if drain:
                 count = await inbox_worker.drain()
                 outcomes = await job_runner.drain()
-                typer.echo(f"applied {count} deliveries, ran {len(outcomes)} sync jobs", err=True)
+                written = await sender.drain()
+                typer.echo(
+                    f"applied {count} deliveries, ran {len(outcomes)} sync jobs, "
+                    f"wrote back {written.sent} resources",
+                    err=True,
+                )
                 return 0
 
             def stop() -> None:
                 inbox_worker.stop()
                 job_runner.stop()
+                sender.stop()
 
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, stop)
-            await asyncio.gather(inbox_worker.run(), job_runner.run())
+            await asyncio.gather(inbox_worker.run(), job_runner.run(), sender.run())
             return 0
     finally:
         await engine.dispose()
@@ -699,6 +707,73 @@ async def _sync(
         )
         raise fail(f"{outcome.error or outcome.state}{retry}", code=1)
     return outcome.report
+
+
+write_back_app = typer.Typer(
+    help="Write-back to Shopify: status and replay of failed writes.", no_args_is_help=True
+)
+app.add_typer(write_back_app, name="write-back")
+
+
+@write_back_app.command("replay")
+def write_back_replay(
+    shop: Annotated[str | None, typer.Option(metavar="DOMAIN", help="Only this shop domain.")] = None,
+    id: Annotated[int | None, typer.Option("--id", metavar="ID", help="Only this write-back id.")] = None,
+) -> None:
+    """Put failed write-backs back in the queue (the worker sends them again)."""
+    if shop is not None and not is_valid_shop_domain(shop):
+        raise fail(f"not a shop domain: {shop!r}")
+    settings = load_settings()
+    count = asyncio.run(_write_back_replay(settings, shop=shop, row_id=id))
+    typer.echo(f"replayed {count} write-backs")
+
+
+async def _write_back_replay(settings: Settings, *, shop: str | None, row_id: int | None) -> int:
+    from service.db import make_sessionmaker, session_scope
+    from service.domain import writeback
+    from service.domain.shops import find_shop_id
+
+    async with open_database(settings) as engine, session_scope(make_sessionmaker(engine)) as session:
+        shop_id = None
+        if shop is not None:
+            shop_id = await find_shop_id(session, shop.lower())
+            if shop_id is None:
+                return 0
+        return await writeback.replay(session, shop_id=shop_id, row_id=row_id)
+
+
+@write_back_app.command("status")
+def write_back_status(
+    shop: Annotated[str, typer.Option(metavar="DOMAIN", help="The shop's myshopify.com domain.")],
+) -> None:
+    """Pending and failed write-backs of a shop, and when tierline last wrote to it."""
+    if not is_valid_shop_domain(shop):
+        raise fail(f"not a shop domain: {shop!r}")
+    settings = load_settings()
+    lines = asyncio.run(_write_back_status(settings, shop.lower()))
+    for line in lines:
+        typer.echo(line)
+
+
+async def _write_back_status(settings: Settings, shop: str) -> list[str]:
+    from service.db import make_sessionmaker, session_scope
+    from service.domain import writeback
+    from service.domain.shops import find_shop_id
+
+    async with open_database(settings) as engine, session_scope(make_sessionmaker(engine)) as session:
+        shop_id = await find_shop_id(session, shop)
+        if shop_id is None:
+            raise fail(f"no shop {shop}", code=1)
+        summary = await writeback.summary(session, shop_id)
+        lines = [
+            f"{shop}: {summary.pending} pending, {summary.failed} failed, "
+            f"last written {_when(summary.last_written_at, 'never')}"
+        ]
+        for row in await writeback.failed_rows(session, shop_id):
+            lines.append(
+                f"failed  {row.id}  {row.kind} {row.resource_id}  {row.attempts} attempts  {row.last_error}"
+            )
+        return lines
 
 
 webhooks_app = typer.Typer(help="Shop-specific webhook subscriptions (custom apps).", no_args_is_help=True)

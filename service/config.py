@@ -66,7 +66,10 @@ class Settings(BaseSettings):
     shopify_api_secret: str = Field(default="", alias="SHOPIFY_API_SECRET")
     shopify_api_secret_previous: str = Field(default="", alias="SHOPIFY_API_SECRET_PREVIOUS")
     shopify_app_url: str = Field(default="http://127.0.0.1:8000", alias="SHOPIFY_APP_URL")
-    scopes: str = Field(default="read_customers,read_orders,read_fulfillments,read_returns", alias="SCOPES")
+    scopes: str = Field(
+        default="read_customers,read_orders,read_fulfillments,read_returns,write_customers,write_orders",
+        alias="SCOPES",
+    )
     env: Literal["development", "production"] = Field(default="development", alias="TIERLINE_ENV")
     tierline_encryption_key: str = Field(default="", alias="TIERLINE_ENCRYPTION_KEY")
     host: str = Field(default="127.0.0.1", alias="HOST")

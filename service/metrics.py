@@ -63,7 +63,34 @@ HTTP_SECONDS = Histogram(
     ["method", "route", "status"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
-
+WRITEBACK_QUEUED = Counter(
+    "tierline_writeback_queued_total",
+    "Write-back rows that became pending (a new desired state for a Shopify customer or order), by kind.",
+    ["kind"],
+)
+WRITEBACK_SENT = Counter(
+    "tierline_writeback_sent_total",
+    "Write-backs that changed something at Shopify, by kind.",
+    ["kind"],
+)
+WRITEBACK_UNCHANGED = Counter(
+    "tierline_writeback_unchanged_total",
+    "Write-backs settled without a write: Shopify already held the desired state, by kind.",
+    ["kind"],
+)
+WRITEBACK_FAILED = Counter(
+    "tierline_writeback_failed_total",
+    "Write-backs marked failed (after the last attempt, or the resource is gone at Shopify), by kind.",
+    ["kind"],
+)
+WRITEBACK_THROTTLE_WAITS = Counter(
+    "tierline_writeback_throttle_waits_total",
+    "Times the sender waited for the shop's shared Admin API cost bucket before a request.",
+)
+WRITEBACK_THROTTLE_SECONDS = Counter(
+    "tierline_writeback_throttle_wait_seconds_total",
+    "Seconds the sender waited for the shop's shared Admin API cost bucket.",
+)
 
 #: The label of requests that matched no route (404, 405), whatever their path.
 UNMATCHED_ROUTE = "unmatched"

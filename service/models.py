@@ -428,3 +428,65 @@ class ComplianceRequest(SQLModel, table=True):
     received_at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime)
     completed_at: datetime | None = _utc()
     result: dict[str, Any] | None = Field(default=None, sa_type=JSONType)
+
+
+class WriteBackState:
+    """States of a write-back row. ``pending`` rows are claimed by the sender."""
+
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+    ALL = (PENDING, SENT, FAILED)
+
+
+class WriteBackOutbox(SQLModel, table=True):
+    """What tierline wants Shopify to hold for one customer or order (docs/shopify-app.md).
+
+    One row per resource: a burst of changes coalesces into the latest ``desired`` state (its
+    canonical JSON text, compared as text), queued in the transaction that changed the figures.
+    ``version`` grows with every new desired state, so a sender marks a row ``sent`` only when
+    what it wrote is still what is desired. ``written`` is the state last confirmed at Shopify.
+    """
+
+    __tablename__ = "write_back_outbox"
+    __table_args__ = (
+        sa.UniqueConstraint("shop_id", "kind", "resource_id"),
+        sa.Index("ix_write_back_outbox_due", "state", "next_attempt_at"),
+        sa.Index("ix_write_back_outbox_shop_state", "shop_id", "state"),
+    )
+
+    id: int | None = Field(default=None, sa_type=BigIntPK, primary_key=True)
+    shop_id: int = Field(sa_type=sa.BigInteger, foreign_key="shops.id", ondelete="CASCADE")
+    #: ``customer`` or ``order``
+    kind: str = Field(max_length=16)
+    resource_id: int = Field(sa_type=sa.BigInteger)
+    desired: str = Field(sa_type=sa.Text)
+    version: int = Field(default=1)
+    state: str = Field(default=WriteBackState.PENDING, max_length=16)
+    attempts: int = Field(default=0)
+    next_attempt_at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime)
+    lease_owner: str | None = Field(default=None, max_length=64)
+    lease_expires_at: datetime | None = _utc()
+    last_error: str | None = Field(default=None, sa_type=sa.Text)
+    queued_at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime)
+    written: str | None = Field(default=None, sa_type=sa.Text)
+    last_written_at: datetime | None = _utc()
+
+
+class WriteBackShop(SQLModel, table=True):
+    """Per shop: the Admin API cost bucket as every worker process sees it, and the install-time
+    setup (metafield definitions and tier segments) of write-back."""
+
+    __tablename__ = "write_back_shops"
+
+    shop_id: int = Field(sa_type=sa.BigInteger, foreign_key="shops.id", ondelete="CASCADE", primary_key=True)
+    bucket_available: float = Field(default=0.0, sa_type=sa.Float)
+    bucket_maximum: float = Field(default=0.0, sa_type=sa.Float)
+    bucket_restore_rate: float = Field(default=0.0, sa_type=sa.Float)
+    bucket_at: datetime | None = _utc()
+    #: ``{"namespace": "app--…--tierline", "definitions": [...], "segments": {...}}``
+    setup: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType)
+    setup_at: datetime | None = _utc()
+    setup_next_at: datetime | None = _utc()
+    setup_error: str | None = Field(default=None, sa_type=sa.Text)
+    last_written_at: datetime | None = _utc()

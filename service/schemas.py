@@ -183,11 +183,21 @@ else:
     )
 
 
+class WriteBackSettingsRead(Schema):
+    enabled: bool = Field(description="Write figures to Shopify customers and orders (docs/shopify-app.md).")
+    customer_tags: bool = Field(description="Tag each customer `tierline-<tier>` (one tier tag).")
+    order_risk_tag: bool = Field(
+        description="Tag new COD orders `tierline-cod-rto-risk` (and set the order metafields)."
+    )
+    risk_min_cod_rto: int = Field(ge=1, description="COD RTO count from which a new COD order is tagged.")
+
+
 class SettingsRead(Schema):
     tier_thresholds: TierThresholdsRead
     cod_gateways: list[str]
     rto_tags: dict[str, Literal["rto_initiated", "rto_in_transit", "rto_delivered"]]
     include_test_orders: bool
+    write_back: WriteBackSettingsRead
 
 
 class TierChangeItem(Schema):
@@ -216,9 +226,22 @@ class SyncRead(Schema):
 
 
 class WriteBackRead(Schema):
-    pending: int
-    failed: int
-    last_written_at: datetime | None
+    pending: int = Field(description="Customers and orders waiting to be written to Shopify.")
+    failed: int = Field(description="Writes that failed after every attempt (replayable).")
+    last_written_at: datetime | None = Field(description="When tierline last changed something at Shopify.")
+
+
+class WriteBackFailureRead(Schema):
+    id: str = Field(description="The write's own id (for replay).")
+    kind: Literal["customer", "order"]
+    resource_id: ShopifyId
+    attempts: int
+    last_error: str | None
+    queued_at: datetime
+
+
+class WriteBackReplayRead(Schema):
+    replayed: int
 
 
 class ShopRead(Schema):

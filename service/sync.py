@@ -44,7 +44,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from service.config import Settings
 from service.crypto import TokenCipher
 from service.db import session_scope
-from service.domain import backfill, installs, shops, sync_state
+from service.domain import backfill, installs, shops, sync_state, writeback
 from service.domain.customers import upsert_customer
 from service.domain.orders import apply_order
 from service.domain.records import CustomerSnapshot
@@ -784,6 +784,10 @@ class ShopSync:
     async def _finish(self, shop_id: int, started_at: datetime, report: SyncReport) -> None:
         async with _write_scope(self._sessionmaker, self._gate) as session:
             await sync_state.finish(session, shop_id, synced_at=started_at, summary=report.summary())
+            if report.mode == "bulk":
+                # Write-back of every existing customer after a backfill (docs/shopify-app.md); those whose
+                # figures the backfill's batches already queued are left as they are.
+                await writeback.queue_shop(session, shop_id)
         report.synced_at = started_at
 
 

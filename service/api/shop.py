@@ -6,11 +6,11 @@ from litestar import Controller, get, post
 from litestar.di import NamedDependency
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.domain import installs, jobs
+from service.domain import installs, jobs, writeback
 from service.domain.api_keys import AuthenticatedShop
 from service.errors import AppError
 from service.runtime import Runtime
-from service.schemas import ShopRead, SyncRead, WriteBackRead
+from service.schemas import ShopRead, SyncRead, WriteBackFailureRead, WriteBackRead, WriteBackReplayRead
 
 
 class NotConnectedError(AppError):
@@ -20,6 +20,7 @@ class NotConnectedError(AppError):
 async def shop_read(session: AsyncSession, shop_id: int) -> ShopRead:
     info = await installs.describe(session, shop_id)
     view = await jobs.sync_view(session, shop_id)
+    written = await writeback.summary(session, shop_id)
     return ShopRead(
         domain=info.domain,
         currency=info.currency,
@@ -35,8 +36,9 @@ async def shop_read(session: AsyncSession, shop_id: int) -> ShopRead:
             last_error=view.last_error,
             last_reconciled_at=view.last_reconciled_at,
         ),
-        # Write-back (docs/shopify-app.md) is not built yet: nothing is ever pending.
-        write_back=WriteBackRead(pending=0, failed=0, last_written_at=None),
+        write_back=WriteBackRead(
+            pending=written.pending, failed=written.failed, last_written_at=written.last_written_at
+        ),
     )
 
 
@@ -82,3 +84,33 @@ class ShopController(Controller):
         if await jobs.retry(db_session, shop.id) is not None:
             runtime.notify_jobs()
         return await shop_read(db_session, shop.id)
+
+    @get(
+        "/write-back/failed", summary="Write-backs that failed after every attempt (newest first, at most 50)"
+    )
+    async def write_back_failed(
+        self, db_session: NamedDependency[AsyncSession], shop: NamedDependency[AuthenticatedShop]
+    ) -> list[WriteBackFailureRead]:
+        rows = await writeback.failed_rows(db_session, shop.id)
+        return [
+            WriteBackFailureRead(
+                id=str(row.id),
+                kind=row.kind,
+                resource_id=row.resource_id,
+                attempts=row.attempts,
+                last_error=row.last_error,
+                queued_at=row.queued_at,
+            )
+            for row in rows
+        ]
+
+    @post(
+        "/write-back/replay",
+        summary="Send failed write-backs again",
+        description="Every failed write-back of the shop goes back to the queue; the worker sends it again.",
+        status_code=202,
+    )
+    async def write_back_replay(
+        self, db_session: NamedDependency[AsyncSession], shop: NamedDependency[AuthenticatedShop]
+    ) -> WriteBackReplayRead:
+        return WriteBackReplayRead(replayed=await writeback.replay(db_session, shop_id=shop.id))

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import SQLModel
 
-from service.domain import tombstones
+from service.domain import tombstones, writeback
 from service.models import (
     ComplianceRequest,
     Customer,
@@ -144,6 +144,7 @@ async def redact_customer(
         .where(orders.c.shop_id == shop_id, their_orders)
         .values(customer_id=None, email=None, phone=None, shipping_address=None, billing_address=None)
     )
+    await writeback.drop_for_customer(session, shop_id, customer_id, [*order_rows, *listed])
     for table in (customer_stats, tier_changes):
         await session.execute(
             sa.delete(table).where(table.c.shop_id == shop_id, table.c.customer_id == customer_id)

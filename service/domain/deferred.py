@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.domain import stats, tiers
+from service.domain import stats, tiers, writeback
 from service.domain.settings import ShopSettings, get_shop_settings
 
 
@@ -32,6 +32,8 @@ class _Owed:
     #: customers whose record this batch may have written: each that exists at settlement gets
     #: a figures row, and its tier history is derived again (when it began to exist matters)
     rows: set[int] = field(default_factory=set)
+    #: orders this batch stored for the first time (judged for the COD RTO risk tag, docs/shopify-app.md)
+    created_orders: set[int] = field(default_factory=set)
 
 
 class DeferredFigures:
@@ -52,6 +54,11 @@ class DeferredFigures:
     def need_rows(self, shop_id: int, customer_ids: Iterable[int]) -> None:
         self._owed(shop_id).rows.update(customer_ids)
 
+    def note_created_orders(self, shop_id: int, order_ids: Iterable[int]) -> None:
+        ids = set(order_ids)
+        if ids:
+            self._owed(shop_id).created_orders.update(ids)
+
     def owe(
         self, shop_id: int, settings: ShopSettings, customer_ids: Iterable[int], *, left: Iterable[int] = ()
     ) -> None:
@@ -70,6 +77,7 @@ class DeferredFigures:
             owed.customers |= theirs.customers
             owed.left |= theirs.left
             owed.rows |= theirs.rows
+            owed.created_orders |= theirs.created_orders
 
     async def settle(self, session: AsyncSession) -> list[tiers.TierMove]:
         """Pay everything owed, in the caller's transaction; the collector is empty afterwards."""
@@ -83,10 +91,16 @@ class DeferredFigures:
             await stats.refresh(session, shop_id, owed.customers - owed.left, settings)
             if owed.left:
                 await stats.refresh(session, shop_id, owed.left, settings, may_have_no_orders=True)
+            touched = owed.customers | owed.left | owed.rows
             moves += await tiers.rederive(
                 session,
                 shop_id,
-                owed.customers | owed.left | owed.rows,
+                touched,
                 tiers.Rules(settings.tier_thresholds, settings.include_test_orders),
             )
+            # Write-back (docs/shopify-app.md): queued in this transaction; unchanged figures queue nothing.
+            if settings.write_back.enabled:
+                await writeback.queue_customers(session, shop_id, touched, settings)
+                if owed.created_orders:
+                    await writeback.queue_risky_orders(session, shop_id, owed.created_orders, settings)
         return moves

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.crypto import TokenCipher
 from service.db import dialect_of, insert_ignore
-from service.domain import jobs
+from service.domain import jobs, writeback
 from service.models import OAuthStateUse, Shop
 from service.types import utc_now
 from shopify_client import AccessToken, missing_scopes
@@ -130,6 +130,7 @@ async def mark_uninstalled(session: AsyncSession, shop_id: int) -> None:
         )
     )
     await jobs.cancel_for_shop(session, shop_id, "stopped: the app was uninstalled")
+    await writeback.drop_unsent(session, shop_id)
 
 
 async def forget_token(session: AsyncSession, shop_id: int, reason: str) -> None:

@@ -118,6 +118,8 @@ async def apply_order(
             )
     else:
         await _replace_lines(session, shop_id, snap, existed=stored is not None)
+        if stored is None:
+            deferred.note_created_orders(shop_id, [snap.id])
     for fulfillment in snap.fulfillments:
         await fulfillments.upsert_fulfillment(session, shop_id, fulfillment)
     previous = [stored.customer_id] if stored and stored.customer_id is not None else []
@@ -245,6 +247,9 @@ async def _apply_set(
         and (order_id not in written or rows[order_id].customer_id != before.customer_id)
     }
     customers = {c.customer_id for c in changes if c.customer_id is not None}
+    owed.note_created_orders(
+        shop_id, [order_id for order_id in ids if order_id in written and order_id not in stored]
+    )
     deferred.merge(owed)
     deferred.owe(shop_id, settings, customers, left=left - customers)
 

@@ -13,7 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.domain import stats, tiers, tracking
+from service.domain import stats, tiers, tracking, writeback
 from service.domain.settings import (
     ShopSettings,
     get_shop_settings,
@@ -44,6 +44,20 @@ async def update_settings(
     await save(session, shop_id, document)
     if after == before:
         return after, None
+    figures_rules = (after.tier_thresholds, after.cod_gateway_set, after.rto_tags, after.include_test_orders)
+    if figures_rules == (
+        before.tier_thresholds,
+        before.cod_gateway_set,
+        before.rto_tags,
+        before.include_test_orders,
+    ):
+        # Only writeBack changed: turned off, nothing more is sent; otherwise every customer is
+        # queued again (unchanged desired states queue nothing).
+        if not after.write_back.enabled:
+            await writeback.drop_unsent(session, shop_id)
+        else:
+            await writeback.queue_shop(session, shop_id, after)
+        return after, None
     if after.cod_gateway_set != before.cod_gateway_set:
         await rederive_payment_methods(session, shop_id, after)
     if after.rto_tags != before.rto_tags:
@@ -65,6 +79,10 @@ async def update_settings(
         rederive_all=after.rto_tags != before.rto_tags,
         progress=(lambda done, total: progress("tiers", done, total)) if progress else None,
     )
+    if after.write_back.enabled:
+        await writeback.queue_shop(session, shop_id, after)  # tiers or figures may have changed
+    else:
+        await writeback.drop_unsent(session, shop_id)
     return after, result
 
 

@@ -26,11 +26,40 @@ DEFAULT_RTO_TAGS: dict[str, str] = {
 
 
 @dataclass(frozen=True, slots=True)
+class WriteBackSettings:
+    """``writeBack`` (docs/shopify-app.md): what tierline writes into the shop."""
+
+    enabled: bool = True
+    customer_tags: bool = True
+    order_risk_tag: bool = True
+    risk_min_cod_rto: int = 1
+
+    @classmethod
+    def from_stored(cls, stored: Any) -> WriteBackSettings:
+        stored = stored if isinstance(stored, dict) else {}
+        return cls(
+            enabled=bool(stored.get("enabled", True)),
+            customer_tags=bool(stored.get("customerTags", True)),
+            order_risk_tag=bool(stored.get("orderRiskTag", True)),
+            risk_min_cod_rto=max(1, int(stored.get("riskMinCodRto", 1))),
+        )
+
+    def document(self) -> dict[str, Any]:
+        return {
+            "enabled": self.enabled,
+            "customerTags": self.customer_tags,
+            "orderRiskTag": self.order_risk_tag,
+            "riskMinCodRto": self.risk_min_cod_rto,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class ShopSettings:
     tier_thresholds: dict[str, Decimal] = field(default_factory=lambda: dict(DEFAULT_TIER_THRESHOLDS))
     cod_gateways: tuple[str, ...] = DEFAULT_COD_GATEWAYS
     rto_tags: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_RTO_TAGS))
     include_test_orders: bool = False
+    write_back: WriteBackSettings = field(default_factory=WriteBackSettings)
 
     @property
     def cod_gateway_set(self) -> frozenset[str]:
@@ -50,6 +79,7 @@ class ShopSettings:
             cod_gateways=tuple(stored.get("codGateways") or DEFAULT_COD_GATEWAYS),
             rto_tags={k.lower(): v for k, v in (stored.get("rtoTags") or DEFAULT_RTO_TAGS).items()},
             include_test_orders=bool(stored.get("includeTestOrders", False)),
+            write_back=WriteBackSettings.from_stored(stored.get("writeBack")),
         )
 
 
@@ -89,6 +119,8 @@ MAX_GATEWAYS = 50
 MAX_RTO_TAGS = 50
 MAX_NAME_LENGTH = 255
 TIER_KEYS = THRESHOLD_TIERS
+WRITE_BACK_FLAGS = {"enabled": "enabled", "customerTags": "customer_tags", "orderRiskTag": "order_risk_tag"}
+MAX_RISK_MIN_COD_RTO = 1000
 
 
 def _decimal(value: Any) -> Decimal | None:
@@ -172,12 +204,50 @@ def _include_test_orders(raw: Any, errors: Errors) -> bool | None:
     return raw
 
 
+def _validate_write_back(raw: Any) -> tuple[dict[str, Any], list[dict[str, str]]]:
+    """A (partial) ``writeBack`` object: the flags and ``riskMinCodRto`` (an integer, at least 1)."""
+    if not isinstance(raw, dict):
+        return {}, [{"field": "writeBack", "message": "must be an object"}]
+    errors: list[dict[str, str]] = []
+    clean: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key in WRITE_BACK_FLAGS:
+            if not isinstance(value, bool):
+                errors.append({"field": f"writeBack.{key}", "message": "must be true or false"})
+            else:
+                clean[key] = value
+        elif key == "riskMinCodRto":
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int)
+                or not 1 <= value <= MAX_RISK_MIN_COD_RTO
+            ):
+                errors.append(
+                    {
+                        "field": "writeBack.riskMinCodRto",
+                        "message": f"must be an integer from 1 to {MAX_RISK_MIN_COD_RTO}",
+                    }
+                )
+            else:
+                clean[key] = value
+        else:
+            errors.append({"field": f"writeBack.{key}", "message": "unknown setting"})
+    return clean, errors
+
+
+def _write_back(raw: Any, errors: Errors) -> dict[str, Any] | None:
+    clean, problems = _validate_write_back(raw)
+    errors += problems
+    return None if problems else clean
+
+
 #: Each setting's validator: its normalized value, or ``None`` with the errors appended.
 VALIDATORS: dict[str, Callable[[Any, Errors], Any]] = {
     "tierThresholds": _tier_thresholds,
     "codGateways": _cod_gateways,
     "rtoTags": _rto_tags,
     "includeTestOrders": _include_test_orders,
+    "writeBack": _write_back,
 }
 
 
@@ -199,6 +269,7 @@ def to_document(settings: ShopSettings) -> dict[str, Any]:
         "codGateways": list(settings.cod_gateways),
         "rtoTags": dict(settings.rto_tags),
         "includeTestOrders": settings.include_test_orders,
+        "writeBack": settings.write_back.document(),
     }
 
 

@@ -68,7 +68,8 @@ class TestAppToml:
         config = app_toml()
         assert config["embedded"] is True
         assert (
-            config["access_scopes"]["scopes"] == "read_customers,read_orders,read_fulfillments,read_returns"
+            config["access_scopes"]["scopes"]
+            == "read_customers,read_orders,read_fulfillments,read_returns,write_customers,write_orders"
         )
         assert config["access_scopes"]["scopes"] == Settings(_env_file=None).scopes
         assert config["application_url"].startswith("https://")

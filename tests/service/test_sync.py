@@ -68,7 +68,7 @@ async def install(
 ) -> int:
     token = AccessToken(
         access_token=access_token,
-        scope="read_customers,read_orders,read_fulfillments,read_returns",
+        scope="read_customers,read_orders,read_fulfillments,read_returns,write_customers,write_orders",
         expires_at=expires_at,
         refresh_token=refresh_token,
         refresh_token_expires_at=NOW + timedelta(days=80) if refresh_token else None,

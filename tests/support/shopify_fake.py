@@ -53,7 +53,7 @@ class FakeShopify:
         pages: dict[str, list[dict[str, Any]]] | None = None,
         line_pages: dict[str, list[dict[str, Any]]] | None = None,
         polls_until_done: int = 2,
-        scope: str = "read_customers,read_orders,read_fulfillments,read_returns",
+        scope: str = "read_customers,read_orders,read_fulfillments,read_returns,write_customers,write_orders",
     ) -> None:
         self.shop = shop
         #: Bulk result per phase ("customers", "orders").

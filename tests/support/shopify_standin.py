@@ -59,7 +59,7 @@ SCHEMA_PATH = (
     Path(__file__).resolve().parents[2].parent / "shared" / "shopify-admin-schema" / "2026-04.graphql"
 )
 API_VERSION = "2026-04"
-DEFAULT_SCOPES = "read_customers,read_orders,read_fulfillments,read_returns"
+DEFAULT_SCOPES = "read_customers,read_orders,read_fulfillments,read_returns,write_customers,write_orders"
 _SHOP_PATH = re.compile(r"^/([a-z0-9][a-z0-9-]*\.myshopify\.com)(/.*)$")
 _UPDATED_SINCE = re.compile(r"updated_at:>'?([0-9TZ:+.\-]+)'?")
 
@@ -179,6 +179,14 @@ class ShopData:
     granted: str = DEFAULT_SCOPES
     installed: bool = False
     subscriptions: list[dict[str, Any]] = field(default_factory=list)
+    #: Write-back state: tags and metafields (``(namespace, key)`` → value) by resource gid.
+    tags: dict[str, list[str]] = field(default_factory=dict)
+    metafields: dict[str, dict[tuple[str, str], str]] = field(default_factory=dict)
+    #: Metafield definitions ``(ownerType, namespace, key)`` and segments by name.
+    definitions: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
+    segments: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Every write: ``(mutation, resource gid, detail)``, in order.
+    writes: list[tuple[str, str, Any]] = field(default_factory=list)
 
 
 class StandIn:
@@ -198,6 +206,9 @@ class StandIn:
         self.invalid_documents: list[tuple[str, list[str]]] = []
         self.token_requests: list[dict[str, str]] = []
         self.graphql_requests: list[tuple[str, str]] = []  # (shop, operation name or first field)
+        #: Requested cost of every answered (not throttled) GraphQL request, and throttled answers.
+        self.costs: list[float] = []
+        self.throttled = 0
         #: Failure modes, each consumed once per use.
         self.refuse_exchange = 0
         self.exchange_delay = 0.0
@@ -207,6 +218,12 @@ class StandIn:
         #: Leaky bucket (points): size and restore rate per second.
         self.bucket_size = 2000.0
         self.restore_rate = 100.0
+        #: The app's id: ``$app:tierline`` is stored as ``app--<app_id>--tierline``.
+        self.app_id = 4242
+        #: Called after each write-back mutation with (shop, resource gid): e.g. an echo webhook.
+        self.on_write: Callable[[str, str], None] | None = None
+        #: userErrors to answer for the next write-back mutation fields (consumed one per field).
+        self.write_errors: list[str] = []
         self._bucket: dict[str, tuple[float, float]] = {}
         self._ids = itertools.count(1)
         self._lock = threading.RLock()
@@ -453,11 +470,16 @@ class StandIn:
         with self._lock:
             self.graphql_requests.append((shop, name))
         requested = (
-            10.0
+            10.0 * len(operation.selection_set.selections)
             if operation.operation == graphql.OperationType.MUTATION
             else _cost(operation.selection_set, request.get("variables") or {})
         )
         throttle = self._spend(shop, requested)
+        with self._lock:
+            if throttle is None:
+                self.costs.append(requested)
+            else:
+                self.throttled += 1
         if throttle is not None:
             return _json(
                 200,
@@ -617,7 +639,9 @@ class StandIn:
             shop.subscriptions.append(subscription)
             return {"webhookSubscription": subscription, "userErrors": []}
 
+        writes = self._write_back_root(domain)
         return {
+            **writes,
             "shop": {
                 "currencyCode": shop.currency,
                 "ianaTimezone": shop.timezone,
@@ -633,6 +657,166 @@ class StandIn:
             "bulkOperationRunQuery": run_query,
             "bulkOperationCancel": cancel,
             "webhookSubscriptionCreate": subscribe,
+        }
+
+    # --- write-back: tags, metafields, definitions, segments ------------------------------------
+
+    def namespace(self, namespace: str | None) -> str:
+        """``$app:x`` (or none: the app-reserved namespace) as Shopify stores it."""
+        if namespace is None:
+            return f"app--{self.app_id}"
+        if namespace.startswith("$app:"):
+            return f"app--{self.app_id}--{namespace.removeprefix('$app:')}"
+        return namespace
+
+    def resource_tags(self, shop: str, resource: str) -> list[str]:
+        return list(self.shops[shop].tags.get(resource, []))
+
+    def resource_metafields(
+        self, shop: str, resource: str, namespace: str = "$app:tierline"
+    ) -> dict[str, str]:
+        held = self.shops[shop].metafields.get(resource, {})
+        space = self.namespace(namespace)
+        return {key: value for (ns, key), value in held.items() if ns == space}
+
+    def _resource_node(self, shop: ShopData, resource: str) -> dict[str, Any] | None:
+        kind = resource.split("/")[-2] if resource.count("/") >= 4 else ""
+        if kind == "Customer":
+            base = next((c for c in shop.customers if c["id"] == resource), None)
+        elif kind == "Order":
+            base = next((o for o in shop.orders if o["id"] == resource), None)
+        else:
+            return None
+        if base is None:
+            return None
+        held = shop.metafields.get(resource, {})
+
+        def metafield(_info: Any, key: str, namespace: str | None = None) -> dict[str, Any] | None:
+            value = held.get((self.namespace(namespace), key))
+            return (
+                None
+                if value is None
+                else {"value": value, "key": key, "namespace": self.namespace(namespace)}
+            )
+
+        return {
+            "__typename": kind,
+            "id": resource,
+            "tags": list(shop.tags.get(resource, [])),
+            "metafield": metafield,
+        }
+
+    def _written(self, domain: str, mutation: str, resource: str, detail: Any) -> None:
+        shop = self.shops[domain]
+        with self._lock:
+            shop.writes.append((mutation, resource, detail))
+        if self.on_write is not None:
+            self.on_write(domain, resource)
+
+    def _user_error(self) -> list[dict[str, Any]]:
+        with self._lock:
+            message = self.write_errors.pop(0) if self.write_errors else None
+        return [] if message is None else [{"field": None, "message": message, "code": "INVALID"}]
+
+    def _write_back_root(self, domain: str) -> dict[str, Any]:
+        shop = self.shops[domain]
+
+        def nodes(_info: Any, ids: list[str]) -> list[dict[str, Any] | None]:
+            return [self._resource_node(shop, resource) for resource in ids]
+
+        def tags_change(add: bool) -> Callable[..., dict[str, Any]]:
+            def change(_info: Any, id: str, tags: list[str]) -> dict[str, Any]:
+                if self._resource_node(shop, id) is None:
+                    return {"node": None, "userErrors": [{"field": ["id"], "message": "Resource not found"}]}
+                errors = self._user_error()
+                if errors:
+                    return {"node": None, "userErrors": errors}
+                held = shop.tags.setdefault(id, [])
+                if add:
+                    held += [t for t in tags if t not in held]
+                else:
+                    held[:] = [t for t in held if t not in tags]
+                self._written(domain, "tagsAdd" if add else "tagsRemove", id, list(tags))
+                return {"node": {"__typename": "Customer", "id": id}, "userErrors": []}
+
+            return change
+
+        def metafields_set(_info: Any, metafields: list[dict[str, Any]]) -> dict[str, Any]:
+            if len(metafields) > 25:
+                return {
+                    "metafields": None,
+                    "userErrors": [{"field": ["metafields"], "message": "at most 25"}],
+                }
+            for n, item in enumerate(metafields):
+                if self._resource_node(shop, item["ownerId"]) is None:
+                    return {
+                        "metafields": None,
+                        "userErrors": [
+                            {"field": ["metafields", str(n), "ownerId"], "message": "Owner not found"}
+                        ],
+                    }
+            errors = self._user_error()
+            if errors:
+                return {"metafields": None, "userErrors": errors}
+            for item in metafields:  # atomic: every value or none
+                held = shop.metafields.setdefault(item["ownerId"], {})
+                held[(self.namespace(item.get("namespace")), item["key"])] = item["value"]
+                self._written(domain, "metafieldsSet", item["ownerId"], (item["key"], item["value"]))
+            return {"metafields": [], "userErrors": []}
+
+        def definition_create(_info: Any, definition: dict[str, Any]) -> dict[str, Any]:
+            key = (definition["ownerType"], self.namespace(definition.get("namespace")), definition["key"])
+            if key in shop.definitions:
+                return {
+                    "createdDefinition": None,
+                    "userErrors": [
+                        {"field": ["definition", "key"], "message": "Key is in use", "code": "TAKEN"}
+                    ],
+                }
+            created = {
+                "id": f"gid://shopify/MetafieldDefinition/{next(self._ids)}",
+                "namespace": key[1],
+                "key": key[2],
+                "name": definition["name"],
+                "ownerType": key[0],
+                "type": definition["type"],
+            }
+            shop.definitions[key] = created
+            return {"createdDefinition": created, "userErrors": []}
+
+        def definitions(_info: Any, ownerType: str, namespace: str | None = None, **_: Any) -> dict[str, Any]:
+            space = self.namespace(namespace) if namespace else None
+            found = [
+                d
+                for (owner, ns, _key), d in shop.definitions.items()
+                if owner == ownerType and space in (None, ns)
+            ]
+            return _connection(found, None, None)
+
+        def segment_create(_info: Any, name: str, query: str) -> dict[str, Any]:
+            if name in shop.segments:
+                return {
+                    "segment": None,
+                    "userErrors": [{"field": ["name"], "message": "Name has already been taken"}],
+                }
+            match = re.fullmatch(r"metafields\.([A-Za-z0-9_-]+)\.([a-z_]+) = '([a-z]+)'", query)
+            if match is None or ("CUSTOMER", match.group(1), match.group(2)) not in shop.definitions:
+                return {
+                    "segment": None,
+                    "userErrors": [{"field": ["query"], "message": f"Invalid query: {query}"}],
+                }
+            segment = {"id": f"gid://shopify/Segment/{next(self._ids)}", "name": name, "query": query}
+            shop.segments[name] = segment
+            return {"segment": segment, "userErrors": []}
+
+        return {
+            "nodes": nodes,
+            "tagsAdd": tags_change(True),
+            "tagsRemove": tags_change(False),
+            "metafieldsSet": metafields_set,
+            "metafieldDefinitionCreate": definition_create,
+            "metafieldDefinitions": definitions,
+            "segmentCreate": segment_create,
         }
 
     @staticmethod

@@ -22,7 +22,7 @@ from sqlmodel import SQLModel
 from service.config import Settings
 from service.crypto import TokenCipher
 from service.db import session_scope
-from service.domain import installs, jobs
+from service.domain import installs, jobs, writeback
 from shopify_client import AccessToken
 from tests.support import deliveries as helpers
 from tests.support.deliveries import Delivery, Sessionmaker
@@ -508,6 +508,8 @@ class TestShopRedact:
             await helpers.set_shop_settings(sessionmaker, {"includeTestOrders": True}, shop=shop)
             # a shop-wide tier evaluation (a row of tier_evaluations)
             assert (await client.post("/api/tiers/recalculate", headers=headers)).status_code == 200
+            async with session_scope(sessionmaker) as session:  # the write-back bucket a sender keeps
+                await writeback.ensure_shop_row(session, await helpers.shop_id(sessionmaker, shop))
         counts = await shop_row_counts(sessionmaker, SHOP)
         assert all(counts[name] > 0 for name in counts if name != "tier_changes"), counts
         other_before = await shop_row_counts(sessionmaker, OTHER_SHOP)

@@ -146,6 +146,14 @@
       rtoTags: tags,
       includeTestOrders: form.elements.includeTestOrders.checked,
     };
+    if (form.elements.writeBackEnabled) {
+      settings.writeBack = {
+        enabled: form.elements.writeBackEnabled.checked,
+        customerTags: form.elements.writeBackCustomerTags.checked,
+        orderRiskTag: form.elements.writeBackOrderRiskTag.checked,
+        riskMinCodRto: Number(form.elements.writeBackRiskMinCodRto.value),
+      };
+    }
     return { settings, errors };
   }
 

@@ -38,7 +38,7 @@ from tests.support.shopify_fake import FakeShopify
 pytestmark = pytest.mark.anyio
 
 APP_URL = "https://tierline.example.com"
-SCOPES = "read_customers,read_orders,read_fulfillments,read_returns"
+SCOPES = "read_customers,read_orders,read_fulfillments,read_returns,write_customers,write_orders"
 TOKEN_EXCHANGE_FORM_KEYS = {
     "client_id",
     "client_secret",

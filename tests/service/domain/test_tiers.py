@@ -40,6 +40,7 @@ DEFAULT_SETTINGS = {
     "codGateways": list(DEFAULT_COD_GATEWAYS),
     "rtoTags": dict(DEFAULT_RTO_TAGS),
     "includeTestOrders": False,
+    "writeBack": {"enabled": True, "customerTags": True, "orderRiskTag": True, "riskMinCodRto": 1},
 }
 
 
