@@ -30,7 +30,7 @@ from litestar.template.config import TemplateConfig
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.api.ids import path_id
-from service.domain import customer_views, inbox, jobs, reports, thresholds, tier_levels
+from service.domain import customer_views, inbox, jobs, reports, thresholds, tier_levels, writeback
 from service.domain.pagination import MAX_LIMIT
 from service.domain.settings import ShopSettings, get_shop_settings, to_document
 from service.domain.tier_levels import DEFAULT_TIER_THRESHOLDS
@@ -475,4 +475,12 @@ class PageController(Controller):
                 db_session, shop_id=page.shop.id, status=status, topic=None, limit=PAGE_SIZE, cursor=cursor
             )
             groups.append({"status": status, "rows": rows, "next_cursor": next_cursor, "cursor": cursor})
-        return render("deliveries.html", page, title="Deliveries", section="deliveries", groups=groups)
+        write_backs = await writeback.failed_rows(db_session, page.shop.id)
+        return render(
+            "deliveries.html",
+            page,
+            title="Deliveries",
+            section="deliveries",
+            groups=groups,
+            write_backs=write_backs,
+        )

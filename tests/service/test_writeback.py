@@ -17,7 +17,9 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
+from litestar.testing import AsyncTestClient
 
+from service.app import create_app
 from service.config import Settings
 from service.crypto import TokenCipher
 from service.db import session_scope
@@ -464,6 +466,35 @@ class TestFailures:
         [row] = await outbox_rows(sessionmaker)
         assert row.state == "failed"
         assert "no longer exists" in row.last_error
+
+    async def test_the_deliveries_page_lists_a_failed_write_back_and_sends_it_again(
+        self,
+        sessionmaker: Sessionmaker,
+        database_url: str,
+        standin: StandIn,
+        installed: int,
+        http: httpx.AsyncClient,
+    ) -> None:
+        settings = make_settings(
+            database_url, TIERLINE_SHOPIFY_URL=shopify_url(standin), TIERLINE_DEV_SHOP=SHOP
+        )
+        gone = next_id()
+        await apply(sessionmaker, settings, Delivery.of("customers/create", customer_payload(gone)))
+        await sender(sessionmaker, http, settings).drain()
+
+        async with AsyncTestClient(app=create_app(settings)) as client:
+            before = (await client.get("/app/deliveries")).text
+            headers = await helpers.api_headers(sessionmaker, SHOP)
+            replayed = (await client.post("/api/shop/write-back/replay", headers=headers)).json()
+            after = (await client.get("/app/deliveries")).text
+
+        assert f"Customer {gone}" in before
+        assert 'id="write-back-replay"' in before
+        assert replayed == {"replayed": 1}
+        assert "No failed write-backs." in after
+        assert 'id="write-back-replay"' not in after
+        [row] = await outbox_rows(sessionmaker)
+        assert row.state == "pending"
 
 
 class TestStops:

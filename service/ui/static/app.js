@@ -268,6 +268,29 @@
 
   // --- deliveries -----------------------------------------------------------------------------
 
+  function writeBackReplay() {
+    const button = document.getElementById("write-back-replay");
+    if (!button) return;
+    const status = document.getElementById("write-back-status");
+    button.addEventListener("click", async () => {
+      button.disabled = true;
+      status.textContent = "Queuing the failed write-backs again…";
+      try {
+        const result = await api("POST", "/api/shop/write-back/replay");
+        if (!result.ok) {
+          status.textContent = `Not queued: ${result.data.detail || result.status}`;
+          button.disabled = false;
+          return;
+        }
+        status.textContent =
+          `${result.data.replayed} write-backs are back in the queue; reload the page in a minute to see what is left.`;
+      } catch (error) {
+        status.textContent = `Not queued: ${error.message}`;
+        button.disabled = false;
+      }
+    });
+  }
+
   function replayButtons() {
     const status = document.getElementById("replay-status");
     for (const button of document.querySelectorAll("button[data-replay]")) {
@@ -381,6 +404,7 @@
     keepSession();
     settingsForm();
     replayButtons();
+    writeBackReplay();
     reconsentButtons();
     followSync();
     syncRetry();
