@@ -84,6 +84,9 @@ class DeferredFigures:
         shops, self._shops = self._shops, {}
         moves: list[tiers.TierMove] = []
         for shop_id, owed in shops.items():
+            # Before anything is derived: another transaction deriving the same customers
+            # commits first, and what follows sees its orders (stats.lock_customers).
+            await stats.lock_customers(session, shop_id, owed.customers | owed.left | owed.rows)
             await stats.ensure_rows_of_customers(session, shop_id, owed.rows)
             settings = owed.settings or await get_shop_settings(session, shop_id)
             # A customer can gain an order in one delivery and lose it in the next: whoever

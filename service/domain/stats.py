@@ -8,6 +8,7 @@ transaction, so reads are one indexed lookup and can never drift. ``check`` prov
 from __future__ import annotations
 
 import functools
+import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -124,6 +125,36 @@ def _rows_of_customers_statement(dialect: str) -> Any:
     return insert_ignore(dialect, customer_stats, ["shop_id", "customer_id"]).from_select(
         ["shop_id", "customer_id", "ltv"], select
     )
+
+
+def _lock_key(shop_id: int, customer_id: int) -> int:
+    """A 64-bit advisory lock key for one customer of one shop (a collision only serializes two
+    customers that need not be)."""
+    digest = hashlib.blake2b(f"{shop_id}:{customer_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+_LOCK_STATEMENT = sa.text(
+    "SELECT count(pg_advisory_xact_lock(k)) FROM "
+    "(SELECT k FROM unnest(CAST(:keys AS bigint[])) AS k ORDER BY k) AS ordered"
+)
+
+
+async def lock_customers(session: AsyncSession, shop_id: int, customer_ids: Iterable[int]) -> None:
+    """Hold these customers until the transaction ends, before their figures are derived.
+
+    Figures, tier histories and write-back states are recomputed from the stored orders. Under
+    PostgreSQL's READ COMMITTED, two transactions that changed different orders of one customer
+    would each aggregate from a snapshot without the other's order, and the later upsert would
+    overwrite the earlier with a stale total. Taking a per-customer lock first (in key order, so
+    two batches cannot deadlock on it) makes the second wait for the first's commit; its next
+    statements then see every committed order. SQLite has one writer and needs none.
+    """
+    if dialect_of(session) != "postgresql":
+        return
+    keys = sorted({_lock_key(shop_id, cid) for cid in customer_ids if cid is not None})
+    if keys:
+        await session.execute(_LOCK_STATEMENT, {"keys": keys})
 
 
 async def ensure_rows_of_customers(session: AsyncSession, shop_id: int, customer_ids: Iterable[int]) -> None:

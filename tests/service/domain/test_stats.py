@@ -7,6 +7,7 @@ with ``stats.read`` (the one function every read uses) and through ``POST /api/s
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Literal
@@ -17,7 +18,7 @@ from litestar.testing import AsyncTestClient
 
 from service.config import Settings
 from service.db import session_scope
-from service.domain import stats
+from service.domain import orders, stats
 from service.domain.settings import get_shop_settings
 from service.domain.shops import get_or_create_shop_id
 from tests.support import deliveries as helpers
@@ -26,6 +27,7 @@ from tests.support.payloads import (
     OTHER_SHOP,
     SHOP,
     at,
+    customer_payload,
     fulfillment_payload,
     iso,
     line_item,
@@ -483,3 +485,51 @@ class TestRefunds:
         )
         assert len(await helpers.refunds(sessionmaker)) == 1
         assert await read_stats(sessionmaker, [cid]) == {cid: figures("400.00", 1, 0)}
+
+
+class TestConcurrentDerivation:
+    """Two transactions that change different orders of one customer at once (two workers, or
+    two carrier updates through the API) must leave figures that include both changes."""
+
+    async def test_the_later_transaction_sees_the_earlier_ones_order(
+        self, database_url: str, sessionmaker: Sessionmaker, settings: Settings
+    ) -> None:
+        if not database_url.startswith("postgresql"):
+            pytest.skip("SQLite has one writer: its transactions never interleave")
+        customer, first, second = next_id(), next_id(), next_id()
+        await helpers.apply(
+            sessionmaker,
+            settings,
+            [
+                Delivery.of("customers/create", customer_payload(customer)),
+                *(
+                    Delivery.of(
+                        "orders/create",
+                        order_payload(oid, customer_id=customer, total="300.00", gateways=["cod"]),
+                    )
+                    for oid in (first, second)
+                ),
+            ],
+        )
+        async with session_scope(sessionmaker) as session:
+            shop_id = await get_or_create_shop_id(session, SHOP)
+            shop_settings = await get_shop_settings(session, shop_id)
+        started = asyncio.Event()
+
+        async def mark_second() -> None:
+            async with session_scope(sessionmaker) as session:
+                started.set()
+                await orders.set_tracking_status(session, shop_id, second, "rto_initiated", shop_settings)
+
+        async with session_scope(sessionmaker) as session:
+            await orders.set_tracking_status(session, shop_id, first, "rto_initiated", shop_settings)
+            later = asyncio.create_task(mark_second())
+            await started.wait()
+            await asyncio.sleep(0.5)  # the second is now blocked behind this uncommitted one
+        await later
+
+        async with session_scope(sessionmaker) as session:
+            figures = await stats.read(session, shop_id, [customer], shop_settings)
+        assert figures[customer].rto_count == 2
+        assert figures[customer].order_count == 0
+        assert figures[customer].ltv == Decimal("0.00")
