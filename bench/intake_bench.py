@@ -9,8 +9,12 @@
    ``bench/results/intake_deliveries.tsv``; ``wrk`` with ``bench/wrk_intake.lua`` cycles through
    them (every request gets a new webhook id) at each concurrency for ``--seconds``:
    accepted/s, p50/p99 latency, non-200 answers.
-4. The same inbox row inserted by psycopg (``INSERT … ON CONFLICT DO NOTHING RETURNING id`` and a
-   commit per row, as intake does) from as many threads as the concurrency: inserts/s, ratio.
+4. The baseline: PostgreSQL's own client, ``pgbench`` (``bench/pgbench_intake.sql``, prepared
+   statements), inserting the same inbox row (same columns and body, a new webhook id each time,
+   ``INSERT … ON CONFLICT DO NOTHING RETURNING id`` in autocommit, as intake does) with as many
+   clients as the concurrency: transactions/s, p50/p99 from its per-transaction log. Intake is
+   reported as a ratio of it. A Python insert loop (psycopg, one thread and connection per client)
+   is kept as a second reference: it is CPU-bound on its own interpreter before PostgreSQL is.
 5. Worker: ``--worker-orders`` ``orders/create`` (3 line items) plus ``fulfillments/create`` and two
    ``fulfillment_events/create`` for ``--worker-fulfilled`` of them (in time order, or each
    order's together with ``--grouped-facts``) are put in the inbox, then
@@ -52,6 +56,7 @@ from bench.common import (
     CpuUsage,
     Latency,
     PeakRssPoller,
+    PgbenchResult,
     PySpyAttach,
     Secrets,
     Server,
@@ -62,6 +67,7 @@ from bench.common import (
     children_cpu_seconds,
     create_database,
     database_name,
+    ensure_pgbench,
     ensure_wrk,
     exit_cleanly_on_sigterm,
     free_port,
@@ -79,6 +85,7 @@ from bench.common import (
     postgres_version,
     production_env,
     ratio,
+    run_pgbench,
     run_wrk,
     shop_id_for,
     utc_header,
@@ -87,6 +94,7 @@ from bench.common import (
 from shopify_client import webhook_hmac
 
 SCRIPT = Path(__file__).resolve().parent / "wrk_intake.lua"
+PGBENCH_SCRIPT = Path(__file__).resolve().parent / "pgbench_intake.sql"
 WARMUP_SECONDS = 2
 
 INSERT_SQL = """
@@ -366,6 +374,7 @@ def main() -> None:
     exit_cleanly_on_sigterm()
     levels = [int(c) for c in args.concurrency.split(",") if c.strip()]
     ensure_wrk()
+    ensure_pgbench()
     begun = time.perf_counter()
     url = os.environ.get("BENCH_INTAKE_DATABASE_URL") or with_database(bench_url(), "tierline_bench_intake")
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -454,6 +463,22 @@ def main() -> None:
         raw_cpu[c] = (meter.stop(), own_cpu_seconds() - client_before)
         log(f"  raw insert c={c}: {rate:,.0f} inserts/s, p50 {ms(latency.p50)} ms, p99 {ms(latency.p99)} ms")
 
+    pgbench: dict[int, PgbenchResult] = {}
+    pgbench_cpu: dict[int, CpuUsage] = {}
+    variables = {"shop_id": str(shop_id), "body": deliveries[0].body.hex()}
+    for c in levels:
+        with CpuMeter(url) as meter:
+            pgbench[c] = run_pgbench(
+                url, PGBENCH_SCRIPT, clients=c, duration_s=args.raw_seconds, variables=variables, log_dir=RESULTS
+            )
+        pgbench_cpu[c] = meter.stop()
+        result_pg = pgbench[c]
+        log(
+            f"  pgbench c={c}: {result_pg.rate:,.0f} inserts/s, p50 {ms(result_pg.latency.p50)} ms, "
+            f"p99 {ms(result_pg.latency.p99)} ms, failed {result_pg.failed}; "
+            f"intake at {ratio(intake[c].ok_rate, result_pg.rate)} of it"
+        )
+
     log("worker: emptying the inbox ...")
     with psycopg.connect(libpq_url(url), autocommit=True) as conn:
         conn.execute("TRUNCATE webhook_deliveries")
@@ -520,7 +545,24 @@ def main() -> None:
             "intake requests / non-200 / socket errors",
             *[f"{intake[c].requests:,} / {intake[c].non200} / {intake[c].socket_errors}" for c in levels],
         ],
-        ["raw inbox INSERT+COMMIT/s (psycopg)", *[f"{raw[c][0]:,.0f}" for c in levels]],
+        ["**pgbench** inbox INSERT (autocommit)/s", *[f"{pgbench[c].rate:,.0f}" for c in levels]],
+        ["pgbench p50 ms", *[ms(pgbench[c].latency.p50) for c in levels]],
+        ["pgbench p99 ms", *[ms(pgbench[c].latency.p99) for c in levels]],
+        ["**intake / pgbench (throughput)**", *[ratio(intake[c].ok_rate, pgbench[c].rate) for c in levels]],
+        ["intake / pgbench (p50 latency)", *[ratio(intake[c].p50, pgbench[c].latency.p50) for c in levels]],
+        [
+            "pgbench: PostgreSQL CPU ms per insert",
+            *[ms(pgbench_cpu[c].postgres / max(1, pgbench[c].transactions)) for c in levels],
+        ],
+        [
+            "intake / pgbench (PostgreSQL CPU per row)",
+            *[
+                ratio(intake_cost[c][1], pgbench_cpu[c].postgres / max(1, pgbench[c].transactions))
+                for c in levels
+            ],
+        ],
+        ["raw inbox INSERT+COMMIT/s (Python loop, psycopg)", *[f"{raw[c][0]:,.0f}" for c in levels]],
+        ["raw (Python loop) / pgbench", *[ratio(raw[c][0], pgbench[c].rate) for c in levels]],
         ["raw insert p50 ms", *[ms(raw[c][1].p50) for c in levels]],
         ["raw insert p99 ms", *[ms(raw[c][1].p99) for c in levels]],
         ["intake / raw (throughput)", *[ratio(intake[c].ok_rate, raw[c][0]) for c in levels]],
@@ -580,6 +622,10 @@ def main() -> None:
     summary = {
         "intake": {str(c): vars_of(intake[c]) for c in levels},
         "raw": {str(c): {"rate": raw[c][0], "p50": raw[c][1].p50, "p99": raw[c][1].p99} for c in levels},
+        "pgbench": {
+            str(c): {"rate": pgbench[c].rate, "p50": pgbench[c].latency.p50, "p99": pgbench[c].latency.p99}
+            for c in levels
+        },
         "worker": {
             "deliveries": len(work),
             "settled": settled,
