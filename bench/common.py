@@ -1165,7 +1165,9 @@ def ensure_pgbench() -> str:
         found = pgbench_path()
         if found:
             return found
-    raise SystemExit("pgbench is required (Debian: apt-get install -y postgresql-client; `make bench` installs it)")
+    raise SystemExit(
+        "pgbench is required (Debian: apt-get install -y postgresql-client; `make bench` installs it)"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -1216,7 +1218,9 @@ def run_pgbench(
         command, capture_output=True, text=True, timeout=duration_s + 120, check=False, cwd=log_dir
     )
     if completed.returncode != 0:
-        raise RuntimeError(f"pgbench exited with {completed.returncode}:\n{completed.stdout}\n{completed.stderr}")
+        raise RuntimeError(
+            f"pgbench exited with {completed.returncode}:\n{completed.stdout}\n{completed.stderr}"
+        )
     latencies: list[float] = []
     for path in log_dir.glob(f"{prefix.name}.*"):
         with path.open() as lines:

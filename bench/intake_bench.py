@@ -469,7 +469,12 @@ def main() -> None:
     for c in levels:
         with CpuMeter(url) as meter:
             pgbench[c] = run_pgbench(
-                url, PGBENCH_SCRIPT, clients=c, duration_s=args.raw_seconds, variables=variables, log_dir=RESULTS
+                url,
+                PGBENCH_SCRIPT,
+                clients=c,
+                duration_s=args.raw_seconds,
+                variables=variables,
+                log_dir=RESULTS,
             )
         pgbench_cpu[c] = meter.stop()
         result_pg = pgbench[c]
