@@ -96,6 +96,54 @@ async def store_delivery(session: AsyncSession | AsyncConnection, new: NewDelive
     return (await session.execute(_store_statement(dialect), params)).first() is not None
 
 
+#: PostgreSQL: many deliveries in one autocommit statement (intake's group commit). The rows are
+#: inserted in the order given (``WITH ORDINALITY``), so ids follow arrival order; the statement
+#: text is the same whatever the number of rows, so psycopg prepares it once per connection.
+_STORE_MANY_SQL = (
+    "INSERT INTO webhook_deliveries (webhook_id, event_id, topic, shop_id, shop_domain, api_version,"
+    " triggered_at, received_at, body, status, attempts, next_attempt_at)"
+    " SELECT u.webhook_id, u.event_id, u.topic, u.shop_id, u.shop_domain, u.api_version, u.triggered_at,"
+    " %(now)s, u.body, %(status)s, 0, %(now)s"
+    " FROM unnest(%(webhook_id)s::varchar[], %(event_id)s::varchar[], %(topic)s::varchar[],"
+    " %(shop_id)s::bigint[], %(shop_domain)s::varchar[], %(api_version)s::varchar[],"
+    " %(triggered_at)s::timestamptz[], %(body)s::bytea[])"
+    " WITH ORDINALITY AS u(webhook_id, event_id, topic, shop_id, shop_domain, api_version, triggered_at,"
+    " body, n)"
+    " ORDER BY u.n"
+    " ON CONFLICT (webhook_id) DO NOTHING"
+    " RETURNING webhook_id"
+)
+
+
+async def store_deliveries(conn: AsyncConnection, batch: Sequence[NewDelivery]) -> list[bool]:
+    """PostgreSQL: insert several deliveries in one statement, each unless its webhook id is known.
+
+    For each delivery, in order, True when its row was created. A webhook id given twice in the
+    batch is stored once (the first); the later copies count as duplicates, as they would one
+    after the other. On a connection in autocommit mode the statement is its own transaction:
+    every row is durable when this returns, and none is if it raises.
+    """
+    first: dict[str, int] = {}
+    for index, new in enumerate(batch):
+        first.setdefault(new.webhook_id, index)
+    unique = [batch[i] for i in first.values()]
+    params = {
+        "now": utc_now(),
+        "status": DeliveryStatus.PENDING,
+        "webhook_id": [d.webhook_id for d in unique],
+        "event_id": [d.event_id for d in unique],
+        "topic": [d.topic for d in unique],
+        "shop_id": [d.shop_id for d in unique],
+        "shop_domain": [d.shop_domain for d in unique],
+        "api_version": [d.api_version for d in unique],
+        "triggered_at": [d.triggered_at for d in unique],
+        "body": [d.body for d in unique],
+    }
+    result = await conn.exec_driver_sql(_STORE_MANY_SQL, params)
+    created = {row[0] for row in result}
+    return [first[new.webhook_id] == index and new.webhook_id in created for index, new in enumerate(batch)]
+
+
 async def claim_batch(session: AsyncSession, limit: int) -> list[ClaimedDelivery]:
     """Lock up to ``limit`` due pending deliveries for this transaction, oldest first.
 
