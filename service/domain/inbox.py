@@ -98,15 +98,16 @@ async def store_delivery(session: AsyncSession | AsyncConnection, new: NewDelive
 
 #: PostgreSQL: many deliveries in one autocommit statement (intake's group commit). The rows are
 #: inserted in the order given (``WITH ORDINALITY``), so ids follow arrival order; the statement
-#: text is the same whatever the number of rows, so psycopg prepares it once per connection.
+#: text is the same whatever the number of rows, so psycopg prepares it once per connection. The
+#: parameters go in binary (``%b``): the bodies as they are, not escaped into a text array.
 _STORE_MANY_SQL = (
     "INSERT INTO webhook_deliveries (webhook_id, event_id, topic, shop_id, shop_domain, api_version,"
     " triggered_at, received_at, body, status, attempts, next_attempt_at)"
     " SELECT u.webhook_id, u.event_id, u.topic, u.shop_id, u.shop_domain, u.api_version, u.triggered_at,"
-    " %(now)s, u.body, %(status)s, 0, %(now)s"
-    " FROM unnest(%(webhook_id)s::varchar[], %(event_id)s::varchar[], %(topic)s::varchar[],"
-    " %(shop_id)s::bigint[], %(shop_domain)s::varchar[], %(api_version)s::varchar[],"
-    " %(triggered_at)s::timestamptz[], %(body)s::bytea[])"
+    " %(now)b, u.body, %(status)b, 0, %(now)b"
+    " FROM unnest(%(webhook_id)b::varchar[], %(event_id)b::varchar[], %(topic)b::varchar[],"
+    " %(shop_id)b::bigint[], %(shop_domain)b::varchar[], %(api_version)b::varchar[],"
+    " %(triggered_at)b::timestamptz[], %(body)b::bytea[])"
     " WITH ORDINALITY AS u(webhook_id, event_id, topic, shop_id, shop_domain, api_version, triggered_at,"
     " body, n)"
     " ORDER BY u.n"
