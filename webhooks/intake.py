@@ -32,6 +32,7 @@ from typing import Any
 import sqlalchemy as sa
 from litestar import Request, post
 from litestar.di import NamedDependency
+from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Receive, Scope, Send
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -376,7 +377,7 @@ def intake_path(app: ASGIApp, state: Any) -> ASGIApp:
     lifespan has built :class:`Intake` on ``state``) passed to ``app``."""
 
     async def handle(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] != PATH or scope["method"] != "POST":
+        if scope["type"] != ScopeType.HTTP or scope["path"] != PATH or scope["method"] != "POST":
             await app(scope, receive, send)
             return
         intake = getattr(state, "intake", None)
