@@ -300,6 +300,21 @@ class PeakRssPoller:
         self._thread.join(timeout=2)
 
 
+def child_pids(pid: int) -> list[int]:
+    """Live child processes of ``pid`` (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(entry.name))
+    return sorted(found)
+
+
 def free_port(preferred: int) -> int:
     """``preferred`` or the next free port above it on 127.0.0.1 (never 8000)."""
     for port in range(preferred, preferred + 100):
@@ -391,9 +406,14 @@ class Server:
         )
 
     def vmhwm_kb(self) -> int:
-        value = proc_status_kb(self.pid) or 0
+        """Peak RSS of the serving process (the largest, with TIERLINE_WEB_PROCESSES above 1)."""
+        value = max(proc_status_kb(pid) or 0 for pid in self.pids())
         self.peak_rss_kb = max(self.peak_rss_kb, value)
         return self.peak_rss_kb
+
+    def pids(self) -> list[int]:
+        """The process and its children (the serving processes when it forks several)."""
+        return [self.pid, *child_pids(self.pid)]
 
     def log_tail(self, lines: int = 30) -> str:
         try:

@@ -368,6 +368,12 @@ def main() -> None:
     parser.add_argument(
         "--profile", action="store_true", help="also sample the server with py-spy (extra c=8 run)"
     )
+    parser.add_argument(
+        "--web-processes",
+        type=int,
+        default=2,
+        help="TIERLINE_WEB_PROCESSES of the server (default 2: one per core of the reference machine)",
+    )
     parser.add_argument("--port", type=int, default=18431)
     parser.add_argument("--seed", type=int, default=8)
     args = parser.parse_args()
@@ -384,7 +390,7 @@ def main() -> None:
     log(f"fresh database {database_name(url)}, migrated to {migrate(url)}")
     shop_id = shop_id_for(url)
     secret = Secrets.random()
-    env = production_env(url, secret)
+    env = production_env(url, secret, TIERLINE_WEB_PROCESSES=str(args.web_processes))
     rng = random.Random(args.seed)
 
     deliveries = order_deliveries(rng, args.deliveries, customers=max(1, args.deliveries // 3))
@@ -403,7 +409,10 @@ def main() -> None:
     server = Server(env, port, RESULTS / "intake_server.log")
     profiled: WrkResult | None = None
     with server:
-        log(f"tierline serve (production, worker off) pid {server.pid} on {server.base}")
+        log(
+            f"tierline serve (production, worker off, TIERLINE_WEB_PROCESSES={args.web_processes}) "
+            f"pids {server.pids()} on {server.base}"
+        )
         warm = run_wrk(
             server.base,
             SCRIPT,
@@ -414,7 +423,7 @@ def main() -> None:
         log(f"  warm-up: {warm.requests:,} requests in {warm.duration:.1f} s")
         for c in levels:
             wrk_before = children_cpu_seconds()
-            with CpuMeter(url, [server.pid]) as meter:
+            with CpuMeter(url, server.pids()) as meter:
                 result = run_wrk(
                     server.base,
                     SCRIPT,
@@ -431,7 +440,7 @@ def main() -> None:
             )
         server_rss = server.vmhwm_kb()
         if args.profile:
-            attach = PySpyAttach(server.pid, args.seconds, RESULTS / "intake_server_pyspy.txt")
+            attach = PySpyAttach(server.pids()[-1], args.seconds, RESULTS / "intake_server_pyspy.txt")
             if attach.available:
                 profiled = run_wrk(
                     server.base,

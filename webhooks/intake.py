@@ -336,10 +336,12 @@ async def _read_body(scope: Scope, receive: Receive, max_body: int) -> bytes:
 
 
 def _headers(scope: Scope) -> dict[str, str]:
-    """Request headers by lower-case name (the first of repeated names), decoded as Latin-1."""
+    """The Shopify request headers (``X-Shopify-*`` and ``Shopify-*``, the only ones intake
+    reads) by lower-case name, the first of repeated names, decoded as Latin-1."""
     headers: dict[str, str] = {}
     for name, value in scope["headers"]:
-        headers.setdefault(name.decode("latin-1").lower(), value.decode("latin-1"))
+        if name.startswith((b"x-shopify-", b"shopify-")):  # ASGI servers send lower-case names
+            headers.setdefault(name.decode("latin-1"), value.decode("latin-1"))
     return headers
 
 

@@ -116,6 +116,17 @@ _STORE_MANY_SQL = (
 )
 
 
+#: One delivery (a group of one: no arrays to build on either side).
+_STORE_ONE_SQL = (
+    "INSERT INTO webhook_deliveries (webhook_id, event_id, topic, shop_id, shop_domain, api_version,"
+    " triggered_at, received_at, body, status, attempts, next_attempt_at)"
+    " VALUES (%(webhook_id)b, %(event_id)b, %(topic)b, %(shop_id)b, %(shop_domain)b, %(api_version)b,"
+    " %(triggered_at)b::timestamptz, %(now)b, %(body)b::bytea, %(status)b, 0, %(now)b)"
+    " ON CONFLICT (webhook_id) DO NOTHING"
+    " RETURNING webhook_id"
+)
+
+
 async def store_deliveries(conn: AsyncConnection, batch: Sequence[NewDelivery]) -> list[bool]:
     """PostgreSQL: insert several deliveries in one statement, each unless its webhook id is known.
 
@@ -124,6 +135,21 @@ async def store_deliveries(conn: AsyncConnection, batch: Sequence[NewDelivery]) 
     after the other. On a connection in autocommit mode the statement is its own transaction:
     every row is durable when this returns, and none is if it raises.
     """
+    if len(batch) == 1:
+        (one,) = batch
+        single = {
+            "now": utc_now(),
+            "status": DeliveryStatus.PENDING,
+            "webhook_id": one.webhook_id,
+            "event_id": one.event_id,
+            "topic": one.topic,
+            "shop_id": one.shop_id,
+            "shop_domain": one.shop_domain,
+            "api_version": one.api_version,
+            "triggered_at": one.triggered_at,
+            "body": one.body,
+        }
+        return [(await conn.exec_driver_sql(_STORE_ONE_SQL, single)).first() is not None]
     first: dict[str, int] = {}
     for index, new in enumerate(batch):
         first.setdefault(new.webhook_id, index)

@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from service.app import create_app
 from service.config import Settings
 from service.db import make_engine
-from service.domain.inbox import NewDelivery, deliveries, store_deliveries
+from service.domain.inbox import NewDelivery, deliveries, store_deliveries, store_delivery
 from service.domain.shops import get_or_create_shop_id, shops
 from service.models import Shop, WebhookDelivery
 from shopify_client import webhook_hmac
@@ -651,6 +651,42 @@ class TestStoreDeliveries:
         ]
         assert all(row.status == "pending" and row.attempts == 0 for row in rows)
         assert rows[1].triggered_at == datetime(2026, 11, 1, tzinfo=UTC)
+
+    async def test_groups_of_one_and_of_many_store_what_a_single_insert_stores(
+        self, database_url: str, engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> None:
+        _postgresql_only(database_url)
+        shop_id = await _shop_id(sessionmaker)
+
+        def like(webhook_id: str) -> NewDelivery:
+            return NewDelivery(
+                webhook_id=webhook_id,
+                event_id="e-1",
+                topic="orders/paid",
+                shop_id=shop_id,
+                shop_domain=SHOP,
+                api_version=None,
+                triggered_at=None,
+                body=b"\x00\xff raw \\x bytes",
+            )
+
+        async with sessionmaker() as session, session.begin():
+            assert await store_delivery(session, like("single"))
+        async with engine.connect() as conn:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+            assert await store_deliveries(conn, [like("group-of-one")]) == [True]
+            assert await store_deliveries(conn, [like("group-a"), like("group-b")]) == [True, True]
+
+        def stored(row: WebhookDelivery) -> tuple[Any, ...]:
+            return (
+                row.event_id, row.topic, row.shop_id, row.shop_domain, row.api_version,
+                row.triggered_at, row.body, row.status, row.attempts, row.last_error, row.processed_at,
+                row.received_at.tzinfo is not None, row.next_attempt_at == row.received_at,
+            )  # fmt: skip
+
+        rows = {row.webhook_id: row for row in await fetch_rows(sessionmaker)}
+        assert set(rows) == {"single", "group-of-one", "group-a", "group-b"}
+        assert {stored(row) for row in rows.values()} == {stored(rows["single"])}
 
 
 class TestGroupInsert:
