@@ -130,7 +130,7 @@ def create_app(
             "shop": Provide(provide_shop),
         },
         lifespan=[lifespan],
-        exception_handlers=exception_handlers,
+        exception_handlers=exception_handlers(),
         template_config=template_config(),
         request_max_body_size=settings.max_body,
         plugins=[PydanticPlugin(prefer_alias=True)],
