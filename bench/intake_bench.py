@@ -349,8 +349,8 @@ def main() -> None:
     parser.add_argument("--raw-seconds", type=float, default=5.0, help="raw insert duration per concurrency")
     parser.add_argument("--concurrency", default="1,8,32")
     parser.add_argument("--deliveries", type=int, default=2000, help="distinct signed bodies in the wrk file")
-    parser.add_argument("--worker-orders", type=int, default=5000)
-    parser.add_argument("--worker-fulfilled", type=int, default=500)
+    parser.add_argument("--worker-orders", type=int, default=3000)
+    parser.add_argument("--worker-fulfilled", type=int, default=0)
     parser.add_argument(
         "--grouped-facts",
         action="store_true",
