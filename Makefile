@@ -75,12 +75,17 @@ clean:
 ## Benchmarks (bench/README.md; figures in docs/benchmarks.md). They need PostgreSQL at
 ## BENCH_DATABASE_URL (default postgresql://127.0.0.1:5432/tierline_bench) and, for HTTP, wrk.
 WRK_INSTALL = command -v wrk >/dev/null 2>&1 || { echo "installing wrk with apt-get ..."; apt-get update -qq && apt-get install -y -qq wrk; }
+## pgbench comes with PostgreSQL's client tools (on PATH), or sits in a server's bin directory.
+PGBENCH_INSTALL = command -v pgbench >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/pgbench >/dev/null 2>&1 || \
+	{ echo "installing pgbench (postgresql-client) with apt-get ..."; apt-get update -qq && apt-get install -y -qq postgresql-client; }
 
 .PHONY: bench-seed bench-stats bench-api bench-profile bench-writeback
 
-## Issue 8: intake throughput and latency (wrk), raw inbox insert rate, worker throughput (< 5 min).
+## Issues 8 and 18: intake throughput and latency (wrk) against pgbench inserting the same inbox row
+## at the same concurrency (and a Python insert loop), worker throughput (< 5 min).
 bench: $(STAMP)
 	@$(WRK_INSTALL)
+	@$(PGBENCH_INSTALL)
 	@$(BIN)/python bench/intake_bench.py
 
 ## Seed (or reuse) the 100,000-customer, 1,000,000-order database.

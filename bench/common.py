@@ -300,6 +300,21 @@ class PeakRssPoller:
         self._thread.join(timeout=2)
 
 
+def child_pids(pid: int) -> list[int]:
+    """Live child processes of ``pid`` (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(entry.name))
+    return sorted(found)
+
+
 def free_port(preferred: int) -> int:
     """``preferred`` or the next free port above it on 127.0.0.1 (never 8000)."""
     for port in range(preferred, preferred + 100):
@@ -391,9 +406,14 @@ class Server:
         )
 
     def vmhwm_kb(self) -> int:
-        value = proc_status_kb(self.pid) or 0
+        """Peak RSS of the serving process (the largest, with TIERLINE_WEB_PROCESSES above 1)."""
+        value = max(proc_status_kb(pid) or 0 for pid in self.pids())
         self.peak_rss_kb = max(self.peak_rss_kb, value)
         return self.peak_rss_kb
+
+    def pids(self) -> list[int]:
+        """The process and its children (the serving processes when it forks several)."""
+        return [self.pid, *child_pids(self.pid)]
 
     def log_tail(self, lines: int = 30) -> str:
         try:
@@ -1138,3 +1158,106 @@ def children_cpu_seconds() -> float:
 def own_cpu_seconds() -> float:
     """CPU seconds of this process, all threads."""
     return time.process_time()
+
+
+# --- pgbench ----------------------------------------------------------------------------------
+
+
+def pgbench_path() -> str | None:
+    """PostgreSQL's own load generator: on PATH, or in a server's bin directory (Debian keeps
+    it in /usr/lib/postgresql/<major>/bin when only the server package is installed)."""
+    found = shutil.which("pgbench")
+    if found:
+        return found
+    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin/pgbench"), reverse=True)
+    return str(candidates[0]) if candidates else None
+
+
+def ensure_pgbench() -> str:
+    """The path of pgbench, installing PostgreSQL's client tools with apt-get when missing."""
+    found = pgbench_path()
+    if found:
+        return found
+    if hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get"):
+        log("pgbench not found: installing postgresql-client with apt-get ...")
+        subprocess.run(["apt-get", "update", "-qq"], check=False, timeout=300)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "postgresql-client"], check=False, timeout=300)
+        found = pgbench_path()
+        if found:
+            return found
+    raise SystemExit(
+        "pgbench is required (Debian: apt-get install -y postgresql-client; `make bench` installs it)"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class PgbenchResult:
+    clients: int
+    transactions: int
+    failed: int
+    duration: float
+    latency: Latency
+
+    @property
+    def rate(self) -> float:
+        return self.transactions / self.duration if self.duration > 0 else 0.0
+
+
+def run_pgbench(
+    url: str,
+    script: Path,
+    *,
+    clients: int,
+    duration_s: float,
+    variables: Mapping[str, str],
+    log_dir: Path,
+) -> PgbenchResult:
+    """pgbench with a custom script (prepared statements, ``clients`` connections, up to two
+    threads), every transaction logged so that percentiles come from the same latencies as the
+    rate. Returns transactions per second (without connection time) and the latency."""
+    pgbench = ensure_pgbench()
+    log_dir.mkdir(parents=True, exist_ok=True)
+    prefix = log_dir / f"pgbench_c{clients}"
+    for old in log_dir.glob(f"{prefix.name}.*"):
+        old.unlink()
+    command = [
+        pgbench,
+        "--no-vacuum",
+        "--protocol=prepared",
+        f"--client={clients}",
+        f"--jobs={min(clients, 2)}",
+        f"--time={max(1, round(duration_s))}",
+        f"--file={script}",
+        "--log",
+        f"--log-prefix={prefix}",
+    ]
+    for name, value in variables.items():
+        command.append(f"--define={name}={value}")
+    command.append(libpq_url(url))
+    completed = subprocess.run(
+        command, capture_output=True, text=True, timeout=duration_s + 120, check=False, cwd=log_dir
+    )
+    if completed.returncode != 0:
+        raise RuntimeError(
+            f"pgbench exited with {completed.returncode}:\n{completed.stdout}\n{completed.stderr}"
+        )
+    latencies: list[float] = []
+    for path in log_dir.glob(f"{prefix.name}.*"):
+        with path.open() as lines:
+            for line in lines:
+                fields = line.split()
+                if len(fields) >= 3 and fields[2].isdigit():
+                    latencies.append(int(fields[2]) / 1e6)
+    tps = failed = 0.0
+    processed = 0
+    for line in completed.stdout.splitlines():
+        text = line.strip()
+        if text.startswith("tps =") and "without initial connection time" in text:
+            tps = float(text.split("=", 1)[1].split()[0])
+        elif text.startswith("number of transactions actually processed:"):
+            processed = int(text.split(":", 1)[1].split("/")[0].strip())
+        elif text.startswith("number of failed transactions:"):
+            failed = float(text.split(":", 1)[1].split()[0])
+    if not tps or not processed:
+        raise RuntimeError(f"pgbench printed no rate:\n{completed.stdout}\n{completed.stderr}")
+    return PgbenchResult(clients, processed, int(failed), processed / tps, Latency.of(latencies))

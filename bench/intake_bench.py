@@ -9,8 +9,12 @@
    ``bench/results/intake_deliveries.tsv``; ``wrk`` with ``bench/wrk_intake.lua`` cycles through
    them (every request gets a new webhook id) at each concurrency for ``--seconds``:
    accepted/s, p50/p99 latency, non-200 answers.
-4. The same inbox row inserted by psycopg (``INSERT … ON CONFLICT DO NOTHING RETURNING id`` and a
-   commit per row, as intake does) from as many threads as the concurrency: inserts/s, ratio.
+4. The baseline: PostgreSQL's own client, ``pgbench`` (``bench/pgbench_intake.sql``, prepared
+   statements), inserting the same inbox row (same columns and body, a new webhook id each time,
+   ``INSERT … ON CONFLICT DO NOTHING RETURNING id`` in autocommit, as intake does) with as many
+   clients as the concurrency: transactions/s, p50/p99 from its per-transaction log. Intake is
+   reported as a ratio of it. A Python insert loop (psycopg, one thread and connection per client)
+   is kept as a second reference: it is CPU-bound on its own interpreter before PostgreSQL is.
 5. Worker: ``--worker-orders`` ``orders/create`` (3 line items) plus ``fulfillments/create`` and two
    ``fulfillment_events/create`` for ``--worker-fulfilled`` of them (in time order, or each
    order's together with ``--grouped-facts``) are put in the inbox, then
@@ -52,6 +56,7 @@ from bench.common import (
     CpuUsage,
     Latency,
     PeakRssPoller,
+    PgbenchResult,
     PySpyAttach,
     Secrets,
     Server,
@@ -62,6 +67,7 @@ from bench.common import (
     children_cpu_seconds,
     create_database,
     database_name,
+    ensure_pgbench,
     ensure_wrk,
     exit_cleanly_on_sigterm,
     free_port,
@@ -79,6 +85,7 @@ from bench.common import (
     postgres_version,
     production_env,
     ratio,
+    run_pgbench,
     run_wrk,
     shop_id_for,
     utc_header,
@@ -87,6 +94,7 @@ from bench.common import (
 from shopify_client import webhook_hmac
 
 SCRIPT = Path(__file__).resolve().parent / "wrk_intake.lua"
+PGBENCH_SCRIPT = Path(__file__).resolve().parent / "pgbench_intake.sql"
 WARMUP_SECONDS = 2
 
 INSERT_SQL = """
@@ -195,10 +203,14 @@ def write_deliveries_file(path: Path, deliveries: list[Delivery], secret: str) -
 
 
 def count_inbox(url: str) -> dict[str, int]:
+    """Inbox rows by status, leaving out the baseline's (``pgbench-`` webhook ids)."""
     with psycopg.connect(libpq_url(url)) as conn:
         return {
             str(s): int(n)
-            for s, n in conn.execute("SELECT status, count(*) FROM webhook_deliveries GROUP BY status")
+            for s, n in conn.execute(
+                "SELECT status, count(*) FROM webhook_deliveries WHERE webhook_id NOT LIKE 'pgbench-%' "
+                "GROUP BY status"
+            )
         }
 
 
@@ -341,8 +353,8 @@ def main() -> None:
     parser.add_argument("--raw-seconds", type=float, default=5.0, help="raw insert duration per concurrency")
     parser.add_argument("--concurrency", default="1,8,32")
     parser.add_argument("--deliveries", type=int, default=2000, help="distinct signed bodies in the wrk file")
-    parser.add_argument("--worker-orders", type=int, default=5000)
-    parser.add_argument("--worker-fulfilled", type=int, default=500)
+    parser.add_argument("--worker-orders", type=int, default=3000)
+    parser.add_argument("--worker-fulfilled", type=int, default=0)
     parser.add_argument(
         "--grouped-facts",
         action="store_true",
@@ -360,12 +372,19 @@ def main() -> None:
     parser.add_argument(
         "--profile", action="store_true", help="also sample the server with py-spy (extra c=8 run)"
     )
+    parser.add_argument(
+        "--web-processes",
+        type=int,
+        default=2,
+        help="TIERLINE_WEB_PROCESSES of the server (default 2: one per core of the reference machine)",
+    )
     parser.add_argument("--port", type=int, default=18431)
     parser.add_argument("--seed", type=int, default=8)
     args = parser.parse_args()
     exit_cleanly_on_sigterm()
     levels = [int(c) for c in args.concurrency.split(",") if c.strip()]
     ensure_wrk()
+    ensure_pgbench()
     begun = time.perf_counter()
     url = os.environ.get("BENCH_INTAKE_DATABASE_URL") or with_database(bench_url(), "tierline_bench_intake")
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -375,7 +394,7 @@ def main() -> None:
     log(f"fresh database {database_name(url)}, migrated to {migrate(url)}")
     shop_id = shop_id_for(url)
     secret = Secrets.random()
-    env = production_env(url, secret)
+    env = production_env(url, secret, TIERLINE_WEB_PROCESSES=str(args.web_processes))
     rng = random.Random(args.seed)
 
     deliveries = order_deliveries(rng, args.deliveries, customers=max(1, args.deliveries // 3))
@@ -390,11 +409,17 @@ def main() -> None:
     intake_cpu: dict[int, tuple[CpuUsage, float]] = {}
     raw_cpu: dict[int, tuple[CpuUsage, float]] = {}
     raw: dict[int, tuple[float, Latency]] = {}
+    pgbench: dict[int, PgbenchResult] = {}
+    pgbench_cpu: dict[int, CpuUsage] = {}
+    variables = {"shop_id": str(shop_id), "body": deliveries[0].body.hex()}
     port = free_port(args.port)
     server = Server(env, port, RESULTS / "intake_server.log")
     profiled: WrkResult | None = None
     with server:
-        log(f"tierline serve (production, worker off) pid {server.pid} on {server.base}")
+        log(
+            f"tierline serve (production, worker off, TIERLINE_WEB_PROCESSES={args.web_processes}) "
+            f"pids {server.pids()} on {server.base}"
+        )
         warm = run_wrk(
             server.base,
             SCRIPT,
@@ -405,7 +430,7 @@ def main() -> None:
         log(f"  warm-up: {warm.requests:,} requests in {warm.duration:.1f} s")
         for c in levels:
             wrk_before = children_cpu_seconds()
-            with CpuMeter(url, [server.pid]) as meter:
+            with CpuMeter(url, server.pids()) as meter:
                 result = run_wrk(
                     server.base,
                     SCRIPT,
@@ -420,9 +445,27 @@ def main() -> None:
                 f"p50 {ms(result.p50)} ms, p99 {ms(result.p99)} ms, non-200 {result.non200}, "
                 f"socket errors {result.socket_errors}"
             )
+            # The baseline right after, at the same concurrency: the load on a shared machine moves
+            # from minute to minute, and the ratio should compare like with like.
+            with CpuMeter(url) as meter:
+                pgbench[c] = run_pgbench(
+                    url,
+                    PGBENCH_SCRIPT,
+                    clients=c,
+                    duration_s=args.seconds,
+                    variables=variables,
+                    log_dir=RESULTS,
+                )
+            pgbench_cpu[c] = meter.stop()
+            result_pg = pgbench[c]
+            log(
+                f"  pgbench c={c}: {result_pg.rate:,.0f} inserts/s, p50 {ms(result_pg.latency.p50)} ms, "
+                f"p99 {ms(result_pg.latency.p99)} ms, failed {result_pg.failed}; "
+                f"intake at {ratio(intake[c].ok_rate, result_pg.rate)} of it"
+            )
         server_rss = server.vmhwm_kb()
         if args.profile:
-            attach = PySpyAttach(server.pid, args.seconds, RESULTS / "intake_server_pyspy.txt")
+            attach = PySpyAttach(server.pids()[-1], args.seconds, RESULTS / "intake_server_pyspy.txt")
             if attach.available:
                 profiled = run_wrk(
                     server.base,
@@ -520,7 +563,24 @@ def main() -> None:
             "intake requests / non-200 / socket errors",
             *[f"{intake[c].requests:,} / {intake[c].non200} / {intake[c].socket_errors}" for c in levels],
         ],
-        ["raw inbox INSERT+COMMIT/s (psycopg)", *[f"{raw[c][0]:,.0f}" for c in levels]],
+        ["**pgbench** inbox INSERT (autocommit)/s", *[f"{pgbench[c].rate:,.0f}" for c in levels]],
+        ["pgbench p50 ms", *[ms(pgbench[c].latency.p50) for c in levels]],
+        ["pgbench p99 ms", *[ms(pgbench[c].latency.p99) for c in levels]],
+        ["**intake / pgbench (throughput)**", *[ratio(intake[c].ok_rate, pgbench[c].rate) for c in levels]],
+        ["intake / pgbench (p50 latency)", *[ratio(intake[c].p50, pgbench[c].latency.p50) for c in levels]],
+        [
+            "pgbench: PostgreSQL CPU ms per insert",
+            *[ms(pgbench_cpu[c].postgres / max(1, pgbench[c].transactions)) for c in levels],
+        ],
+        [
+            "intake / pgbench (PostgreSQL CPU per row)",
+            *[
+                ratio(intake_cost[c][1], pgbench_cpu[c].postgres / max(1, pgbench[c].transactions))
+                for c in levels
+            ],
+        ],
+        ["raw inbox INSERT+COMMIT/s (Python loop, psycopg)", *[f"{raw[c][0]:,.0f}" for c in levels]],
+        ["raw (Python loop) / pgbench", *[ratio(raw[c][0], pgbench[c].rate) for c in levels]],
         ["raw insert p50 ms", *[ms(raw[c][1].p50) for c in levels]],
         ["raw insert p99 ms", *[ms(raw[c][1].p99) for c in levels]],
         ["intake / raw (throughput)", *[ratio(intake[c].ok_rate, raw[c][0]) for c in levels]],
@@ -580,6 +640,10 @@ def main() -> None:
     summary = {
         "intake": {str(c): vars_of(intake[c]) for c in levels},
         "raw": {str(c): {"rate": raw[c][0], "p50": raw[c][1].p50, "p99": raw[c][1].p99} for c in levels},
+        "pgbench": {
+            str(c): {"rate": pgbench[c].rate, "p50": pgbench[c].latency.p50, "p99": pgbench[c].latency.p99}
+            for c in levels
+        },
         "worker": {
             "deliveries": len(work),
             "settled": settled,

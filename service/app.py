@@ -36,7 +36,7 @@ from service.runtime import Runtime
 from service.ui.pages import PageController, app_root, static_files_router, template_config
 from service.writeback import WriteBackSender
 from webhooks.handlers import build_router
-from webhooks.intake import receive_webhook
+from webhooks.intake import Intake, intake_path, receive_webhook
 from webhooks.worker import InboxWorker
 
 logger = logging.getLogger(__name__)
@@ -67,6 +67,7 @@ def create_app(
             write_gate=asyncio.Lock() if settings.is_sqlite else None,
         )
         app.state.runtime = runtime
+        app.state.intake = intake = Intake.start(runtime)
         worker_task: asyncio.Task[None] | None = None
         worker: InboxWorker | None = None
         job_runner: JobRunner | None = None
@@ -101,6 +102,7 @@ def create_app(
                 job_runner.stop()
                 with contextlib.suppress(asyncio.CancelledError):
                     await jobs_task
+            await intake.close()
             await runtime.settle_background()
             if worker is not None and worker_task is not None:
                 worker.stop()
@@ -138,7 +140,7 @@ def create_app(
             "shop": Provide(provide_shop),
         },
         lifespan=[lifespan],
-        exception_handlers=exception_handlers,
+        exception_handlers=exception_handlers(),
         template_config=template_config(),
         request_max_body_size=settings.max_body,
         plugins=[PydanticPlugin(prefer_alias=True), WireTypes()],
@@ -155,8 +157,10 @@ def create_app(
     # Around routing (as Litestar's OpenTelemetry plugin does): the limits hold for every request,
     # matched or not, and unmatched requests and refusals are timed too.
     app.state.body_budget = BodyBudget(settings.body_budget)
+    # POST /webhooks/shopify is answered by a plain ASGI path in front of Litestar's routing
+    # (webhooks.intake), inside the limits: every delivery takes it, every other request falls through.
     limited = request_limits(
-        app.asgi_handler,
+        intake_path(app.asgi_handler, app.state),
         budget=app.state.body_budget,
         body_timeout=settings.body_timeout_seconds,
         max_body=settings.max_body,

@@ -172,7 +172,7 @@ def serve(
     import uvicorn
 
     from service.app import create_app
-    from service.server import server_config
+    from service.server import run_processes, server_config
 
     settings = load_settings(secrets_required=True)
     host = host or settings.host
@@ -189,16 +189,25 @@ def serve(
                 "database": database,
                 "worker": settings.worker,
                 "env": settings.env,
+                "processes": settings.web_processes,
             },
         )
     else:
         typer.echo(
             f"tierline listening on http://{host}:{port}  database: {database}  worker: {settings.worker}"
-            f"  env: {settings.env}",
+            f"  env: {settings.env}"
+            + (f"  processes: {settings.web_processes}" if settings.web_processes > 1 else ""),
             err=True,
         )
-    config = server_config(create_app(settings), settings, host=host, port=port)
-    uvicorn.Server(config).run(sockets=[sock])
+
+    def serve_one() -> None:
+        config = server_config(create_app(settings), settings, host=host, port=port)
+        uvicorn.Server(config).run(sockets=[sock])
+
+    if settings.web_processes > 1:
+        # Several processes accept on the one socket (PostgreSQL only: Settings refuses SQLite).
+        sys.exit(run_processes(serve_one, settings.web_processes))
+    serve_one()
 
 
 @app.command()

@@ -90,6 +90,8 @@ class Settings(BaseSettings):
     worker_poll_seconds: float = Field(default=1.0, gt=0, alias="TIERLINE_WORKER_POLL")
     intake_timeout_seconds: float = Field(default=3.0, gt=0, alias="TIERLINE_INTAKE_TIMEOUT")
     db_pool_size: int = Field(default=10, ge=1, alias="TIERLINE_DB_POOL_SIZE")
+    # `tierline serve` processes sharing the port (PostgreSQL only; docs/scaling.md).
+    web_processes: int = Field(default=1, ge=1, le=64, alias="TIERLINE_WEB_PROCESSES")
     log_format: Literal["auto", "json", "console"] = Field(default="auto", alias="TIERLINE_LOG_FORMAT")
     dev_shop: str = Field(default="tierline-dev.myshopify.com", alias="TIERLINE_DEV_SHOP")
     # Shopify calls and background sync jobs (docs/shopify-app.md).
@@ -116,6 +118,15 @@ class Settings(BaseSettings):
                 "(sqlite+aiosqlite:///path/to/file.db) or PostgreSQL (postgresql://user@host:5432/name)"
             )
         return url
+
+    @model_validator(mode="after")
+    def _one_process_on_sqlite(self) -> Settings:
+        if self.web_processes > 1 and self.is_sqlite:
+            raise ValueError(
+                "TIERLINE_WEB_PROCESSES above 1 needs PostgreSQL: SQLite has one writer, and the "
+                "processes would contend for it (keep 1, or set DATABASE_URL to a PostgreSQL database)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _app_url_follows_port(self) -> Settings:

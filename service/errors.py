@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import logging
 from http import HTTPStatus
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from litestar import Request, Response
-from litestar.exceptions import HTTPException, ValidationException
+
+if TYPE_CHECKING:
+    # Only the HTTP side renders problems; the worker imports this module for its errors alone
+    # and does not pay Litestar's import (docs/benchmarks.md, worker start-up).
+    from litestar import Request, Response
+    from litestar.exceptions import HTTPException
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +99,8 @@ def problem(
     }
     if errors:
         body["errors"] = bounded_errors(errors)
+    from litestar import Response
+
     return Response(content=body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
@@ -124,6 +130,8 @@ def _wire_name(request: Request[Any, Any, Any], key: str) -> str:
 
 
 def _http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
+    from litestar.exceptions import ValidationException
+
     status = exc.status_code
     if isinstance(exc, ValidationException):
         errors = [{**e, "field": _wire_name(request, e["field"])} for e in _validation_errors(exc.extra)]
@@ -153,9 +161,13 @@ def _internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> 
     return problem(500, "An unexpected error occurred; it has been logged.")
 
 
-exception_handlers: dict[type[Exception] | int, Any] = {
-    AppError: _app_error_handler,
-    HTTPException: _http_exception_handler,
-    sa.exc.DBAPIError: _database_error_handler,
-    Exception: _internal_error_handler,
-}
+def exception_handlers() -> dict[type[Exception] | int, Any]:
+    """The one mapping of exceptions onto problem+json responses, for ``Litestar(...)``."""
+    from litestar.exceptions import HTTPException
+
+    return {
+        AppError: _app_error_handler,
+        HTTPException: _http_exception_handler,
+        sa.exc.DBAPIError: _database_error_handler,
+        Exception: _internal_error_handler,
+    }

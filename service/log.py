@@ -39,6 +39,10 @@ ALLOWED_EXTRA = frozenset(
         "job",
         "kind",
         "owner",
+        "processes",
+        "pid",
+        "pids",
+        "code",
     }
 )
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None)).keys()) | {"message", "asctime"}

@@ -10,12 +10,15 @@ standard ones become ``other``; topics outside the handled ones become ``other``
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING, cast
 
-from litestar.enums import ScopeType
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import Counter, Gauge, Histogram
 
 from service.topics import HANDLED_TOPICS
+
+if TYPE_CHECKING:
+    # Only the HTTP middleware needs these; the worker imports this module without Litestar.
+    from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 DELIVERIES_RECEIVED = Counter(
     "tierline_webhook_deliveries_total",
@@ -130,7 +133,7 @@ def timing_middleware(app: ASGIApp) -> ASGIApp:
     """
 
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != ScopeType.HTTP:
+        if cast(str, scope["type"]) != "http":
             await app(scope, receive, send)
             return
         started = time.perf_counter()
@@ -146,7 +149,7 @@ def timing_middleware(app: ASGIApp) -> ASGIApp:
             await app(scope, receive, send_wrapper)
         finally:
             HTTP_SECONDS.labels(
-                method=method_label(scope.get("method", "GET")),
+                method=method_label(str(scope.get("method", "GET"))),
                 route=route_label(scope),
                 status=f"{min(max(status // 100, 1), 5)}xx",
             ).observe(time.perf_counter() - started)

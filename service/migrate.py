@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import ast
+import re
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.config import Settings
 from service.db import READONLY_OPTION, make_engine
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 #: Serializes concurrent `tierline migrate` runs (several release machines) on PostgreSQL.
@@ -22,6 +25,8 @@ ADVISORY_LOCK_ID = 0x7469_6572  # "tier"
 
 
 def alembic_config(url: str | None = None) -> Config:
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.set_main_option("file_template", "%%(year)d-%%(month).2d-%%(day).2d_%%(slug)s_%%(rev)s")
@@ -33,15 +38,16 @@ def alembic_config(url: str | None = None) -> Config:
 def _upgrade(connection: Connection, revision: str) -> None:
     if connection.dialect.name == "postgresql":
         connection.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"), {"id": ADVISORY_LOCK_ID})
+    from alembic import command
+
     cfg = alembic_config()
     cfg.attributes["connection"] = connection
     command.upgrade(cfg, revision)
 
 
 def _current(connection: Connection) -> str | None:
-    from alembic.runtime.migration import MigrationContext
-
-    return MigrationContext.configure(connection).get_current_revision()
+    """The revision stored in ``alembic_version`` (Alembic keeps one row per head; there is one)."""
+    return connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
 
 
 async def upgrade(settings: Settings, revision: str = "head") -> str | None:
@@ -62,11 +68,30 @@ async def upgrade(settings: Settings, revision: str = "head") -> str | None:
         await engine.dispose()
 
 
+_ASSIGNMENT = re.compile(r"^(revision|down_revision)\s*(?::[^=]*)?=\s*(.+?)\s*$", re.MULTILINE)
+
+
 @cache
 def _revisions() -> tuple[str, frozenset[str]]:
-    """The head revision of this code and every revision it knows."""
-    scripts = ScriptDirectory.from_config(alembic_config())
-    return scripts.get_current_head() or "", frozenset(r.revision for r in scripts.walk_revisions())
+    """The head revision of this code and every revision it knows.
+
+    Read from the ``revision`` and ``down_revision`` lines of the migration files, without
+    importing Alembic: the long-running commands check the schema at start-up, and Alembic's
+    import is a third of ``tierline worker``'s start-up (docs/benchmarks.md). The result is the
+    one Alembic's ``ScriptDirectory`` gives (tests/service/test_migrations.py).
+    """
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in (MIGRATIONS / "versions").glob("*.py"):
+        values = dict(_ASSIGNMENT.findall(path.read_text(encoding="utf-8")))
+        revision = ast.literal_eval(values["revision"])
+        down = ast.literal_eval(values.get("down_revision", "None"))
+        revisions.add(revision)
+        parents.update([down] if isinstance(down, str) else (down or ()))
+    heads = revisions - parents
+    if len(heads) != 1:
+        raise RuntimeError(f"the migrations have {len(heads)} heads ({sorted(heads)}): expected one")
+    return heads.pop(), frozenset(revisions)
 
 
 def head_revision() -> str:

@@ -13,11 +13,22 @@ connection that sends nothing, or headers that never end, was held (and buffered
 Bodies are bounded by the application itself (:mod:`service.limits`). Forwarded headers
 (``X-Forwarded-For``, ``X-Forwarded-Proto``) are trusted only from ``FORWARDED_ALLOW_IPS``
 (loopback by default).
+
+With ``TIERLINE_WEB_PROCESSES`` above 1, :func:`run_processes` forks that many server processes
+that accept connections on the one listening socket (the kernel hands each connection to one of
+them), restarts one that dies, and passes ``SIGTERM``/``SIGINT`` on to all of them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable
+from types import FrameType
 from typing import Any, ClassVar
 
 import uvicorn
@@ -25,6 +36,11 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from service.config import Settings
 from service.metrics import REQUESTS_REFUSED
+
+logger = logging.getLogger(__name__)
+
+#: A process that dies is started again after this long (a crash loop costs one fork a second).
+RESTART_DELAY_SECONDS = 1.0
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
@@ -125,3 +141,73 @@ def server_config(app: Any, settings: Settings, *, host: str, port: int) -> uvic
         timeout_graceful_shutdown=8,
         server_header=False,
     )
+
+
+def _serve_child(serve_one: Callable[[], None]) -> int:
+    """In a forked process: default signal dispositions (uvicorn installs its own), then serve."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    try:
+        serve_one()
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 1
+    except BaseException:
+        logger.exception("serve.process_failed")
+        return 1
+    return 0
+
+
+def run_processes(serve_one: Callable[[], None], count: int) -> int:
+    """Run ``serve_one`` (one uvicorn server on the inherited listening socket) in ``count``
+    forked processes until ``SIGTERM`` or ``SIGINT``, which is passed on to each; a process that
+    exits otherwise is started again. Returns 0 when all stopped after the signal.
+
+    Call it before any event loop or thread exists in this process (``fork`` copies only the
+    calling thread).
+    """
+    children: dict[int, int] = {}
+    stopping = False
+
+    def start(slot: int) -> None:
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover (the child; its coverage is the served requests)
+            code = _serve_child(serve_one)
+            logging.shutdown()
+            os._exit(code)
+        children[pid] = slot
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in list(children):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        for slot in range(count):
+            start(slot)
+        logger.info("serve.processes", extra={"count": count, "pids": sorted(children)})
+        worst = 0
+        while children:
+            try:
+                pid, status = os.wait()
+            except ChildProcessError:
+                break
+            slot_of = children.pop(pid, None)
+            if slot_of is None:
+                continue
+            code = os.waitstatus_to_exitcode(status)
+            if stopping:
+                # uvicorn re-raises the signal after a graceful shutdown: that is a clean exit.
+                if code not in (0, -signal.SIGTERM, -signal.SIGINT):
+                    worst = max(worst, abs(code))
+                continue
+            logger.error("serve.process_exited", extra={"pid": pid, "code": code})
+            time.sleep(RESTART_DELAY_SECONDS)
+            if not stopping:
+                start(slot_of)
+        return worst
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -96,6 +96,81 @@ async def store_delivery(session: AsyncSession | AsyncConnection, new: NewDelive
     return (await session.execute(_store_statement(dialect), params)).first() is not None
 
 
+#: PostgreSQL: many deliveries in one autocommit statement (intake's group commit). The rows are
+#: inserted in the order given (``WITH ORDINALITY``), so ids follow arrival order; the statement
+#: text is the same whatever the number of rows, so psycopg prepares it once per connection. The
+#: parameters go in binary (``%b``): the bodies as they are, not escaped into a text array.
+_STORE_MANY_SQL = (
+    "INSERT INTO webhook_deliveries (webhook_id, event_id, topic, shop_id, shop_domain, api_version,"
+    " triggered_at, received_at, body, status, attempts, next_attempt_at)"
+    " SELECT u.webhook_id, u.event_id, u.topic, u.shop_id, u.shop_domain, u.api_version, u.triggered_at,"
+    " %(now)b, u.body, %(status)b, 0, %(now)b"
+    " FROM unnest(%(webhook_id)b::varchar[], %(event_id)b::varchar[], %(topic)b::varchar[],"
+    " %(shop_id)b::bigint[], %(shop_domain)b::varchar[], %(api_version)b::varchar[],"
+    " %(triggered_at)b::timestamptz[], %(body)b::bytea[])"
+    " WITH ORDINALITY AS u(webhook_id, event_id, topic, shop_id, shop_domain, api_version, triggered_at,"
+    " body, n)"
+    " ORDER BY u.n"
+    " ON CONFLICT (webhook_id) DO NOTHING"
+    " RETURNING webhook_id"
+)
+
+
+#: One delivery (a group of one: no arrays to build on either side).
+_STORE_ONE_SQL = (
+    "INSERT INTO webhook_deliveries (webhook_id, event_id, topic, shop_id, shop_domain, api_version,"
+    " triggered_at, received_at, body, status, attempts, next_attempt_at)"
+    " VALUES (%(webhook_id)b, %(event_id)b, %(topic)b, %(shop_id)b, %(shop_domain)b, %(api_version)b,"
+    " %(triggered_at)b::timestamptz, %(now)b, %(body)b::bytea, %(status)b, 0, %(now)b)"
+    " ON CONFLICT (webhook_id) DO NOTHING"
+    " RETURNING webhook_id"
+)
+
+
+async def store_deliveries(conn: AsyncConnection, batch: Sequence[NewDelivery]) -> list[bool]:
+    """PostgreSQL: insert several deliveries in one statement, each unless its webhook id is known.
+
+    For each delivery, in order, True when its row was created. A webhook id given twice in the
+    batch is stored once (the first); the later copies count as duplicates, as they would one
+    after the other. On a connection in autocommit mode the statement is its own transaction:
+    every row is durable when this returns, and none is if it raises.
+    """
+    if len(batch) == 1:
+        (one,) = batch
+        single = {
+            "now": utc_now(),
+            "status": DeliveryStatus.PENDING,
+            "webhook_id": one.webhook_id,
+            "event_id": one.event_id,
+            "topic": one.topic,
+            "shop_id": one.shop_id,
+            "shop_domain": one.shop_domain,
+            "api_version": one.api_version,
+            "triggered_at": one.triggered_at,
+            "body": one.body,
+        }
+        return [(await conn.exec_driver_sql(_STORE_ONE_SQL, single)).first() is not None]
+    first: dict[str, int] = {}
+    for index, new in enumerate(batch):
+        first.setdefault(new.webhook_id, index)
+    unique = [batch[i] for i in first.values()]
+    params = {
+        "now": utc_now(),
+        "status": DeliveryStatus.PENDING,
+        "webhook_id": [d.webhook_id for d in unique],
+        "event_id": [d.event_id for d in unique],
+        "topic": [d.topic for d in unique],
+        "shop_id": [d.shop_id for d in unique],
+        "shop_domain": [d.shop_domain for d in unique],
+        "api_version": [d.api_version for d in unique],
+        "triggered_at": [d.triggered_at for d in unique],
+        "body": [d.body for d in unique],
+    }
+    result = await conn.exec_driver_sql(_STORE_MANY_SQL, params)
+    created = {row[0] for row in result}
+    return [first[new.webhook_id] == index and new.webhook_id in created for index, new in enumerate(batch)]
+
+
 async def claim_batch(session: AsyncSession, limit: int) -> list[ClaimedDelivery]:
     """Lock up to ``limit`` due pending deliveries for this transaction, oldest first.
 

@@ -190,3 +190,16 @@ class TestSchemaMatchesModels:
             existing = await connection.run_sync(_index_names)
 
         assert declared - existing == set()
+
+
+class TestRevisions:
+    def test_the_head_and_known_revisions_are_the_ones_alembic_reads(self) -> None:
+        from alembic.script import ScriptDirectory
+
+        from service.migrate import _revisions, alembic_config
+
+        scripts = ScriptDirectory.from_config(alembic_config())
+        head, known = _revisions()
+        assert head == scripts.get_current_head()
+        assert known == {r.revision for r in scripts.walk_revisions()}
+        assert len(known) >= 5

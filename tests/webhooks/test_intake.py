@@ -25,13 +25,13 @@ import pytest
 import sqlalchemy as sa
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from service.app import create_app
 from service.config import Settings
 from service.db import make_engine
-from service.domain.inbox import deliveries
-from service.domain.shops import shops
+from service.domain.inbox import NewDelivery, deliveries, store_deliveries, store_delivery
+from service.domain.shops import get_or_create_shop_id, shops
 from service.models import Shop, WebhookDelivery
 from shopify_client import webhook_hmac
 from tests.conftest import make_settings
@@ -44,6 +44,7 @@ from tests.support.payloads import (
     order_payload,
     signed_webhook,
 )
+from webhooks.intake import GroupInsert
 
 pytestmark = pytest.mark.anyio
 
@@ -598,3 +599,154 @@ def test_signed_webhook_signs_with_the_given_secret() -> None:
     wrong, _ = signed_webhook("customers/create", {"id": 1}, secret="other")
     assert headers["X-Shopify-Hmac-Sha256"] == webhook_hmac(body, API_SECRET)
     assert wrong["X-Shopify-Hmac-Sha256"] != headers["X-Shopify-Hmac-Sha256"]
+
+
+# --- group commit (PostgreSQL) ----------------------------------------------------------------
+
+
+def _new(shop_id: int, webhook_id: str, body: bytes = b"{}") -> NewDelivery:
+    return NewDelivery(
+        webhook_id=webhook_id,
+        event_id=None,
+        topic="orders/create",
+        shop_id=shop_id,
+        shop_domain=SHOP,
+        api_version="2026-04",
+        triggered_at=datetime(2026, 11, 1, tzinfo=UTC),
+        body=body,
+    )
+
+
+async def _shop_id(sessionmaker: async_sessionmaker[AsyncSession]) -> int:
+    async with sessionmaker() as session, session.begin():
+        return await get_or_create_shop_id(session, SHOP)
+
+
+def _postgresql_only(database_url: str) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("group commit is PostgreSQL's (SQLite has one writer)")
+
+
+class TestStoreDeliveries:
+    async def test_one_statement_stores_each_new_id_once_in_order(
+        self, database_url: str, engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> None:
+        _postgresql_only(database_url)
+        shop_id = await _shop_id(sessionmaker)
+        async with engine.connect() as conn:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+            assert await store_deliveries(conn, [_new(shop_id, "g-known")]) == [True]
+            created = await store_deliveries(
+                conn,
+                [
+                    _new(shop_id, "g-1", b"one"),
+                    _new(shop_id, "g-known"),
+                    _new(shop_id, "g-2", b"two"),
+                    _new(shop_id, "g-1", b"one again"),
+                ],
+            )
+
+        assert created == [True, False, True, False]
+        rows = await fetch_rows(sessionmaker)
+        assert [(row.webhook_id, row.body) for row in rows] == [
+            ("g-known", b"{}"),
+            ("g-1", b"one"),
+            ("g-2", b"two"),
+        ]
+        assert all(row.status == "pending" and row.attempts == 0 for row in rows)
+        assert rows[1].triggered_at == datetime(2026, 11, 1, tzinfo=UTC)
+
+    async def test_groups_of_one_and_of_many_store_what_a_single_insert_stores(
+        self, database_url: str, engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> None:
+        _postgresql_only(database_url)
+        shop_id = await _shop_id(sessionmaker)
+
+        def like(webhook_id: str) -> NewDelivery:
+            return NewDelivery(
+                webhook_id=webhook_id,
+                event_id="e-1",
+                topic="orders/paid",
+                shop_id=shop_id,
+                shop_domain=SHOP,
+                api_version=None,
+                triggered_at=None,
+                body=b"\x00\xff raw \\x bytes",
+            )
+
+        async with sessionmaker() as session, session.begin():
+            assert await store_delivery(session, like("single"))
+        async with engine.connect() as conn:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+            assert await store_deliveries(conn, [like("group-of-one")]) == [True]
+            assert await store_deliveries(conn, [like("group-a"), like("group-b")]) == [True, True]
+
+        def stored(row: WebhookDelivery) -> tuple[Any, ...]:
+            return (
+                row.event_id, row.topic, row.shop_id, row.shop_domain, row.api_version,
+                row.triggered_at, row.body, row.status, row.attempts, row.last_error, row.processed_at,
+                row.received_at.tzinfo is not None, row.next_attempt_at == row.received_at,
+            )  # fmt: skip
+
+        rows = {row.webhook_id: row for row in await fetch_rows(sessionmaker)}
+        assert set(rows) == {"single", "group-of-one", "group-a", "group-b"}
+        assert {stored(row) for row in rows.values()} == {stored(rows["single"])}
+
+
+class TestGroupInsert:
+    async def test_concurrent_deliveries_share_statements_and_are_all_stored(
+        self, database_url: str, engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> None:
+        _postgresql_only(database_url)
+        shop_id = await _shop_id(sessionmaker)
+        statements: list[str] = []
+
+        def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+            if statement.startswith("INSERT INTO webhook_deliveries"):
+                statements.append(statement)
+
+        sa.event.listen(engine.sync_engine, "before_cursor_execute", count)
+        group = GroupInsert(engine, max_in_flight=2)
+        ids = [f"c-{n}" for n in range(60)]
+        results = await asyncio.gather(*(group.store(_new(shop_id, i), 5.0) for i in [*ids, "c-0"]))
+        await group.close()
+
+        assert results.count(True) == 60
+        assert results.count(False) == 1  # the repeated id, stored once
+        assert 1 <= len(statements) < 60  # grouped: far fewer statements than deliveries
+        assert sorted(row.webhook_id for row in await fetch_rows(sessionmaker)) == sorted(ids)
+
+    async def test_a_row_the_database_refuses_fails_alone(
+        self, database_url: str, engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> None:
+        _postgresql_only(database_url)
+        shop_id = await _shop_id(sessionmaker)
+        group = GroupInsert(engine, max_in_flight=1)
+        too_long = "x" * 300  # longer than the column: refused by PostgreSQL
+
+        results = await asyncio.gather(
+            *(group.store(_new(shop_id, i), 5.0) for i in ["ok-1", too_long, "ok-2"]),
+            return_exceptions=True,
+        )
+        await group.close()
+
+        assert results[0] is True
+        assert isinstance(results[1], sa.exc.DBAPIError)
+        assert results[2] is True
+        assert [row.webhook_id for row in await fetch_rows(sessionmaker)] == ["ok-1", "ok-2"]
+
+    async def test_an_unreachable_database_fails_every_waiter_in_time(self) -> None:
+        engine = make_engine(make_settings("postgresql+psycopg://127.0.0.1:1/x", TIERLINE_INTAKE_TIMEOUT=1))
+        group = GroupInsert(engine, max_in_flight=2)
+        try:
+            started = time.monotonic()
+            results = await asyncio.gather(
+                *(group.store(_new(1, f"u-{n}"), 2.0) for n in range(5)), return_exceptions=True
+            )
+            elapsed = time.monotonic() - started
+        finally:
+            await group.close()
+            await engine.dispose()
+
+        assert all(isinstance(r, sa.exc.SQLAlchemyError | OSError | TimeoutError) for r in results), results
+        assert elapsed < 5

@@ -23,6 +23,7 @@ from tests.conftest import make_settings
 from tests.support import deliveries as helpers
 from tests.support.deliveries import SHOPS, Delivery, Sessionmaker
 from tests.support.payloads import customer_payload, line_item, next_id, order_payload, signed_webhook
+from webhooks import worker as worker_module
 from webhooks.handlers import build_router
 from webhooks.payloads import CustomerPayload
 from webhooks.router import DeliveryContext, TopicRouter
@@ -459,6 +460,22 @@ class TestPrune:
 
         remaining = {row["id"]: row["status"] for row in await helpers.deliveries(sessionmaker)}
         assert remaining == {recent_processed: "processed", old_failed: "failed", old_pending: "pending"}
+
+    async def test_one_call_prunes_batch_after_batch_until_none_is_left(
+        self, sessionmaker: Sessionmaker, settings: Settings, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(worker_module, "PRUNE_BATCH", 2)
+        ids = await helpers.enqueue_many(
+            sessionmaker, [Delivery.of("customers/create", customer_payload(next_id())) for _ in range(5)]
+        )
+        worker = helpers.make_worker(sessionmaker, settings, router_with())
+        await worker.drain()
+        long_ago = utc_now() - timedelta(days=settings.retention_days + 1)
+        for row_id in ids:
+            await helpers.update_delivery(sessionmaker, row_id, processed_at=long_ago)
+
+        assert await worker.prune() == 5  # three transactions of at most 2 rows
+        assert await helpers.deliveries(sessionmaker) == []
 
 
 async def wait_for_status(
