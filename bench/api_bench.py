@@ -124,6 +124,7 @@ def capture_statements(
         {
             "DATABASE_URL": url,
             "TIERLINE_ENV": "production",
+            "SHOPIFY_APP_URL": "https://bench.example.com",
             "SHOPIFY_API_KEY": secret.api_key,
             "SHOPIFY_API_SECRET": secret.api_secret,
             "TIERLINE_ENCRYPTION_KEY": secret.encryption_key,
