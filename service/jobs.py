@@ -29,17 +29,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import socket
 import time
-import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from service.background import BackgroundLoop
 from service.config import Settings
 from service.db import session_scope
 from service.domain import jobs
@@ -81,7 +78,7 @@ class Outcome:
     report: SyncReport | None = None
 
 
-class JobRunner:
+class JobRunner(BackgroundLoop):
     def __init__(
         self,
         sessionmaker: async_sessionmaker[AsyncSession],
@@ -91,27 +88,15 @@ class JobRunner:
         write_gate: asyncio.Lock | None = None,
         owner: str | None = None,
     ) -> None:
-        self._sessionmaker = sessionmaker
+        super().__init__(sessionmaker, write_gate=write_gate, owner=owner)
         self._http = http
         self._settings = settings
-        self._gate = write_gate
-        self.owner = owner or f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._lease = settings.job_lease_seconds
         self._poll = settings.worker_poll_seconds
         self._tasks: dict[int, asyncio.Task[Outcome]] = {}
         #: The sync work of each running job (cancelled on stop, so the job is handed back).
         self._work: dict[int, asyncio.Task[SyncReport]] = {}
-        self._wake = asyncio.Event()
-        self._stopping = asyncio.Event()
         self._last_schedule = 0.0
-
-    def notify(self) -> None:
-        """A job was queued (an install, a retry): claim it without waiting for the poll."""
-        self._wake.set()
-
-    def stop(self) -> None:
-        self._stopping.set()
-        self._wake.set()
 
     # --- the loop -------------------------------------------------------------------------------
 
@@ -316,18 +301,3 @@ class JobRunner:
         self._tasks.clear()
 
     # --- helpers --------------------------------------------------------------------------------
-
-    def _write(self) -> contextlib.AbstractAsyncContextManager[AsyncSession]:
-        return _gated(self._sessionmaker, self._gate)
-
-    async def _sleep(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout=seconds)
-
-
-@contextlib.asynccontextmanager
-async def _gated(
-    sessionmaker: async_sessionmaker[AsyncSession], gate: asyncio.Lock | None
-) -> AsyncIterator[AsyncSession]:
-    async with gate or contextlib.nullcontext(), session_scope(sessionmaker) as session:
-        yield session

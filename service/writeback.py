@@ -23,13 +23,9 @@ nothing is written twice in effect. No database transaction is open while Shopif
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
-import os
-import socket
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +33,7 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service import metrics
+from service.background import BackgroundLoop
 from service.config import Settings
 from service.db import session_scope
 from service.domain import writeback
@@ -98,7 +95,7 @@ class RoundReport:
     requests: list[str] = field(default_factory=list)
 
 
-class WriteBackSender:
+class WriteBackSender(BackgroundLoop):
     def __init__(
         self,
         sessionmaker: async_sessionmaker[AsyncSession],
@@ -111,25 +108,14 @@ class WriteBackSender:
         batch: int = BATCH,
         after_send: Hook | None = None,
     ) -> None:
-        self._sessionmaker = sessionmaker
+        super().__init__(sessionmaker, write_gate=write_gate, owner=owner)
         self._http = http
         self._settings = settings
-        self._gate = write_gate
-        self.owner = owner or f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._lease = lease_seconds
         self._batch = batch
         self._poll = settings.worker_poll_seconds
         self._after_send = after_send
         self._access: dict[str, ShopAccess] = {}
-        self._wake = asyncio.Event()
-        self._stopping = asyncio.Event()
-
-    def notify(self) -> None:
-        self._wake.set()
-
-    def stop(self) -> None:
-        self._stopping.set()
-        self._wake.set()
 
     async def run(self) -> None:
         logger.info("writeback.started", extra={"owner": self.owner})
@@ -400,13 +386,6 @@ class WriteBackSender:
 
     # --- helpers --------------------------------------------------------------------------------
 
-    def _write(self) -> contextlib.AbstractAsyncContextManager[AsyncSession]:
-        return _gated(self._sessionmaker, self._gate)
-
-    async def _sleep(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout=seconds)
-
 
 def _current(kind: str, node: Mapping[str, Any]) -> Current:
     prefix, keys = (
@@ -471,11 +450,3 @@ def _mutation(
         return "", {}, {}
     document = f"mutation TierlineWriteBack({', '.join(declared)}) {{ {' '.join(fields)} }}"
     return document, variables, owners
-
-
-@contextlib.asynccontextmanager
-async def _gated(
-    sessionmaker: async_sessionmaker[AsyncSession], gate: asyncio.Lock | None
-) -> AsyncIterator[AsyncSession]:
-    async with gate or contextlib.nullcontext(), session_scope(sessionmaker) as session:
-        yield session
