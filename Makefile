@@ -5,6 +5,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_WORKERS ?= 2
+# Python may keep compiled modules (__pycache__, ignored by git) whatever the shell says: every test
+# process, and every `tierline` a test starts, then imports instead of compiling (seconds per run).
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: run test test-fast soak lint typecheck fmt install clean bench image image-test release-queries
 

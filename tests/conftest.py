@@ -1,6 +1,7 @@
 """Fixtures: every database test runs on SQLite and, when it answers, on PostgreSQL (docs/operations.md).
 
-* SQLite: the schema is migrated once into a template file, copied for each test.
+* SQLite: the schema is migrated once into a template file, copied for each test to the same path
+  in this test process (so the URL, and the app built for it, stay the same).
 * PostgreSQL: one database per test process, migrated once, truncated after each test.
   ``TEST_DATABASE_URL`` (default ``postgresql://127.0.0.1:5432/test``) names the server. When it
   does not answer, PostgreSQL cases are skipped, except under ``CI=true``, where they fail.
@@ -164,13 +165,25 @@ def _truncate(url: str) -> None:
             conn.execute("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE")
 
 
+@pytest.fixture(scope="session")
+def sqlite_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where this test process's SQLite database lives: one path, a fresh copy for every test."""
+    return tmp_path_factory.mktemp("sqlite") / "tierline.db"
+
+
+def _fresh_sqlite(template: Path, path: Path) -> None:
+    """A new file (a new inode: a connection a test leaked keeps the old one) with the template."""
+    for leftover in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        leftover.unlink(missing_ok=True)
+    shutil.copyfile(template, path)
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path) -> Iterator[str]:
+def database_url(request: pytest.FixtureRequest, sqlite_path: Path, sqlite_template: Path) -> Iterator[str]:
     """A migrated, empty database of each kind."""
     if request.param == "sqlite":
-        path = tmp_path / "tierline.db"
-        shutil.copyfile(sqlite_template, path)
-        yield f"sqlite+aiosqlite:///{path}"
+        _fresh_sqlite(sqlite_template, sqlite_path)
+        yield f"sqlite+aiosqlite:///{sqlite_path}"
         return
     pg_url: str | None = request.getfixturevalue("postgres_database")
     if pg_url is None:
@@ -202,16 +215,25 @@ def _no_network(request: httpx.Request) -> httpx.Response:
     raise httpx.ConnectError(f"tests do not reach {request.url.host}", request=request)
 
 
-@pytest.fixture
-async def offline_http() -> AsyncIterator[httpx.AsyncClient]:
-    """The app's HTTP client in tests: Shopify is never reached unless a test fakes it."""
-    async with httpx.AsyncClient(transport=httpx.MockTransport(_no_network)) as http:
-        yield http
+#: The app's HTTP client in tests that share an app (below): it lives as long as the test process.
+_SHARED_OFFLINE_HTTP = httpx.AsyncClient(transport=httpx.MockTransport(_no_network))
+_APPS: dict[str, Litestar] = {}
+
+
+def shared_app(settings: Settings) -> Litestar:
+    """The app for these settings, built once per test process. Building Litestar's routes costs
+    about 60 ms; everything with state (engine, runtime, worker, intake) is made by the lifespan,
+    which every test's client starts afresh. Tests that fake Shopify build their own app."""
+    key = settings.model_dump_json()
+    app = _APPS.get(key)
+    if app is None:
+        app = _APPS[key] = create_app(settings, http_client=_SHARED_OFFLINE_HTTP)
+    return app
 
 
 @pytest.fixture
-def app(settings: Settings, offline_http: httpx.AsyncClient) -> Litestar:
-    return create_app(settings, http_client=offline_http)
+def app(settings: Settings) -> Litestar:
+    return shared_app(settings)
 
 
 @pytest.fixture

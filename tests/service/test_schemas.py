@@ -57,13 +57,14 @@ class TestOnTheWire:
         assert entry.model_dump(mode="json", by_alias=True)["orderId"] is None
 
 
-class TestInTheOpenAPIDocument:
-    @pytest.fixture(scope="class")
-    def components(self, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-        url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('openapi') / 'x.db'}"
-        document: dict[str, Any] = create_app(make_settings(url)).openapi_schema.to_schema()
-        return document["components"]["schemas"]  # type: ignore[no-any-return]
+@pytest.fixture(scope="module")
+def components(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('openapi') / 'x.db'}"
+    document: dict[str, Any] = create_app(make_settings(url)).openapi_schema.to_schema()
+    return document["components"]["schemas"]  # type: ignore[no-any-return]
 
+
+class TestInTheOpenAPIDocument:
     def test_money_is_a_patterned_string(self, components: dict[str, Any]) -> None:
         assert components["CustomerStatsRead"]["properties"]["ltv"]["type"] == "string"
         assert components["CustomerStatsRead"]["properties"]["ltv"]["pattern"] == r"^-?\d+\.\d{2}$"

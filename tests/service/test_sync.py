@@ -26,11 +26,19 @@ from service.crypto import TokenCipher
 from service.db import session_scope
 from service.domain import installs, sync_state
 from service.domain.shops import get_or_create_shop_id
-from service.sync import BulkResult, NotInstalledError, SyncError, SyncReport, sync_shop
+from service.sync import (
+    SQLITE_MAX_BATCH_SIZE,
+    BulkResult,
+    NotInstalledError,
+    SyncError,
+    SyncReport,
+    sync_shop,
+)
 from shopify_client import AccessToken, BulkOperationError, ShopifyTransportError, parse_bulk_jsonl
 from tests.support import deliveries as helpers
 from tests.support import twins
 from tests.support.deliveries import Delivery, Sessionmaker
+from tests.support.marks import first_in_fast_runs
 from tests.support.payloads import ENCRYPTION_KEY, OTHER_SHOP, SHOP, customer_payload
 from tests.support.shopify_fake import FakeShopify, FakeSleep
 
@@ -135,11 +143,13 @@ def fake_for(data: twins.Dataset, shop: str) -> FakeShopify:
 
 @pytest.mark.anyio
 class TestBackfill:
+    @pytest.mark.parametrize("size", first_in_fast_runs((40, 110), (150, 420)))
     async def test_reaches_the_state_the_same_webhooks_reach(
-        self, sessionmaker: Sessionmaker, settings: Settings
+        self, sessionmaker: Sessionmaker, settings: Settings, size: tuple[int, int]
     ) -> None:
-        data = twins.dataset(customers=150, orders=420, seed=3, max_lines=6)
-        assert data.line_count > 2000
+        customers, orders = size
+        data = twins.dataset(customers=customers, orders=orders, seed=3, max_lines=6)
+        assert len(data.orders) > SQLITE_MAX_BATCH_SIZE  # several batches on either database
         await helpers.apply(sessionmaker, settings, webhook_deliveries(data), shop=SHOP)
         await install(sessionmaker, OTHER_SHOP)
         fake = fake_for(data, OTHER_SHOP)
@@ -147,10 +157,10 @@ class TestBackfill:
 
         report = await run_sync(sessionmaker, settings, fake, sleep=sleep)
 
-        assert (report.customers, report.orders, report.skipped, report.resumed_after) == (150, 420, 0, 0)
+        assert (report.customers, report.orders, report.skipped, report.resumed_after) == (*size, 0, 0)
         webhook_state = await shop_state(sessionmaker, SHOP)
         backfilled = await shop_state(sessionmaker, OTHER_SHOP)
-        assert len(backfilled["orders"]) == 420
+        assert len(backfilled["orders"]) == orders
         assert len(backfilled["order_lines"]) == sum(len(t.children) for t in data.orders)
         assert any(row["tracking_status"] == "delivered" for row in backfilled["orders"])
         assert any(
@@ -167,40 +177,40 @@ class TestBackfill:
         state, last_synced_at = await load_sync_state(sessionmaker, OTHER_SHOP)
         assert last_synced_at == NOW
         assert "phase" not in state
-        assert state["lastRun"]["orders"] == 420
+        assert state["lastRun"]["orders"] == orders
 
     async def test_resumes_after_a_crash_from_the_last_committed_record(
         self, sessionmaker: Sessionmaker, settings: Settings
     ) -> None:
-        data = twins.dataset(customers=40, orders=160, seed=5)
+        data = twins.dataset(customers=20, orders=60, seed=5)
         await install(sessionmaker, OTHER_SHOP)
         fake = fake_for(data, OTHER_SHOP)
 
         def crash_after_two_order_batches(phase: str, done: int, total: int) -> None:
-            if phase == "orders" and done >= 80:
+            if phase == "orders" and done >= 40:
                 raise Crash
 
         with pytest.raises(Crash):
             await run_sync(
-                sessionmaker, settings, fake, batch_size=40, progress=crash_after_two_order_batches
+                sessionmaker, settings, fake, batch_size=20, progress=crash_after_two_order_batches
             )
 
         state, last_synced_at = await load_sync_state(sessionmaker, OTHER_SHOP)
-        assert (state["phase"], state["applied"], last_synced_at) == ("orders", 80, None)
+        assert (state["phase"], state["applied"], last_synced_at) == ("orders", 40, None)
         assert state["bulkOperationId"] in fake.operations
         assert state["url"].startswith("https://storage.example.com/orders.jsonl")
-        assert len((await shop_state(sessionmaker, OTHER_SHOP))["orders"]) == 80
+        assert len((await shop_state(sessionmaker, OTHER_SHOP))["orders"]) == 40
 
-        report = await run_sync(sessionmaker, settings, fake, batch_size=40)
+        report = await run_sync(sessionmaker, settings, fake, batch_size=20)
 
-        assert (report.customers, report.orders, report.resumed_after) == (0, 80, 80)
+        assert (report.customers, report.orders, report.resumed_after) == (0, 20, 40)
         assert fake.bulk_phases() == ["customers", "orders"]  # no new bulk operation
         await install(sessionmaker, THIRD_SHOP)
-        await run_sync(sessionmaker, settings, fake_for(data, THIRD_SHOP), batch_size=40)
+        await run_sync(sessionmaker, settings, fake_for(data, THIRD_SHOP), batch_size=20)
         resumed = await shop_state(sessionmaker, OTHER_SHOP)
         assert resumed == await shop_state(sessionmaker, THIRD_SHOP)
-        assert len(resumed["orders"]) == 160
-        assert len(resumed["customers"]) == 40
+        assert len(resumed["orders"]) == 60
+        assert len(resumed["customers"]) == 20
         assert (await load_sync_state(sessionmaker, OTHER_SHOP))[1] == NOW
 
     async def test_a_download_that_breaks_off_is_fetched_again_from_the_same_operation(

@@ -24,6 +24,7 @@ from service.domain.settings import ShopSettings
 from tests.conftest import make_settings
 from tests.support import deliveries as helpers
 from tests.support.deliveries import Delivery, Sessionmaker
+from tests.support.marks import first_in_fast_runs
 from tests.support.payloads import (
     COD,
     OTHER_SHOP,
@@ -276,7 +277,7 @@ class TestBatchEqualsOneByOne:
         statuses = {s["status"] for s in await helpers.deliveries(sessionmaker, shop=OTHER_SHOP)}
         assert statuses == {"processed"}
 
-    @pytest.mark.parametrize("seed", [1, 2, 3])
+    @pytest.mark.parametrize("seed", first_in_fast_runs(1, 2, 3))
     async def test_runs_of_order_snapshots_applied_as_sets(
         self, sessionmaker: Sessionmaker, settings: Settings, seed: int
     ) -> None:
@@ -292,7 +293,7 @@ class TestBatchEqualsOneByOne:
             assert await rows_of(sessionmaker, table, OTHER_SHOP) == await rows_of(sessionmaker, table, SHOP)
         assert len(one_by_one["tracking"]) == 28
 
-    @pytest.mark.parametrize("seed", [1, 2, 3])
+    @pytest.mark.parametrize("seed", first_in_fast_runs(1, 2, 3))
     async def test_runs_of_fulfillments_and_events_applied_as_sets(
         self, sessionmaker: Sessionmaker, settings: Settings, seed: int
     ) -> None:
@@ -307,7 +308,7 @@ class TestBatchEqualsOneByOne:
         for table in ("fulfillments", "fulfillment_events"):
             assert await rows_of(sessionmaker, table, OTHER_SHOP) == await rows_of(sessionmaker, table, SHOP)
 
-    @pytest.mark.parametrize("seed", [1, 2, 3, 4])
+    @pytest.mark.parametrize("seed", first_in_fast_runs(1, 2, 3, 4))
     async def test_everything_interleaved(
         self, sessionmaker: Sessionmaker, settings: Settings, seed: int
     ) -> None:
