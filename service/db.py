@@ -4,7 +4,8 @@
   ``BEGIN IMMEDIATE`` for every transaction, so that a reader never has to upgrade to a writer
   (which SQLite refuses under contention).
 * PostgreSQL: psycopg 3 async with a small pool and no ping before each checkout (a round trip
-  on every request). A connection broken by a database restart fails on first use; SQLAlchemy
+  on every request). Every session runs in UTC (``SET TIME ZONE`` when a connection opens), so
+  timestamps come back in UTC without a conversion per value (``service.types``). A connection broken by a database restart fails on first use; SQLAlchemy
   then discards the whole pool. Intake retries once on a fresh connection; other requests answer
   ``503`` (``service.errors``) and the worker pauses and claims again.
 """
@@ -19,7 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from service.config import Settings
@@ -78,7 +79,21 @@ def make_engine(settings: Settings, **overrides: Any) -> AsyncEngine:
         "connect_args": {"connect_timeout": max(1, int(settings.intake_timeout_seconds))},
     }
     options.update(overrides)
-    return create_async_engine(url, **options)
+    engine = create_async_engine(url, **options)
+    _configure_postgresql(engine)
+    return engine
+
+
+def _configure_postgresql(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # A statement, not a startup option, so that connection poolers in front of PostgreSQL
+        # (which track TimeZone but may refuse startup options) keep it.
+        cursor = dbapi_connection.cursor()
+        cursor.execute("SET TIME ZONE 'UTC'")
+        cursor.close()
+        # Outside any transaction SQLAlchemy began: make the setting stick.
+        dbapi_connection.commit()
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
@@ -111,14 +126,28 @@ def insert_ignore(dialect_name: str, table: sa.Table, index_elements: list[str])
     return dialect_insert(dialect_name, table).on_conflict_do_nothing(index_elements=index_elements)
 
 
+class IdArrayText(sa.types.TypeDecorator[list[int]]):
+    """A list of 64-bit ids bound as one array literal, ``{1,2,3}``, which PostgreSQL casts to
+    ``BIGINT[]``: the driver then sends one string instead of checking every element in Python."""
+
+    impl = sa.Text()
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
+        if value is None:
+            return None
+        return "{" + ",".join(map(str, map(int, value))) + "}"
+
+
 def in_ids(dialect_name: str, column: Any, name: str) -> Any:
     """``column IN (:name)`` for a list of 64-bit ids, as one bind parameter.
 
-    PostgreSQL gets ``column = ANY(:name)`` with an array: one short statement whatever the
+    PostgreSQL gets ``column = ANY(CAST(:name AS BIGINT[]))``: one short statement whatever the
     number of ids, which psycopg can prepare, instead of hundreds of rendered parameters.
     """
     if dialect_name == "postgresql":
-        return column == sa.any_(sa.bindparam(name, type_=postgresql.ARRAY(sa.BigInteger())))
+        ids = sa.cast(sa.bindparam(name, type_=IdArrayText()), postgresql.ARRAY(sa.BigInteger()))
+        return column == sa.any_(ids)
     return column.in_(sa.bindparam(name, expanding=True))
 
 

@@ -43,6 +43,12 @@ class Money(sa.types.TypeDecorator[Decimal]):
             return int((amount * _SQLITE_FACTOR).to_integral_value())
         return amount
 
+    def result_processor(self, dialect: Dialect, coltype: Any) -> Any:
+        # psycopg reads NUMERIC as Decimal already: nothing to call per value on PostgreSQL.
+        if dialect.name == "postgresql":
+            return None
+        return super().result_processor(dialect, coltype)
+
     def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
         if value is None:
             return None
@@ -66,6 +72,13 @@ class UTCDateTime(sa.types.TypeDecorator[datetime]):
         if dialect.name == "sqlite":
             return value.replace(tzinfo=None)
         return value
+
+    def result_processor(self, dialect: Dialect, coltype: Any) -> Any:
+        # PostgreSQL sessions run in UTC (``service.db``), so psycopg already returns datetimes
+        # whose tzinfo is ``datetime.UTC``: nothing to call per value.
+        if dialect.name == "postgresql":
+            return None
+        return super().result_processor(dialect, coltype)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         if not isinstance(value, datetime):

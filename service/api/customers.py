@@ -15,7 +15,7 @@ from litestar.params import FromPath, FromQuery, QueryParameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.api.ids import path_id
-from service.api.orders import order_read
+from service.api.orders import order_reads
 from service.domain import customer_views
 from service.domain.api_keys import AuthenticatedShop
 from service.domain.pagination import DEFAULT_LIMIT, MAX_LIMIT
@@ -138,7 +138,7 @@ class CustomerController(Controller):
             tier_history=[_history_read(h) for h in profile.tier_history],
             metrics=_metrics_read(profile.metrics),
             affinity=_affinity_read(profile.affinity),
-            recent_orders=[order_read(o) for o in profile.recent_orders],
+            recent_orders=order_reads(profile.recent_orders),
             address_count=profile.address_count,
         )
 

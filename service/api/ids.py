@@ -18,7 +18,7 @@ def parse_id(value: str | int, kind: str) -> int | None:
         number = value
     else:
         text = value.strip()
-        match = _GID.match(text)
+        match = _GID.match(text) if text.startswith("gid:") else None
         if match is not None:
             if match.group("kind") != kind:
                 return None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -50,6 +50,12 @@ _ORDER_FIELDS = tuple(column.name for column in ORDER_COLUMNS)
 
 @dataclass(frozen=True, slots=True)
 class EnrichedOrder:
+    """An order as the grid shows it, with its customer's figures (None without a customer).
+
+    The API's ``OrderRead`` is read straight from it, field by field; the stored columns come
+    first, in the order of ``ORDER_COLUMNS`` (checked below), so a row fills them by position.
+    """
+
     id: int
     name: str | None
     customer_id: int | None
@@ -67,9 +73,30 @@ class EnrichedOrder:
     payment_method: str
     tracking_status: str | None
     delivered_at: datetime | None
-    tags: str
+    tags: list[str]
     test: bool
-    customer: stats.Stats | None
+    customer_ltv: Decimal | None
+    customer_order_count: int | None
+    customer_rto_count: int | None
+    customer_tier: str | None
+
+
+if tuple(f.name for f in fields(EnrichedOrder))[: len(_ORDER_FIELDS)] != _ORDER_FIELDS:
+    raise RuntimeError("EnrichedOrder's first fields must be ORDER_COLUMNS, in order")
+_TAGS_AT = _ORDER_FIELDS.index("tags")
+
+
+def split_tags(tags: str) -> list[str]:
+    """Shopify's comma-separated tags as a list, blanks left out."""
+    return [t for t in (part.strip() for part in tags.split(",")) if t] if tags else []
+
+
+def _enriched(row: Sequence[Any], figures: stats.Stats | None) -> EnrichedOrder:
+    values = list(row)
+    values[_TAGS_AT] = split_tags(values[_TAGS_AT])
+    if figures is None:
+        return EnrichedOrder(*values, None, None, None, None)
+    return EnrichedOrder(*values, figures.ltv, figures.order_count, figures.rto_count, figures.tier)
 
 
 async def enrich_rows(
@@ -79,10 +106,7 @@ async def enrich_rows(
     customer_ids = [int(r.customer_id) for r in rows if r.customer_id is not None]
     figures = await stats.read(session, shop_id, customer_ids, settings) if customer_ids else {}
     return [
-        EnrichedOrder(
-            **dict(zip(_ORDER_FIELDS, row, strict=True)),
-            customer=figures.get(int(row.customer_id)) if row.customer_id is not None else None,
-        )
+        _enriched(row, figures.get(int(row.customer_id)) if row.customer_id is not None else None)
         for row in rows
     ]
 
