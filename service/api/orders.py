@@ -21,7 +21,6 @@ from service.domain.tracking import ALL_STATES
 from service.errors import NotFoundError, UnprocessableError
 from service.schemas import OrderEnrichRequest, OrderItems, OrderRead, Page, TrackingStatusUpdate
 
-
 _ORDER_LIST: TypeAdapter[list[OrderRead]] = TypeAdapter(list[OrderRead])
 
 

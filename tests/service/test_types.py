@@ -23,7 +23,9 @@ KOLKATA = timezone(timedelta(hours=5, minutes=30))
 pytestmark = pytest.mark.anyio
 
 
-async def store_and_read(sessionmaker: Sessionmaker, created: datetime, total: Decimal) -> tuple[datetime, Decimal]:
+async def store_and_read(
+    sessionmaker: Sessionmaker, created: datetime, total: Decimal
+) -> tuple[datetime, Decimal]:
     async with session_scope(sessionmaker) as session:
         shop_id = await get_or_create_shop_id(session, SHOP)
         await session.execute(
