@@ -6,8 +6,9 @@
 * PostgreSQL: psycopg 3 async with a small pool and no ping before each checkout (a round trip
   on every request). Every session runs in UTC (``SET TIME ZONE`` when a connection opens), so
   timestamps come back in UTC without a conversion per value (``service.types``). A connection
-  broken by a database restart fails on first use; SQLAlchemy then discards the whole pool. Intake retries once on a fresh connection; other requests answer
-  ``503`` (``service.errors``) and the worker pauses and claims again.
+  broken by a database restart fails on first use; SQLAlchemy then discards the whole pool.
+  Intake retries once on a fresh connection; other requests answer ``503`` (``service.errors``)
+  and the worker pauses and claims again.
 """
 
 from __future__ import annotations
