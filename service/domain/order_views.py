@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from decimal import Decimal
@@ -84,6 +84,8 @@ class EnrichedOrder:
 if tuple(f.name for f in fields(EnrichedOrder))[: len(_ORDER_FIELDS)] != _ORDER_FIELDS:
     raise RuntimeError("EnrichedOrder's first fields must be ORDER_COLUMNS, in order")
 _TAGS_AT = _ORDER_FIELDS.index("tags")
+#: The constructor called with a row's values by position (checked above).
+_by_position: Callable[..., EnrichedOrder] = EnrichedOrder
 
 
 def split_tags(tags: str) -> list[str]:
@@ -95,8 +97,8 @@ def _enriched(row: Sequence[Any], figures: stats.Stats | None) -> EnrichedOrder:
     values = list(row)
     values[_TAGS_AT] = split_tags(values[_TAGS_AT])
     if figures is None:
-        return EnrichedOrder(*values, None, None, None, None)
-    return EnrichedOrder(*values, figures.ltv, figures.order_count, figures.rto_count, figures.tier)
+        return _by_position(*values, None, None, None, None)
+    return _by_position(*values, figures.ltv, figures.order_count, figures.rto_count, figures.tier)
 
 
 async def enrich_rows(
