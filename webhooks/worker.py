@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.config import Settings
 from service.db import session_scope
-from service.domain import compliance, inbox
+from service.domain import compliance, inbox, stats
 from service.domain.deferred import DeferredFigures
 from service.domain.settings import ShopSettings
 from service.metrics import BATCH_FALLBACKS
@@ -127,6 +127,22 @@ def _mentions(item: batch.Parsed) -> tuple[int, int, frozenset[int], frozenset[i
     return (item.delivery.id, item.delivery.shop_id, *item.payload.mentions())  # type: ignore[attr-defined]
 
 
+def _orders_of(steps: list[batch.Step]) -> Iterator[tuple[int, int]]:
+    """(shop id, order id) of every order the applied deliveries carry."""
+    for step in steps:
+        items = (
+            step.items
+            if isinstance(step, batch.Run)
+            else [step.item]
+            if isinstance(step, batch.Single)
+            else []
+        )
+        for item in items:
+            _customers, order_ids = item.payload.mentions()  # type: ignore[attr-defined]
+            for order_id in order_ids:
+                yield item.delivery.shop_id, order_id
+
+
 class InboxWorker:
     def __init__(
         self,
@@ -144,6 +160,10 @@ class InboxWorker:
         self._poll = settings.worker_poll_seconds
         batch = settings.worker_batch
         self._batch = min(batch, SQLITE_MAX_BATCH) if settings.is_sqlite else batch
+        #: Batches in flight at once: one loop each. While one waits for PostgreSQL, the other
+        #: computes; they are as independent as two worker processes (SKIP LOCKED claims,
+        #: per-customer locks for the figures, conflicts claimed again).
+        self.loops = 1 if settings.is_sqlite else settings.worker_concurrency
         self._on_settled = on_settled
         self._write_gate = write_gate
         self.wake = asyncio.Event()
@@ -218,7 +238,9 @@ class InboxWorker:
                 result.count(outcome)
                 result.settled.append((delivery.topic, outcome, elapsed))
 
-            for step in batch.plan(claimed, self._router, runs=batched):
+            steps = list(batch.plan(claimed, self._router, runs=batched))
+            await stats.lock_orders(session, _orders_of(steps))
+            for step in steps:
                 if isinstance(step, batch.Ignored):
                     logger.info("webhook.ignored", extra=_log(step.delivery))
                     record(step.delivery, DeliveryStatus.IGNORED, 0.0)
@@ -304,7 +326,13 @@ class InboxWorker:
         return DeliveryStatus.FAILED
 
     async def drain(self, *, max_batches: int = 1_000_000) -> int:
-        """Apply batches until nothing is due (tests, ``tierline worker --drain``). Returns count."""
+        """Apply batches until nothing is due (tests, ``tierline worker --drain``), :attr:`loops`
+        at a time. Returns the count."""
+        if self.loops == 1:
+            return await self._drain(max_batches)
+        return sum(await asyncio.gather(*(self._drain(max_batches) for _ in range(self.loops))))
+
+    async def _drain(self, max_batches: int) -> int:
         total = 0
         for _ in range(max_batches):
             result = await self.run_once()
@@ -329,8 +357,13 @@ class InboxWorker:
         return total
 
     async def run(self) -> None:
-        """Apply deliveries until :meth:`stop`; survive database outages with a pause."""
-        logger.info("worker.started", extra={"batch": self._batch})
+        """Apply deliveries until :meth:`stop`, :attr:`loops` batches at a time; survive database
+        outages with a pause."""
+        logger.info("worker.started", extra={"batch": self._batch, "loops": self.loops})
+        await asyncio.gather(*(self._loop() for _ in range(self.loops)))
+        logger.info("worker.stopped")
+
+    async def _loop(self) -> None:
         while not self._stopping.is_set():
             self.wake.clear()
             try:
@@ -349,7 +382,6 @@ class InboxWorker:
                 continue
             if result.total == 0:
                 await self._sleep(self._poll)
-        logger.info("worker.stopped")
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):

@@ -127,10 +127,10 @@ def _rows_of_customers_statement(dialect: str) -> Any:
     )
 
 
-def _lock_key(shop_id: int, customer_id: int) -> int:
-    """A 64-bit advisory lock key for one customer of one shop (a collision only serializes two
-    customers that need not be)."""
-    digest = hashlib.blake2b(f"{shop_id}:{customer_id}".encode(), digest_size=8).digest()
+def _lock_key(shop_id: int, customer_id: int, kind: str = "") -> int:
+    """A 64-bit advisory lock key for one customer (or, with ``kind``, another record) of one
+    shop (a collision only serializes two records that need not be)."""
+    digest = hashlib.blake2b(f"{kind}{shop_id}:{customer_id}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
 
 
@@ -153,6 +153,23 @@ async def lock_customers(session: AsyncSession, shop_id: int, customer_ids: Iter
     if dialect_of(session) != "postgresql":
         return
     keys = sorted({_lock_key(shop_id, cid) for cid in customer_ids if cid is not None})
+    if keys:
+        await session.execute(_LOCK_STATEMENT, {"keys": keys})
+
+
+async def lock_orders(session: AsyncSession, shop_orders: Iterable[tuple[int, int]]) -> None:
+    """Hold these (shop id, order id) pairs until the transaction ends: taken by a worker's batch
+    before it applies anything, so that two batches in flight (two loops, or two processes) that
+    touch one order take turns.
+
+    An order's tracking status is derived from its stored shipments and carrier events: under
+    READ COMMITTED, two batches each adding an event of one order would each derive from a
+    snapshot without the other's event, and the later commit would keep a stale status
+    (``out_for_delivery`` after ``delivered``). Keys in order, as for :func:`lock_customers`.
+    """
+    if dialect_of(session) != "postgresql":
+        return
+    keys = sorted({_lock_key(shop_id, order_id, "order:") for shop_id, order_id in shop_orders})
     if keys:
         await session.execute(_LOCK_STATEMENT, {"keys": keys})
 
