@@ -100,9 +100,6 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         "TIERLINE_ENCRYPTION_KEY": ENCRYPTION_KEY,
         "TIERLINE_WORKER": "off",
         "TIERLINE_ENV": "development",
-        # One batch at a time unless a test asks for more (tests/webhooks/test_worker_loops.py):
-        # tests that compare row orders, or count retries, read one sequence of batches.
-        "TIERLINE_WORKER_CONCURRENCY": 1,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)

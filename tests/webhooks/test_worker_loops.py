@@ -53,5 +53,5 @@ async def test_sqlite_applies_one_batch_at_a_time(sessionmaker: Sessionmaker, da
     assert helpers.make_worker(sessionmaker, settings).loops == expected
 
 
-def test_the_default_is_two_batches_in_flight() -> None:
-    assert Settings.model_fields["worker_concurrency"].default == 2
+def test_one_batch_at_a_time_unless_configured() -> None:
+    assert Settings.model_fields["worker_concurrency"].default == 1
