@@ -21,7 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from service.config import Settings
@@ -127,28 +127,16 @@ def insert_ignore(dialect_name: str, table: sa.Table, index_elements: list[str])
     return dialect_insert(dialect_name, table).on_conflict_do_nothing(index_elements=index_elements)
 
 
-class IdArrayText(sa.types.TypeDecorator[list[int]]):
-    """A list of 64-bit ids bound as one array literal, ``{1,2,3}``, which PostgreSQL casts to
-    ``BIGINT[]``: the driver then sends one string instead of checking every element in Python."""
-
-    impl = sa.Text()
-    cache_ok = True
-
-    def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
-        if value is None:
-            return None
-        return "{" + ",".join(map(str, map(int, value))) + "}"
-
-
 def in_ids(dialect_name: str, column: Any, name: str) -> Any:
     """``column IN (:name)`` for a list of 64-bit ids, as one bind parameter.
 
-    PostgreSQL gets ``column = ANY(CAST(:name AS BIGINT[]))``: one short statement whatever the
-    number of ids, which psycopg can prepare, instead of hundreds of rendered parameters.
+    PostgreSQL gets ``column = ANY(:name)`` with an array: one short statement whatever the
+    number of ids, which psycopg can prepare, instead of hundreds of rendered parameters. (Bound
+    as one text literal cast to ``BIGINT[]``, the array cost psycopg less, but the worker's
+    statements planned worse: 1,410 deliveries/s fell to 945/s, docs/benchmarks.md.)
     """
     if dialect_name == "postgresql":
-        ids = sa.cast(sa.bindparam(name, type_=IdArrayText()), postgresql.ARRAY(sa.BigInteger()))
-        return column == sa.any_(ids)
+        return column == sa.any_(sa.bindparam(name, type_=postgresql.ARRAY(sa.BigInteger())))
     return column.in_(sa.bindparam(name, expanding=True))
 
 
