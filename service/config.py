@@ -89,8 +89,8 @@ class Settings(BaseSettings):
     worker_batch: int = Field(default=100, ge=1, le=1000, alias="TIERLINE_WORKER_BATCH")
     worker_poll_seconds: float = Field(default=1.0, gt=0, alias="TIERLINE_WORKER_POLL")
     # Batches one worker process applies at once (PostgreSQL; SQLite has one writer: always 1).
-    # More than one pays when the database is far (round trips the process waits on); on this
-    # machine's loopback the worker is CPU-bound and two measured no faster (docs/scaling.md).
+    # More than one pays when the database is far (round trips the process waits on); on
+    # loopback the worker is CPU-bound and two measured no faster (docs/operations.md).
     worker_concurrency: int = Field(default=1, ge=1, le=16, alias="TIERLINE_WORKER_CONCURRENCY")
     intake_timeout_seconds: float = Field(default=3.0, gt=0, alias="TIERLINE_INTAKE_TIMEOUT")
     db_pool_size: int = Field(default=10, ge=1, alias="TIERLINE_DB_POOL_SIZE")
