@@ -74,13 +74,35 @@ def _sort_order(sort: str, people: Any, name_key: Any) -> keyset.KeysetOrder:
 
 @dataclass(frozen=True, slots=True)
 class CustomerSummary:
+    """A customer as the list shows them; the API's ``CustomerSummaryRead`` is read from it field
+    by field (:func:`summary`)."""
+
     id: int
     email: str | None
     phone: str | None
     first_name: str | None
     last_name: str | None
-    figures: stats.Stats
+    tier: str
+    ltv: Decimal
+    order_count: int
+    rto_count: int
     last_order_at: datetime | None
+
+
+def summary(row: Any, customer_id: int, figures: stats.Stats) -> CustomerSummary:
+    """A customer's row (email, phone, names, last order) with their figures."""
+    return CustomerSummary(
+        id=customer_id,
+        email=row.email,
+        phone=row.phone,
+        first_name=row.first_name,
+        last_name=row.last_name,
+        tier=figures.tier,
+        ltv=figures.ltv,
+        order_count=figures.order_count,
+        rto_count=figures.rto_count,
+        last_order_at=row.last_order_at,
+    )
 
 
 # --- input -----------------------------------------------------------------------------------
@@ -301,18 +323,7 @@ async def list_customers(
     ).all()
     shown = rows[:limit]
     figures = await stats.read(session, shop_id, [int(r.id) for r in shown], settings)
-    items = [
-        CustomerSummary(
-            id=int(r.id),
-            email=r.email,
-            phone=r.phone,
-            first_name=r.first_name,
-            last_name=r.last_name,
-            figures=figures[int(r.id)],
-            last_order_at=r.last_order_at,
-        )
-        for r in shown
-    ]
+    items = [summary(r, int(r.id), figures[int(r.id)]) for r in shown]
     next_cursor = None
     if len(rows) > limit:
         last = shown[-1]
@@ -452,15 +463,7 @@ async def customer_profile(
     if row is None:
         return None
     figures = (await stats.read(session, shop_id, [customer_id], settings))[customer_id]
-    summary = CustomerSummary(
-        id=customer_id,
-        email=row.email,
-        phone=row.phone,
-        first_name=row.first_name,
-        last_name=row.last_name,
-        figures=figures,
-        last_order_at=row.last_order_at,
-    )
+    found = summary(row, customer_id, figures)
     history = (
         await session.execute(
             sa.select(
@@ -488,7 +491,7 @@ async def customer_profile(
     recent, _ = await list_orders(session, shop_id, settings, customer_id=customer_id, limit=RECENT_ORDERS)
     addresses = await _addresses(session, shop_id, customer_id, settings, row)
     return CustomerProfile(
-        summary=summary,
+        summary=found,
         tier_of_record=row.tier_of_record,
         tier_history=[
             TierHistoryEntry(h.from_tier, h.to_tier, h.ltv, h.reason, h.order_id, h.at, h.order_name)
