@@ -188,6 +188,9 @@ def database_url(request: pytest.FixtureRequest, sqlite_path: Path, sqlite_templ
     pg_url: str | None = request.getfixturevalue("postgres_database")
     if pg_url is None:
         pytest.skip("PostgreSQL is not reachable at TEST_DATABASE_URL (set CI=true to make this fail)")
+    # Emptied before as well as after: a test starts empty even if something of the previous
+    # one (a process it started, a task it left) wrote after that test's own truncation.
+    _truncate(pg_url)
     try:
         yield pg_url
     finally:
