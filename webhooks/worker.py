@@ -127,20 +127,13 @@ def _mentions(item: batch.Parsed) -> tuple[int, int, frozenset[int], frozenset[i
     return (item.delivery.id, item.delivery.shop_id, *item.payload.mentions())  # type: ignore[attr-defined]
 
 
-def _orders_of(steps: list[batch.Step]) -> Iterator[tuple[int, int]]:
-    """(shop id, order id) of every order the applied deliveries carry."""
+def _applied(steps: list[batch.Step]) -> Iterator[batch.Parsed]:
+    """The deliveries a handler will apply (runs and singles, not rejected or ignored ones)."""
     for step in steps:
-        items = (
-            step.items
-            if isinstance(step, batch.Run)
-            else [step.item]
-            if isinstance(step, batch.Single)
-            else []
-        )
-        for item in items:
-            _customers, order_ids = item.payload.mentions()  # type: ignore[attr-defined]
-            for order_id in order_ids:
-                yield item.delivery.shop_id, order_id
+        if isinstance(step, batch.Run):
+            yield from step.items
+        elif isinstance(step, batch.Single):
+            yield step.item
 
 
 class InboxWorker:
@@ -226,7 +219,6 @@ class InboxWorker:
         result = BatchResult()
         settings_cache: dict[int, ShopSettings] = {}
         deferred = DeferredFigures() if batched else None
-        mentions: Mentions = []
         async with session_scope(self._sessionmaker) as session:
             claimed = await inbox.claim_batch(session, self._batch)
             settled: dict[str, list[int]] = {DeliveryStatus.PROCESSED: [], DeliveryStatus.IGNORED: []}
@@ -239,7 +231,10 @@ class InboxWorker:
                 result.settled.append((delivery.topic, outcome, elapsed))
 
             steps = list(batch.plan(claimed, self._router, runs=batched))
-            await stats.lock_orders(session, _orders_of(steps))
+            mentions: Mentions = [_mentions(item) for item in _applied(steps)]
+            await stats.lock_orders(
+                session, ((shop, order) for _, shop, _, orders in mentions for order in orders)
+            )
             for step in steps:
                 if isinstance(step, batch.Ignored):
                     logger.info("webhook.ignored", extra=_log(step.delivery))
@@ -250,10 +245,8 @@ class InboxWorker:
                 elif isinstance(step, batch.Run):
                     if deferred is None:  # runs are planned for batched attempts only
                         raise RuntimeError("a run planned for an attempt without a batch")
-                    mentions.extend(_mentions(item) for item in step.items)
                     await self._apply_run(session, step, settings_cache, deferred, record)
                 else:
-                    mentions.append(_mentions(step.item))
                     started = time.perf_counter()
                     outcome = await self._apply(session, step, settings_cache, deferred)
                     record(step.item.delivery, outcome, step.item.seconds + time.perf_counter() - started)

@@ -150,11 +150,13 @@ async def lock_customers(session: AsyncSession, shop_id: int, customer_ids: Iter
     two batches cannot deadlock on it) makes the second wait for the first's commit; its next
     statements then see every committed order. SQLite has one writer and needs none.
     """
-    if dialect_of(session) != "postgresql":
-        return
-    keys = sorted({_lock_key(shop_id, cid) for cid in customer_ids if cid is not None})
-    if keys:
-        await session.execute(_LOCK_STATEMENT, {"keys": keys})
+    await _hold(session, {_lock_key(shop_id, cid) for cid in customer_ids if cid is not None})
+
+
+async def _hold(session: AsyncSession, keys: set[int]) -> None:
+    """Take these advisory locks until the transaction ends, in key order (PostgreSQL only)."""
+    if keys and dialect_of(session) == "postgresql":
+        await session.execute(_LOCK_STATEMENT, {"keys": sorted(keys)})
 
 
 async def lock_orders(session: AsyncSession, shop_orders: Iterable[tuple[int, int]]) -> None:
@@ -167,11 +169,7 @@ async def lock_orders(session: AsyncSession, shop_orders: Iterable[tuple[int, in
     snapshot without the other's event, and the later commit would keep a stale status
     (``out_for_delivery`` after ``delivered``). Keys in order, as for :func:`lock_customers`.
     """
-    if dialect_of(session) != "postgresql":
-        return
-    keys = sorted({_lock_key(shop_id, order_id, "order:") for shop_id, order_id in shop_orders})
-    if keys:
-        await session.execute(_LOCK_STATEMENT, {"keys": keys})
+    await _hold(session, {_lock_key(shop_id, order_id, "order:") for shop_id, order_id in shop_orders})
 
 
 async def ensure_rows_of_customers(session: AsyncSession, shop_id: int, customer_ids: Iterable[int]) -> None:
