@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Annotated, Literal
 
-from litestar import Controller, get
+from litestar import Controller, Response, get
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, QueryParameter
 from pydantic import TypeAdapter
@@ -18,10 +18,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.api.ids import path_id
 from service.api.orders import order_reads
+from service.api.wire import customer_page
 from service.domain import customer_views
 from service.domain.api_keys import AuthenticatedShop
 from service.domain.pagination import DEFAULT_LIMIT, MAX_LIMIT
-from service.domain.settings import get_shop_settings
 from service.errors import NotFoundError
 from service.schemas import (
     AddressRead,
@@ -102,13 +102,19 @@ class CustomerController(Controller):
         sort: FromQuery[CustomerSort] = "ltv",
         limit: Annotated[int, QueryParameter(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
         cursor: Annotated[str | None, QueryParameter(max_length=2000)] = None,
-    ) -> Page[CustomerSummaryRead]:
+    ) -> Response[Page[CustomerSummaryRead]]:
         tiers = customer_views.parse_tiers(tier)
-        settings = await get_shop_settings(db_session, shop.id)
         items, next_cursor = await customer_views.list_customers(
-            db_session, shop.id, settings, tiers=tiers, search=search, sort=sort, limit=limit, cursor=cursor
+            db_session,
+            shop.id,
+            shop.settings,
+            tiers=tiers,
+            search=search,
+            sort=sort,
+            limit=limit,
+            cursor=cursor,
         )
-        return Page[CustomerSummaryRead](items=summary_reads(items), next_cursor=next_cursor)
+        return customer_page(items, next_cursor)
 
     @get(
         ["/{customer_id:str}", GID_PREFIX + "/{customer_id:str}"],
@@ -121,7 +127,7 @@ class CustomerController(Controller):
         customer_id: FromPath[str],
     ) -> CustomerRead:
         numeric = path_id(customer_id, "Customer")
-        settings = await get_shop_settings(db_session, shop.id)
+        settings = shop.settings
         profile = await customer_views.customer_profile(db_session, shop.id, numeric, settings, now=utc_now())
         if profile is None:
             raise NotFoundError("no such customer")
@@ -147,7 +153,7 @@ class CustomerController(Controller):
         customer_id: FromPath[str],
     ) -> Page[AddressRead]:
         numeric = path_id(customer_id, "Customer")
-        settings = await get_shop_settings(db_session, shop.id)
+        settings = shop.settings
         addresses = await customer_views.customer_addresses(db_session, shop.id, numeric, settings)
         if addresses is None:
             raise NotFoundError("no such customer")

@@ -5,18 +5,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Annotated, Literal
 
-from litestar import Controller, get, post, put
+from litestar import Controller, Response, get, post, put
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 from pydantic import TypeAdapter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.api.ids import body_ids, parse_id, path_id
+from service.api.wire import order_items, order_page
 from service.domain import order_views, orders
 from service.domain.api_keys import AuthenticatedShop
 from service.domain.order_views import EnrichedOrder, enriched_orders
 from service.domain.pagination import DEFAULT_LIMIT, MAX_LIMIT
-from service.domain.settings import get_shop_settings
 from service.domain.tracking import ALL_STATES
 from service.errors import NotFoundError, UnprocessableError
 from service.schemas import OrderEnrichRequest, OrderItems, OrderRead, Page, TrackingStatusUpdate
@@ -54,7 +54,7 @@ class OrderController(Controller):
         ] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
         cursor: Annotated[str | None, QueryParameter(max_length=2000)] = None,
-    ) -> Page[OrderRead]:
+    ) -> Response[Page[OrderRead]]:
         customer = None
         if customer_id is not None:
             customer = parse_id(customer_id, "Customer")
@@ -62,7 +62,7 @@ class OrderController(Controller):
                 raise UnprocessableError(
                     "invalid customerId", errors=[{"field": "customerId", "message": "not a Customer id"}]
                 )
-        settings = await get_shop_settings(db_session, shop.id)
+        settings = shop.settings
         items, next_cursor = await order_views.list_orders(
             db_session,
             shop.id,
@@ -73,7 +73,7 @@ class OrderController(Controller):
             limit=limit,
             cursor=cursor,
         )
-        return Page[OrderRead](items=order_reads(items), next_cursor=next_cursor)
+        return order_page(items, next_cursor)
 
     @post(
         "/enrich",
@@ -86,11 +86,9 @@ class OrderController(Controller):
         db_session: NamedDependency[AsyncSession],
         shop: NamedDependency[AuthenticatedShop],
         data: JSONBody[OrderEnrichRequest],
-    ) -> OrderItems:
+    ) -> Response[OrderItems]:
         ids = body_ids(data.order_ids, "Order", "orderIds")
-        settings = await get_shop_settings(db_session, shop.id)
-        found = await enriched_orders(db_session, shop.id, ids, settings)
-        return OrderItems(items=order_reads(found))
+        return order_items(await enriched_orders(db_session, shop.id, ids, shop.settings))
 
     @put(
         ["/{order_id:str}/tracking-status", "/gid:/shopify/Order/{order_id:str}/tracking-status"],
@@ -109,7 +107,7 @@ class OrderController(Controller):
         data: JSONBody[TrackingStatusUpdate],
     ) -> OrderRead:
         numeric = path_id(order_id, "Order")
-        settings = await get_shop_settings(db_session, shop.id)
+        settings = shop.settings
         await orders.set_tracking_status(db_session, shop.id, numeric, data.status, settings)
         found = await enriched_orders(db_session, shop.id, [numeric], settings)
         if not found:

@@ -12,7 +12,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from service.domain import reports
 from service.domain.api_keys import AuthenticatedShop
 from service.domain.pagination import MAX_LIMIT
-from service.domain.settings import get_shop_settings
 from service.schemas import (
     OverviewRead,
     TierCountsRead,
@@ -64,7 +63,7 @@ class ReportController(Controller):
         limit: Annotated[int, QueryParameter(ge=1, le=MAX_LIMIT)] = reports.DEFAULT_TOP_CUSTOMERS,
     ) -> TopCustomersRead:
         window = reports.report_window(period, from_, to, now=utc_now())
-        settings = await get_shop_settings(db_session, shop.id)
+        settings = shop.settings
         found = await reports.top_customers(db_session, shop.id, settings, window, limit)
         return TopCustomersRead.model_validate(
             {
@@ -82,7 +81,7 @@ class ReportController(Controller):
     async def overview(
         self, db_session: NamedDependency[AsyncSession], shop: NamedDependency[AuthenticatedShop]
     ) -> OverviewRead:
-        settings = await get_shop_settings(db_session, shop.id)
+        settings = shop.settings
         found = await reports.overview(db_session, shop.id, settings, now=utc_now())
         return OverviewRead(
             customer_count=found.customer_count,

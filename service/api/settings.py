@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.domain.api_keys import AuthenticatedShop
 from service.domain.rederive import update_settings
-from service.domain.settings import ShopSettings, get_shop_settings, to_document
+from service.domain.settings import ShopSettings, to_document
 from service.domain.tier_levels import THRESHOLD_TIERS
 from service.schemas import SettingsRead
 
@@ -28,7 +28,7 @@ class SettingsController(Controller):
     async def get_settings(
         self, db_session: NamedDependency[AsyncSession], shop: NamedDependency[AuthenticatedShop]
     ) -> SettingsRead:
-        return settings_read(await get_shop_settings(db_session, shop.id))
+        return settings_read(shop.settings)
 
     @put(
         "/",

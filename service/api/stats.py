@@ -11,7 +11,6 @@ from service.api.ids import body_ids
 from service.domain import stats
 from service.domain.api_keys import AuthenticatedShop
 from service.domain.rederive import recalculate_tiers
-from service.domain.settings import get_shop_settings
 from service.domain.thresholds import suggest_thresholds
 from service.domain.tier_levels import PERCENTILES
 from service.schemas import (
@@ -42,7 +41,7 @@ async def customer_stats(
     data: JSONBody[StatsRequest],
 ) -> StatsResponse:
     ids = body_ids(data.customer_ids, "Customer", "customerIds")
-    settings = await get_shop_settings(db_session, shop.id)
+    settings = shop.settings
     figures = await stats.read(db_session, shop.id, ids, settings)
     return StatsResponse(stats={str(cid): stats_read(f) for cid, f in figures.items()})
 
@@ -81,7 +80,7 @@ async def recalculate(
 async def tier_suggestion(
     db_session: NamedDependency[AsyncSession], shop: NamedDependency[AuthenticatedShop]
 ) -> TierSuggestionRead:
-    settings = await get_shop_settings(db_session, shop.id)
+    settings = shop.settings
     found = await suggest_thresholds(db_session, shop.id, settings)
     return TierSuggestionRead(
         tier_thresholds=TierThresholdsRead(**{t: v for t, v in found.thresholds.items()}),

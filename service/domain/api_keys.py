@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service.domain.settings import ShopSettings
 from service.domain.shops import get_or_create_shop_id
 from service.models import ApiKey, Shop
 from service.types import utc_now
@@ -31,6 +32,9 @@ def hash_key(key: str) -> str:
 class AuthenticatedShop:
     id: int
     domain: str
+    #: The shop's settings, read in the same statement as the credentials: a request reads them
+    #: from here rather than asking the database again.
+    settings: ShopSettings
     #: The API key that authenticated the request (None for a session token) and when it was
     #: last recorded as used.
     key_id: int | None = None
@@ -71,7 +75,13 @@ async def shop_for_api_key(session: AsyncSession, key: str) -> AuthenticatedShop
     """The installed shop a live key belongs to; None for unknown, revoked or uninstalled."""
     row = (
         await session.execute(
-            sa.select(shops.c.id, shops.c.domain, api_keys.c.id.label("key_id"), api_keys.c.last_used_at)
+            sa.select(
+                shops.c.id,
+                shops.c.domain,
+                shops.c.settings,
+                api_keys.c.id.label("key_id"),
+                api_keys.c.last_used_at,
+            )
             .join(api_keys, api_keys.c.shop_id == shops.c.id)
             .where(
                 api_keys.c.key_hash == hash_key(key),
@@ -83,7 +93,11 @@ async def shop_for_api_key(session: AsyncSession, key: str) -> AuthenticatedShop
     if row is None:
         return None
     return AuthenticatedShop(
-        id=int(row.id), domain=str(row.domain), key_id=int(row.key_id), key_last_used_at=row.last_used_at
+        id=int(row.id),
+        domain=str(row.domain),
+        settings=ShopSettings.from_stored(row.settings if isinstance(row.settings, dict) else None),
+        key_id=int(row.key_id),
+        key_last_used_at=row.last_used_at,
     )
 
 
@@ -150,5 +164,9 @@ async def revoke_api_key(session: AsyncSession, key_id: int) -> tuple[ApiKeyInfo
 async def shop_for_session_token(session: AsyncSession, domain: str) -> AuthenticatedShop | None:
     """The shop named by a verified session token (created if never seen); None if uninstalled."""
     shop_id = await get_or_create_shop_id(session, domain)
-    uninstalled = await session.scalar(sa.select(shops.c.uninstalled_at).where(shops.c.id == shop_id))
-    return None if uninstalled is not None else AuthenticatedShop(id=shop_id, domain=domain)
+    query = sa.select(shops.c.uninstalled_at, shops.c.settings).where(shops.c.id == shop_id)
+    row = (await session.execute(query)).one()
+    if row.uninstalled_at is not None:
+        return None
+    stored = row.settings if isinstance(row.settings, dict) else None
+    return AuthenticatedShop(id=shop_id, domain=domain, settings=ShopSettings.from_stored(stored))

@@ -307,6 +307,30 @@ async def read(
     return {cid: found.get(cid, zero) for cid in ids}
 
 
+#: A customer's stored figures as columns of a ``LEFT JOIN`` (:func:`joined`, :func:`from_joined`).
+JOINED_COLUMNS = (customer_stats.c.ltv, customer_stats.c.order_count, customer_stats.c.rto_count)
+
+
+def joined(table: Any, shop_id: Any, customer_id: Any) -> Any:
+    """``table LEFT JOIN customer_stats`` on a shop and a customer column: a read that fetches
+    rows and their customers' figures in one statement selects :data:`JOINED_COLUMNS` from it and
+    reads them with :func:`from_joined`, the same rule as :func:`read`."""
+    return table.outerjoin(
+        customer_stats,
+        sa.and_(customer_stats.c.shop_id == shop_id, customer_stats.c.customer_id == customer_id),
+    )
+
+
+def from_joined(
+    ltv: Decimal | None, order_count: int | None, rto_count: int | None, thresholds: dict[str, Decimal]
+) -> Stats:
+    """A customer's figures from :data:`JOINED_COLUMNS`; no row means zeros and the base tier, as
+    :func:`read` answers for an unknown id."""
+    if ltv is None or order_count is None or rto_count is None:
+        return Stats(ZERO, 0, 0, tier_for(ZERO, thresholds))
+    return Stats(ltv, int(order_count), int(rto_count), tier_for(ltv, thresholds))
+
+
 @dataclass(frozen=True, slots=True)
 class Difference:
     shop_id: int

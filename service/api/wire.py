@@ -1,0 +1,157 @@
+"""The hot read paths' JSON, written straight from the views (docs/api.md, docs/benchmarks.md).
+
+``OrderRead`` and ``CustomerSummaryRead`` (``service.schemas``) document these responses and
+validate them everywhere else. For the order grid's endpoints, a list of hundreds of orders went
+through pydantic twice (validated from the view, then serialized), which cost more CPU than the
+database spent answering. Here each view becomes a ``msgspec.Struct`` already in its wire form
+(ids and amounts as strings) and is encoded in one pass, without validation: the view's types are
+the database's, checked when they were stored.
+
+The structs carry the same fields as the documented models, in the same order (checked on import),
+and ``tests/service/api/test_wire.py`` holds both to the same bytes for the same view.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import msgspec
+from litestar import MediaType, Response
+from pydantic import BaseModel
+
+from service.domain.customer_views import CustomerSummary
+from service.domain.order_views import EnrichedOrder
+from service.schemas import CustomerSummaryRead, OrderRead, money
+
+
+class OrderJson(msgspec.Struct, rename="camel", frozen=True, gc=False):
+    """``OrderRead`` on the wire."""
+
+    id: str
+    name: str | None
+    customer_id: str | None
+    email: str | None
+    phone: str | None
+    created_at: datetime | None
+    updated_at: datetime | None
+    processed_at: datetime | None
+    cancelled_at: datetime | None
+    financial_status: str | None
+    fulfillment_status: str | None
+    currency: str | None
+    total_amount: str
+    original_total: str
+    payment_method: str
+    tracking_status: str | None
+    delivered_at: datetime | None
+    tags: list[str]
+    test: bool
+    customer_ltv: str | None
+    customer_order_count: int | None
+    customer_rto_count: int | None
+    customer_tier: str | None
+
+
+class CustomerSummaryJson(msgspec.Struct, rename="camel", frozen=True, gc=False):
+    """``CustomerSummaryRead`` on the wire."""
+
+    id: str
+    email: str | None
+    phone: str | None
+    first_name: str | None
+    last_name: str | None
+    tier: str
+    ltv: str
+    order_count: int
+    rto_count: int
+    last_order_at: datetime | None
+
+
+class ItemsJson(msgspec.Struct, rename="camel", gc=False):
+    items: Sequence[Any]
+
+
+class PageJson(msgspec.Struct, rename="camel", gc=False):
+    items: Sequence[Any]
+    next_cursor: str | None
+
+
+def _same_fields(wire: type[msgspec.Struct], model: type[BaseModel]) -> None:
+    names = tuple(field.encode_name for field in msgspec.structs.fields(wire))
+    aliases = tuple(field.alias or name for name, field in model.model_fields.items())
+    if names != aliases:
+        raise RuntimeError(f"{wire.__name__} must carry {model.__name__}'s fields, in order: {aliases}")
+
+
+_same_fields(OrderJson, OrderRead)
+_same_fields(CustomerSummaryJson, CustomerSummaryRead)
+
+_ENCODER = msgspec.json.Encoder()
+
+
+def order_json(order: EnrichedOrder) -> OrderJson:
+    ltv = order.customer_ltv
+    return OrderJson(
+        id=str(order.id),
+        name=order.name,
+        customer_id=None if order.customer_id is None else str(order.customer_id),
+        email=order.email,
+        phone=order.phone,
+        created_at=order.created_at,
+        updated_at=order.updated_at,
+        processed_at=order.processed_at,
+        cancelled_at=order.cancelled_at,
+        financial_status=order.financial_status,
+        fulfillment_status=order.fulfillment_status,
+        currency=order.currency,
+        total_amount=money(order.total_amount),
+        original_total=money(order.original_total),
+        payment_method=order.payment_method,
+        tracking_status=order.tracking_status,
+        delivered_at=order.delivered_at,
+        tags=order.tags,
+        test=order.test,
+        customer_ltv=None if ltv is None else money(ltv),
+        customer_order_count=order.customer_order_count,
+        customer_rto_count=order.customer_rto_count,
+        customer_tier=order.customer_tier,
+    )
+
+
+def customer_summary_json(customer: CustomerSummary) -> CustomerSummaryJson:
+    return CustomerSummaryJson(
+        id=str(customer.id),
+        email=customer.email,
+        phone=customer.phone,
+        first_name=customer.first_name,
+        last_name=customer.last_name,
+        tier=customer.tier,
+        ltv=money(customer.ltv),
+        order_count=customer.order_count,
+        rto_count=customer.rto_count,
+        last_order_at=customer.last_order_at,
+    )
+
+
+def json_response(document: msgspec.Struct) -> Response[Any]:
+    """A ``200`` whose body is the document, encoded here (the route's annotation documents it)."""
+    return Response(content=_ENCODER.encode(document), media_type=MediaType.JSON)
+
+
+def order_items(found: Sequence[EnrichedOrder]) -> Response[Any]:
+    """``OrderItems``: ``{"items": [OrderRead, ...]}``."""
+    return json_response(ItemsJson(items=[order_json(order) for order in found]))
+
+
+def order_page(found: Sequence[EnrichedOrder], next_cursor: str | None) -> Response[Any]:
+    """``Page[OrderRead]``."""
+    return json_response(PageJson(items=[order_json(order) for order in found], next_cursor=next_cursor))
+
+
+def customer_page(found: Sequence[CustomerSummary], next_cursor: str | None) -> Response[Any]:
+    """``Page[CustomerSummaryRead]``."""
+    return json_response(
+        PageJson(items=[customer_summary_json(customer) for customer in found], next_cursor=next_cursor)
+    )
