@@ -31,6 +31,7 @@ from service.api.stats import customer_stats, recalculate, tier_suggestion
 from service.config import Settings
 from service.db import make_engine, make_sessionmaker
 from service.errors import exception_handlers
+from service.http import http_client as shopify_http
 from service.jobs import JobRunner
 from service.limits import BodyBudget, request_limits
 from service.metrics import record_settled, timing_middleware
@@ -66,7 +67,7 @@ def create_app(
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         engine = make_engine(settings)
         sessionmaker = make_sessionmaker(engine)
-        http = http_client or httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0))
+        http = http_client or shopify_http(httpx.Timeout(10.0, connect=5.0))
         runtime = Runtime(
             settings=settings,
             engine=engine,

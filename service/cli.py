@@ -120,14 +120,19 @@ def check_database(settings: Settings) -> None:
     reached yet is only a warning (it may be starting too); ``/ready`` reports it meanwhile."""
     from service.db import make_engine
 
-    async def _check() -> tuple[str | None, bool]:
+    async def _check() -> None:
         engine = make_engine(settings)
         try:
-            return await database_problem(engine, settings)
+            await check_engine(engine, settings)
         finally:
             await engine.dispose()
 
-    problem, reachable = asyncio.run(_check())
+    asyncio.run(_check())
+
+
+async def check_engine(engine: AsyncEngine, settings: Settings) -> None:
+    """:func:`check_database` on an engine the command goes on to use."""
+    problem, reachable = await database_problem(engine, settings)
     if problem and reachable:
         raise fail(problem, code=1)
     if problem:
@@ -216,24 +221,26 @@ def worker(
 ) -> None:
     """Run the inbox worker on its own (several may run against one PostgreSQL)."""
     settings = load_settings(secrets_required=True)
-    check_database(settings)
-    typer.echo(f"tierline worker  database: {describe_database(settings.database_url)}", err=True)
     sys.exit(asyncio.run(_worker(settings, drain=drain)))
 
 
 async def _worker(settings: Settings, *, drain: bool) -> int:
     from service.db import make_engine, make_sessionmaker
+    from service.http import http_client
     from service.jobs import JobRunner
     from service.metrics import record_settled
     from service.writeback import WriteBackSender
     from webhooks.handlers import build_router
     from webhooks.worker import InboxWorker
 
+    # One engine (one pool, one event loop) checks the database and then does the work.
     engine = make_engine(settings)
-    sessionmaker = make_sessionmaker(engine)
-    inbox_worker = InboxWorker(sessionmaker, build_router(), settings, on_settled=record_settled)
     try:
-        async with httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=10.0)) as http:
+        await check_engine(engine, settings)
+        typer.echo(f"tierline worker  database: {describe_database(settings.database_url)}", err=True)
+        sessionmaker = make_sessionmaker(engine)
+        inbox_worker = InboxWorker(sessionmaker, build_router(), settings, on_settled=record_settled)
+        async with http_client(httpx.Timeout(60.0, connect=10.0)) as http:
             job_runner = JobRunner(sessionmaker, http, settings)
             sender = WriteBackSender(sessionmaker, http, settings)
             if drain:

@@ -48,7 +48,7 @@ UTCTime = Annotated[datetime, AfterValidator(_to_utc)]
 
 
 class Payload(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, defer_build=True)
 
     def mentions(self) -> tuple[frozenset[int], frozenset[int]]:
         """The (customer ids, order ids) whose data this payload carries: after a redaction of
