@@ -7,13 +7,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.domain.deferred import DeferredFigures
 from service.domain.settings import ShopSettings, get_shop_settings
+from webhooks.payloads import Payload
 
-P = TypeVar("P", bound=BaseModel)
+P = TypeVar("P", bound=Payload)
 
 
 class PermanentDeliveryError(Exception):
@@ -74,7 +74,7 @@ class Route(Generic[P]):
 
     def parse(self, body: bytes) -> P:
         """Validate a raw body against the topic's payload model (raises ValidationError)."""
-        return self.model.model_validate_json(body)
+        return self.model.from_body(body)
 
     async def __call__(self, ctx: DeliveryContext, body: bytes) -> None:
         await self.handler(ctx, self.parse(body))
