@@ -86,7 +86,7 @@ class Settings(BaseSettings):
     # Inbox and worker tuning (documented in docs/architecture.md).
     max_attempts: int = Field(default=8, ge=1, alias="TIERLINE_MAX_ATTEMPTS")
     retention_days: int = Field(default=14, ge=1, alias="TIERLINE_RETENTION_DAYS")
-    worker_batch: int = Field(default=100, ge=1, le=1000, alias="TIERLINE_WORKER_BATCH")
+    worker_batch: int = Field(default=200, ge=1, le=1000, alias="TIERLINE_WORKER_BATCH")
     worker_poll_seconds: float = Field(default=1.0, gt=0, alias="TIERLINE_WORKER_POLL")
     # Batches one worker process applies at once (PostgreSQL; SQLite has one writer: always 1).
     # More than one pays when the database is far (round trips the process waits on); on

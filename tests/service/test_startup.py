@@ -1,0 +1,20 @@
+"""What a ``tierline`` process imports before it does anything (docs/benchmarks.md, start-up)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def test_the_command_line_does_not_import_httpx_s_own_cli() -> None:
+    code = (
+        "import sys, service.cli, service.http, httpx\n"
+        "print(' '.join(sorted(m for m in ('rich', 'pygments', 'httpx._main') if sys.modules.get(m))))\n"
+        "print(httpx.AsyncClient.__name__)\n"
+    )
+    command = [sys.executable, "-c", code]
+    done = subprocess.run(command, capture_output=True, text=True, check=True, timeout=60)
+
+    loaded, client = done.stdout.splitlines()
+    assert loaded == ""
+    assert client == "AsyncClient"
