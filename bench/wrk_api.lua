@@ -1,8 +1,9 @@
 -- wrk script for the read API (bench/api_bench.py).
 -- Arguments (after --):
---   enrich <api key> <order ids file> <ids per body> <bodies per thread>
---       POST /api/orders/enrich with {"orderIds": [...]} of random ids from the file; the bodies are
---       built here, once per thread, and cycled.
+--   post <api key> <path> <field> <ids file> <ids per body> <bodies per thread>
+--       POST <path> with {"<field>": [...]} of random ids from the file (POST /api/orders/enrich
+--       with orderIds, POST /api/stats/customers with customerIds); the bodies are built here,
+--       once per thread, and cycled.
 --   get <api key> <path>
 --       GET <path> (e.g. /api/customers?tier=gold&limit=50).
 
@@ -25,22 +26,24 @@ non200 = 0
 function init(args)
   mode = args[1]
   key = args[2]
-  if mode == "enrich" then
+  if mode == "post" then
+    path = args[3]
+    local field = args[4]
     local ids = {}
-    for line in io.lines(args[3]) do
+    for line in io.lines(args[5]) do
       if #line > 0 then
         ids[#ids + 1] = line
       end
     end
-    local per_body = tonumber(args[4]) or 250
-    local count = tonumber(args[5]) or 50
+    local per_body = tonumber(args[6]) or 250
+    local count = tonumber(args[7]) or 50
     math.randomseed(1000 + (thread_no or 0))
     for b = 1, count do
       local picked = {}
       for i = 1, per_body do
         picked[i] = '"' .. ids[math.random(#ids)] .. '"'
       end
-      bodies[b] = '{"orderIds":[' .. table.concat(picked, ",") .. "]}"
+      bodies[b] = '{"' .. field .. '":[' .. table.concat(picked, ",") .. "]}"
     end
   else
     path = args[3]
@@ -50,9 +53,9 @@ end
 function request()
   sent = sent + 1
   local headers = { ["Authorization"] = "Bearer " .. key, ["Accept"] = "application/json" }
-  if mode == "enrich" then
+  if mode == "post" then
     headers["Content-Type"] = "application/json"
-    return wrk.format("POST", "/api/orders/enrich", headers, bodies[((sent - 1) % #bodies) + 1])
+    return wrk.format("POST", path, headers, bodies[((sent - 1) % #bodies) + 1])
   end
   return wrk.format("GET", path, headers)
 end

@@ -103,15 +103,22 @@ def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 
 @asynccontextmanager
 async def session_scope(
-    sessionmaker: async_sessionmaker[AsyncSession], *, readonly: bool = False
+    sessionmaker: async_sessionmaker[AsyncSession], *, readonly: bool = False, autocommit: bool = False
 ) -> AsyncIterator[AsyncSession]:
     """One transaction: commit on success, roll back on any exception.
 
     ``readonly``: the transaction only reads (on SQLite it then does not take the write lock).
+    ``autocommit`` (PostgreSQL; for work that only reads): each statement runs on its own, without
+    the ``BEGIN`` and ``COMMIT`` round trips. It reads what a ``READ COMMITTED`` transaction would
+    (each statement sees what was committed when it started); the connection goes back to the pool
+    transactional again. SQLite ignores it.
     """
     async with sessionmaker() as session, session.begin():
-        if readonly:
-            await session.connection(execution_options={READONLY_OPTION: True})
+        if readonly or autocommit:
+            options: dict[str, Any] = {READONLY_OPTION: True}
+            if autocommit and dialect_of(session) == "postgresql":
+                options["isolation_level"] = "AUTOCOMMIT"
+            await session.connection(execution_options=options)
         yield session
 
 

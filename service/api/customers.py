@@ -16,6 +16,7 @@ from litestar.params import FromPath, FromQuery, QueryParameter
 from pydantic import TypeAdapter
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service.api.deps import READS_ONLY
 from service.api.ids import path_id
 from service.api.orders import order_reads
 from service.api.wire import customer_page
@@ -84,6 +85,7 @@ class CustomerController(Controller):
     @get(
         "/",
         summary="Customers with their LTV, tier and COD RTO count",
+        opt=READS_ONLY,
         description=(
             "Filter by `tier` (one or comma-separated) and `search` (case-insensitive substring of "
             "name, email or phone). Sort by `ltv` (default), `orderCount`, `lastOrderAt` (each "
@@ -119,6 +121,7 @@ class CustomerController(Controller):
     @get(
         ["/{customer_id:str}", GID_PREFIX + "/{customer_id:str}"],
         summary="A customer: figures, tier history, metrics, affinity, recent orders",
+        opt=READS_ONLY,
     )
     async def get_customer(
         self,
@@ -145,6 +148,7 @@ class CustomerController(Controller):
     @get(
         ["/{customer_id:str}/addresses", GID_PREFIX + "/{customer_id:str}/addresses"],
         summary="A customer's distinct addresses, most recently used first (for autofill)",
+        opt=READS_ONLY,
     )
     async def get_addresses(
         self,

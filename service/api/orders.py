@@ -11,6 +11,7 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from pydantic import TypeAdapter
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service.api.deps import READS_ONLY
 from service.api.ids import body_ids, parse_id, path_id
 from service.api.wire import order_items, order_page
 from service.domain import order_views, orders
@@ -36,6 +37,7 @@ class OrderController(Controller):
     @get(
         "/",
         summary="Orders with their customers' figures, newest first (the order grid)",
+        opt=READS_ONLY,
         description=(
             "Filters: `customerId` (123 or gid://shopify/Customer/123), `trackingStatus` (a tracking "
             "status such as `in_transit` or `rto_initiated`, or `none` for orders without one), "
@@ -78,6 +80,7 @@ class OrderController(Controller):
     @post(
         "/enrich",
         summary="Up to 1000 orders with their customers' figures, in the order asked",
+        opt=READS_ONLY,
         description="Ids as numbers, numeric strings or gid://shopify/Order/ ids; unknown ids are left out.",
         status_code=200,
     )

@@ -9,6 +9,7 @@ from litestar.di import NamedDependency
 from litestar.params import JSONBody
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service.api.deps import READS_ONLY
 from service.domain.api_keys import AuthenticatedShop
 from service.domain.rederive import update_settings
 from service.domain.settings import ShopSettings, to_document
@@ -24,7 +25,7 @@ class SettingsController(Controller):
     path = "/api/settings"
     tags = ["settings"]
 
-    @get("/", summary="The shop's settings")
+    @get("/", summary="The shop's settings", opt=READS_ONLY)
     async def get_settings(
         self, db_session: NamedDependency[AsyncSession], shop: NamedDependency[AuthenticatedShop]
     ) -> SettingsRead:

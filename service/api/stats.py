@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from litestar import get, post
+from litestar import Response, get, post
 from litestar.di import NamedDependency
 from litestar.params import JSONBody
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service.api import wire
+from service.api.deps import READS_ONLY
 from service.api.ids import body_ids
 from service.domain import stats
 from service.domain.api_keys import AuthenticatedShop
@@ -14,7 +16,6 @@ from service.domain.rederive import recalculate_tiers
 from service.domain.thresholds import suggest_thresholds
 from service.domain.tier_levels import PERCENTILES
 from service.schemas import (
-    CustomerStatsRead,
     RecalculationRead,
     StatsRequest,
     StatsResponse,
@@ -25,25 +26,20 @@ from service.schemas import (
 )
 
 
-def stats_read(figures: stats.Stats) -> CustomerStatsRead:
-    return CustomerStatsRead.model_validate(figures, from_attributes=True)
-
-
 @post(
     "/api/stats/customers",
     summary="LTV, order count, COD RTO count and tier for up to 1000 customers",
     tags=["stats"],
+    opt=READS_ONLY,
     status_code=200,
 )
 async def customer_stats(
     db_session: NamedDependency[AsyncSession],
     shop: NamedDependency[AuthenticatedShop],
     data: JSONBody[StatsRequest],
-) -> StatsResponse:
+) -> Response[StatsResponse]:
     ids = body_ids(data.customer_ids, "Customer", "customerIds")
-    settings = shop.settings
-    figures = await stats.read(db_session, shop.id, ids, settings)
-    return StatsResponse(stats={str(cid): stats_read(f) for cid, f in figures.items()})
+    return wire.customer_stats(await stats.read(db_session, shop.id, ids, shop.settings))
 
 
 @post(

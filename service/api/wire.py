@@ -1,11 +1,11 @@
 """The hot read paths' JSON, written straight from the views (docs/api.md, docs/benchmarks.md).
 
-``OrderRead`` and ``CustomerSummaryRead`` (``service.schemas``) document these responses and
-validate them everywhere else. For the order grid's endpoints, a list of hundreds of orders went
-through pydantic twice (validated from the view, then serialized), which cost more CPU than the
-database spent answering. Here each view becomes a ``msgspec.Struct`` already in its wire form
-(ids and amounts as strings) and is encoded in one pass, without validation: the view's types are
-the database's, checked when they were stored.
+``OrderRead``, ``CustomerSummaryRead`` and ``CustomerStatsRead`` (``service.schemas``) document
+these responses and validate them everywhere else. For the order grid's endpoints and the stats it
+asks for, a list of hundreds of views went through pydantic twice (validated from the view, then
+serialized), which cost more CPU than the database spent answering. Here each view becomes a
+``msgspec.Struct`` already in its wire form (ids and amounts as strings) and is encoded in one
+pass, without validation: the view's types are the database's, checked when they were stored.
 
 The structs carry the same fields as the documented models, in the same order (checked on import),
 and ``tests/service/api/test_wire.py`` holds both to the same bytes for the same view.
@@ -13,7 +13,7 @@ and ``tests/service/api/test_wire.py`` holds both to the same bytes for the same
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -23,7 +23,8 @@ from pydantic import BaseModel
 
 from service.domain.customer_views import CustomerSummary
 from service.domain.order_views import EnrichedOrder
-from service.schemas import CustomerSummaryRead, OrderRead, money
+from service.domain.stats import Stats
+from service.schemas import CustomerStatsRead, CustomerSummaryRead, OrderRead, money
 
 
 class OrderJson(msgspec.Struct, rename="camel", frozen=True, gc=False):
@@ -69,6 +70,19 @@ class CustomerSummaryJson(msgspec.Struct, rename="camel", frozen=True, gc=False)
     last_order_at: datetime | None
 
 
+class CustomerStatsJson(msgspec.Struct, rename="camel", frozen=True, gc=False):
+    """``CustomerStatsRead`` on the wire."""
+
+    ltv: str
+    order_count: int
+    rto_count: int
+    tier: str
+
+
+class StatsJson(msgspec.Struct, gc=False):
+    stats: dict[str, CustomerStatsJson]
+
+
 class ItemsJson(msgspec.Struct, rename="camel", gc=False):
     items: Sequence[Any]
 
@@ -87,6 +101,7 @@ def _same_fields(wire: type[msgspec.Struct], model: type[BaseModel]) -> None:
 
 _same_fields(OrderJson, OrderRead)
 _same_fields(CustomerSummaryJson, CustomerSummaryRead)
+_same_fields(CustomerStatsJson, CustomerStatsRead)
 
 _ENCODER = msgspec.json.Encoder()
 
@@ -174,6 +189,18 @@ def order_items(found: Sequence[EnrichedOrder]) -> Response[Any]:
 def order_page(found: Sequence[EnrichedOrder], next_cursor: str | None) -> Response[Any]:
     """``Page[OrderRead]``."""
     return json_response(PageJson(items=[order_json(order) for order in found], next_cursor=next_cursor))
+
+
+def customer_stats(figures: Mapping[int, Stats]) -> Response[Any]:
+    """``StatsResponse``: ``{"stats": {"<id>": CustomerStatsRead, ...}}``."""
+    return json_response(
+        StatsJson(
+            stats={
+                str(customer_id): CustomerStatsJson(money(ltv), order_count, rto_count, tier)
+                for customer_id, (ltv, order_count, rto_count, tier) in figures.items()
+            }
+        )
+    )
 
 
 def customer_page(found: Sequence[CustomerSummary], next_cursor: str | None) -> Response[Any]:

@@ -17,15 +17,19 @@ from service.api.orders import order_reads
 from service.app import model_json
 from service.domain.customer_views import CustomerSummary
 from service.domain.order_views import EnrichedOrder
+from service.domain.stats import Stats
 from service.domain.tier_levels import TIERS
-from service.schemas import CustomerSummaryRead, OrderItems, OrderRead, Page
+from service.schemas import CustomerStatsRead, CustomerSummaryRead, OrderItems, OrderRead, Page, StatsResponse
 
 ids = st.integers(min_value=1, max_value=2**63 - 1)
 texts = st.none() | st.text(max_size=12)
 # Four decimal places, as stored (NUMERIC(20,4)), including the half-cent ties that round up.
 amounts = st.decimals(min_value=-(10**9), max_value=10**9, places=4, allow_nan=False, allow_infinity=False)
+# hypothesis bounds datetimes with naive values and attaches the time zone after.
 moments = st.none() | st.datetimes(
-    min_value=datetime(1970, 1, 2), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)
+    min_value=datetime(1970, 1, 2),  # noqa: DTZ001
+    max_value=datetime(2100, 1, 1),  # noqa: DTZ001
+    timezones=st.just(UTC),
 )
 tiers = st.sampled_from(TIERS)
 
@@ -100,11 +104,31 @@ def test_a_customer_page_is_the_documented_bytes(found: list[CustomerSummary], c
     assert wire.customer_page(found, cursor).content == documented
 
 
+figures = st.builds(Stats, amounts, st.integers(0, 10**6), st.integers(0, 10**6), tiers)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(ids, figures, max_size=5))
+def test_customer_stats_are_the_documented_bytes(found: dict[int, Stats]) -> None:
+    documented = bytes(
+        model_json(
+            StatsResponse(
+                stats={
+                    str(cid): CustomerStatsRead.model_validate(f, from_attributes=True)
+                    for cid, f in found.items()
+                }
+            )
+        )
+    )
+
+    assert wire.customer_stats(found).content == documented
+
+
 def test_the_edges_of_money_ids_and_times() -> None:
     """The cases a random draw may miss, each spelled out."""
     order = EnrichedOrder(
         id=2**63 - 1,
-        name="#1001 «ünïcode» \u2028 \"quoted\" </script>",
+        name='#1001 «ünïcode» \u2028 "quoted" </script>',
         customer_id=2**53 + 1,
         email=None,
         phone="+91 98765 43210",
