@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.db import dialect_of, in_ids
+from service.db import dialect_of, in_ids_read
 from service.domain import keyset, stats
 from service.domain.pagination import decode_cursor, encode_cursor
 from service.domain.settings import ShopSettings
@@ -119,7 +119,7 @@ def _enrich_statement(dialect: str) -> Any:
     return (
         sa.select(*ORDER_COLUMNS, *stats.JOINED_COLUMNS)
         .select_from(stats.joined(orders, orders.c.shop_id, orders.c.customer_id))
-        .where(orders.c.shop_id == sa.bindparam("shop_id"), in_ids(dialect, orders.c.id, "ids"))
+        .where(orders.c.shop_id == sa.bindparam("shop_id"), in_ids_read(dialect, orders.c.id, "ids"))
     )
 
 

@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.db import dialect_insert, dialect_of, in_ids, insert_ignore
+from service.db import dialect_insert, dialect_of, in_ids, in_ids_read, insert_ignore
 from service.domain import tiers
 from service.domain.settings import ShopSettings
 from service.domain.tiers import customer_id_ranges, tier_for
@@ -286,7 +286,7 @@ def _read_statement(dialect: str) -> Any:
         customer_stats.c.rto_count,
     ).where(
         customer_stats.c.shop_id == sa.bindparam("shop_id"),
-        in_ids(dialect, customer_stats.c.customer_id, "ids"),
+        in_ids_read(dialect, customer_stats.c.customer_id, "ids"),
     )
 
 
