@@ -71,25 +71,28 @@ async def create_api_key(session: AsyncSession, shop_domain: str) -> str:
     return key
 
 
+#: Built once: every authenticated request sends it, and building a statement (and its cache
+#: key) per request cost a fifth of a millisecond (docs/benchmarks.md).
+_SHOP_FOR_KEY = (
+    sa.select(
+        shops.c.id,
+        shops.c.domain,
+        shops.c.settings,
+        api_keys.c.id.label("key_id"),
+        api_keys.c.last_used_at,
+    )
+    .join(api_keys, api_keys.c.shop_id == shops.c.id)
+    .where(
+        api_keys.c.key_hash == sa.bindparam("key_hash"),
+        api_keys.c.revoked_at.is_(None),
+        shops.c.uninstalled_at.is_(None),
+    )
+)
+
+
 async def shop_for_api_key(session: AsyncSession, key: str) -> AuthenticatedShop | None:
     """The installed shop a live key belongs to; None for unknown, revoked or uninstalled."""
-    row = (
-        await session.execute(
-            sa.select(
-                shops.c.id,
-                shops.c.domain,
-                shops.c.settings,
-                api_keys.c.id.label("key_id"),
-                api_keys.c.last_used_at,
-            )
-            .join(api_keys, api_keys.c.shop_id == shops.c.id)
-            .where(
-                api_keys.c.key_hash == hash_key(key),
-                api_keys.c.revoked_at.is_(None),
-                shops.c.uninstalled_at.is_(None),
-            )
-        )
-    ).first()
+    row = (await session.execute(_SHOP_FOR_KEY, {"key_hash": hash_key(key)})).first()
     if row is None:
         return None
     return AuthenticatedShop(
