@@ -501,6 +501,9 @@ def main() -> None:
     with psycopg.connect(libpq_url(url), autocommit=True) as conn:
         conn.execute("TRUNCATE webhook_deliveries")
         conn.execute("VACUUM (ANALYZE) webhook_deliveries")
+        # Write out what the intake runs left dirty, so that the worker's run does not pay for
+        # their checkpoint (one run measured 1,411/s right after intake, 1,624/s on its own).
+        conn.execute("CHECKPOINT")
     empty = run_worker(url, env, RESULTS / "worker_empty.log", 60)
     empty_seconds = empty.seconds
     log(
