@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import gc
 import logging
 import os
 import signal
@@ -115,6 +116,24 @@ async def open_database(settings: Settings) -> AsyncIterator[AsyncEngine]:
         await engine.dispose()
 
 
+#: Allocations between two young-generation collections (CPython's default: 700).
+GC_YOUNG_THRESHOLD = 7000
+
+
+def tune_gc() -> None:
+    """Once the code is loaded: what start-up built moves out of the collector's sight for good
+    (``gc.freeze``), and the young generation is collected every 7,000 allocations instead of 700
+    (``service/__init__.py`` sets it for start-up already).
+
+    An enrich request of 250 orders allocates several thousand objects and set off about eight
+    collections; 10 times fewer cut 0.2 ms (6 %) of its time, and the worker's too
+    (docs/benchmarks.md). Memory is unchanged: request objects are freed by reference counting,
+    the collector only finds cycles.
+    """
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
+
+
 def check_database(settings: Settings) -> None:
     """For the long-running commands: refuse a database that is not migrated. One that cannot be
     reached yet is only a warning (it may be starting too); ``/ready`` reports it meanwhile."""
@@ -207,6 +226,7 @@ def serve(
 
     def serve_one() -> None:
         config = server_config(create_app(settings), settings, host=host, port=port)
+        tune_gc()
         uvicorn.Server(config).run(sockets=[sock])
 
     if settings.web_processes > 1:
@@ -233,6 +253,7 @@ async def _worker(settings: Settings, *, drain: bool) -> int:
     from webhooks.handlers import build_router
     from webhooks.worker import InboxWorker
 
+    tune_gc()
     # One engine (one pool, one event loop) checks the database and then does the work.
     engine = make_engine(settings)
     try:

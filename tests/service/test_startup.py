@@ -18,3 +18,18 @@ def test_the_command_line_does_not_import_httpx_s_own_cli() -> None:
     loaded, client = done.stdout.splitlines()
     assert loaded == ""
     assert client == "AsyncClient"
+
+
+def test_a_process_collects_garbage_ten_times_less_often_and_freezes_its_start_up() -> None:
+    code = (
+        "import gc, service\n"
+        "early = gc.get_threshold()[0]\n"
+        "from service.cli import tune_gc\n"
+        "before = gc.get_freeze_count()\n"
+        "tune_gc()\n"
+        "print(early, gc.get_threshold()[0], before, gc.get_freeze_count() > 10_000)\n"
+    )
+    command = [sys.executable, "-c", code]
+    done = subprocess.run(command, capture_output=True, text=True, check=True, timeout=60)
+
+    assert done.stdout.split() == ["7000", "7000", "0", "True"]
