@@ -8,11 +8,13 @@ import json
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from litestar import Litestar, get
 from litestar.testing import AsyncTestClient
 
 from service.app import create_app
 from service.config import Settings
+from service.domain.tier_levels import BASE_TIER
 from tests.support.api import (
     PROBLEM_JSON,
     Client,
@@ -342,6 +344,46 @@ class TestEnrich:
         )
         assert response.status_code == 200
         assert response.json() == {"items": []}
+
+    async def test_a_customer_without_figures_reads_zeros_and_the_base_tier(
+        self, client: Client, sessionmaker: Sessionmaker, grid: dict[str, str]
+    ) -> None:
+        """Enrich joins the figures in its own statement: with no figures row it must answer as
+        ``stats.read`` does (zeros, the base tier), and as the order list does."""
+        async with sessionmaker() as session, session.begin():
+            await session.execute(
+                sa.text("DELETE FROM customer_stats WHERE customer_id = :c"), {"c": int(grid["a"])}
+            )
+        key = await new_api_key(sessionmaker)
+
+        body = (
+            await client.post(ENRICH, json={"orderIds": [grid["a1"], grid["g1"]]}, headers=bearer(key))
+        ).json()
+
+        a1, g1 = body["items"]
+        figures = ("customerLtv", "customerOrderCount", "customerRtoCount", "customerTier")
+        assert tuple(a1[f] for f in figures) == ("0.00", 0, 0, BASE_TIER)
+        assert tuple(g1[f] for f in figures) == (None, None, None, None)
+        listed = {item["id"]: item for item in (await get_json(client, key, URL))["items"]}
+        assert [a1, g1] == [listed[grid["a1"]], listed[grid["g1"]]]
+
+    async def test_new_thresholds_show_in_the_next_request(
+        self, client: Client, sessionmaker: Sessionmaker, grid: dict[str, str]
+    ) -> None:
+        """The shop's settings come with its credentials: a change is read by the next request."""
+        key = await new_api_key(sessionmaker)
+        before = (await client.post(ENRICH, json={"orderIds": [grid["a1"]]}, headers=bearer(key))).json()
+        assert before["items"][0]["customerTier"] != "platinum"
+
+        changed = await client.put(
+            "/api/settings",
+            json={"tierThresholds": {"platinum": "1.00", "gold": "0.50", "silver": "0.25"}},
+            headers=bearer(key),
+        )
+        after = (await client.post(ENRICH, json={"orderIds": [grid["a1"]]}, headers=bearer(key))).json()
+
+        assert changed.status_code == 200, changed.text
+        assert after["items"][0]["customerTier"] == "platinum"
 
     async def test_limits(self, client: Client, sessionmaker: Sessionmaker, grid: dict[str, str]) -> None:
         key = await new_api_key(sessionmaker)
