@@ -19,7 +19,7 @@ from pydantic import BaseModel
 from service.api.compliance import ComplianceController
 from service.api.customers import CustomerController
 from service.api.deliveries import DeliveryController
-from service.api.deps import provide_runtime, provide_session, provide_shop
+from service.api.deps import provide_reads, provide_runtime, provide_session, provide_shop
 from service.api.health import health, metrics, ready
 from service.api.oauth import OAuthController
 from service.api.orders import OrderController
@@ -35,6 +35,7 @@ from service.http import http_client as shopify_http
 from service.jobs import JobRunner
 from service.limits import BodyBudget, request_limits
 from service.metrics import record_settled, timing_middleware
+from service.reads import Reads
 from service.runtime import Runtime
 from service.ui.pages import PageController, app_root, static_files_router, template_config
 from service.writeback import WriteBackSender
@@ -73,8 +74,10 @@ def create_app(
             engine=engine,
             sessionmaker=sessionmaker,
             http=http,
+            reads=Reads(engine, sessionmaker, settings),
             write_gate=asyncio.Lock() if settings.is_sqlite else None,
         )
+        await runtime.reads.open()
         app.state.runtime = runtime
         app.state.intake = intake = Intake.start(runtime)
         worker_task: asyncio.Task[None] | None = None
@@ -119,6 +122,7 @@ def create_app(
                     await worker_task
             if http_client is None:
                 await http.aclose()
+            await runtime.reads.close()
             await engine.dispose()
 
     app = Litestar(
@@ -146,6 +150,7 @@ def create_app(
         dependencies={
             "runtime": Provide(provide_runtime, sync_to_thread=False),
             "db_session": Provide(provide_session),
+            "reads": Provide(provide_reads, sync_to_thread=False),
             "shop": Provide(provide_shop),
         },
         lifespan=[lifespan],

@@ -145,10 +145,15 @@ def _http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException)
 
 
 def _database_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
-    """A lost or refused database connection: the client may retry (not a bug, not a 500)."""
-    if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError) or (
-        isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated
-    ):
+    """A lost or refused database connection: the client may retry (not a bug, not a 500).
+
+    Through the engine it arrives as SQLAlchemy's error; through the read pool
+    (:mod:`service.reads`) as psycopg's own (a connection cut by a restart, none to be had in time:
+    ``psycopg_pool.PoolTimeout`` is an ``OperationalError``)."""
+    import psycopg
+
+    lost = sa.exc.OperationalError | sa.exc.InterfaceError | psycopg.OperationalError | psycopg.InterfaceError
+    if isinstance(exc, lost) or (isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated):
         logger.error(
             "http.database_unavailable", extra={"path": request.url.path, "error": type(exc).__name__}
         )
@@ -163,11 +168,13 @@ def _internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> 
 
 def exception_handlers() -> dict[type[Exception] | int, Any]:
     """The one mapping of exceptions onto problem+json responses, for ``Litestar(...)``."""
+    import psycopg
     from litestar.exceptions import HTTPException
 
     return {
         AppError: _app_error_handler,
         HTTPException: _http_exception_handler,
         sa.exc.DBAPIError: _database_error_handler,
+        psycopg.Error: _database_error_handler,
         Exception: _internal_error_handler,
     }

@@ -11,6 +11,7 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from service.config import Settings
+from service.reads import Reads
 
 #: How long shutdown waits for background writes.
 BACKGROUND_GRACE_SECONDS = 5.0
@@ -26,6 +27,8 @@ class Runtime:
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
     http: httpx.AsyncClient
+    #: Where the read API's hot statements run (``service.reads``): psycopg's pool on PostgreSQL.
+    reads: Reads
     #: Wakes the in-process worker after intake commits a new delivery.
     notify_worker: Callable[[], None] = _nothing
     #: Wakes the in-process job runner after a sync job was queued (install, retry).

@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from litestar import Request
 from litestar.datastructures import State
-from litestar.di import NamedDependency
+from litestar.di import NamedDependency, Provide
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.db import session_scope
@@ -21,6 +21,7 @@ from service.domain.api_keys import (
 )
 from service.errors import UnauthorizedError
 from service.install import Installer
+from service.reads import Reads
 from service.runtime import Runtime
 from service.types import utc_now
 from shopify_client import InvalidSessionTokenError, decode_session_token
@@ -53,16 +54,46 @@ async def provide_session(
         yield session
 
 
+def provide_reads(runtime: NamedDependency[Runtime]) -> Reads:
+    """Where a handler that only reads sends its hot statements (``service.reads``).
+
+    Not a generator: each statement takes its connection and gives it back, so nothing is left
+    to clean up when a later dependency (a refused credential) fails the request."""
+    return runtime.reads
+
+
 async def provide_shop(
     request: Request[Any, Any, Any],
     runtime: NamedDependency[Runtime],
     db_session: NamedDependency[AsyncSession],
 ) -> AuthenticatedShop:
-    """``Authorization: Bearer`` with an App Bridge session token or a per-shop API key.
+    """``Authorization: Bearer`` with an App Bridge session token or a per-shop API key, looked up
+    in the request's transaction.
 
     A session token for a shop without a usable offline token exchanges it first (the first
     embedded load, docs/shopify-app.md), before this request's transaction reads anything.
     """
+    return await authenticate(request, runtime, db_session)
+
+
+async def provide_reading_shop(
+    request: Request[Any, Any, Any], runtime: NamedDependency[Runtime], reads: NamedDependency[Reads]
+) -> AuthenticatedShop:
+    """The shop of a handler that takes ``reads`` instead of a session: its API key is looked up
+    through :mod:`service.reads` (a session token in a transaction of its own)."""
+    return await authenticate(request, runtime, reads)
+
+
+#: For a handler on ``reads``: its ``shop`` without a session (``dependencies=`` of the route).
+#: Litestar resolves a dependency's own dependencies first, so ``reads``, ``shop`` and the
+#: handler run in that order, and a refused credential has nothing to clean up.
+READING_SHOP = {"shop": Provide(provide_reading_shop)}
+
+
+async def authenticate(
+    request: Request[Any, Any, Any], runtime: Runtime, source: AsyncSession | Reads
+) -> AuthenticatedShop:
+    """The installed shop the request's credentials belong to, else ``401``."""
     auth = request.headers.get("authorization", "")
     scheme, _, token = auth.partition(" ")
     token = token.strip()
@@ -83,7 +114,11 @@ async def provide_shop(
                 f"invalid session token: {exc}", headers={"WWW-Authenticate": "Bearer"}
             ) from exc
         connection = await Installer(runtime).ensure(claims, token, page=False)
-        shop = await shop_for_session_token(db_session, claims.shop)
+        if isinstance(source, AsyncSession):
+            shop = await shop_for_session_token(source, claims.shop)
+        else:
+            async with session_scope(runtime.sessionmaker) as session:
+                shop = await shop_for_session_token(session, claims.shop)
         if shop is None:
             runtime.usable_tokens.pop(claims.shop, None)  # uninstalled since: look again next time
             detail = f"tierline is not installed on {claims.shop}"
@@ -91,7 +126,7 @@ async def provide_shop(
                 detail += f" ({connection.detail})"
             raise UnauthorizedError(detail, headers={"WWW-Authenticate": "Bearer"})
     else:
-        shop = await shop_for_api_key(db_session, token)
+        shop = await shop_for_api_key(source, token)
     if shop is None:
         raise UnauthorizedError("invalid or revoked credentials", headers={"WWW-Authenticate": "Bearer"})
     now = utc_now()

@@ -11,7 +11,7 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from pydantic import TypeAdapter
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.api.deps import READS_ONLY
+from service.api.deps import READING_SHOP, READS_ONLY
 from service.api.ids import body_ids, parse_id, path_id
 from service.api.wire import order_items, order_page
 from service.domain import order_views, orders
@@ -20,6 +20,7 @@ from service.domain.order_views import EnrichedOrder, enriched_orders
 from service.domain.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from service.domain.tracking import ALL_STATES
 from service.errors import NotFoundError, UnprocessableError
+from service.reads import Reads
 from service.schemas import OrderEnrichRequest, OrderItems, OrderRead, Page, TrackingStatusUpdate
 
 _ORDER_LIST: TypeAdapter[list[OrderRead]] = TypeAdapter(list[OrderRead])
@@ -80,18 +81,18 @@ class OrderController(Controller):
     @post(
         "/enrich",
         summary="Up to 1000 orders with their customers' figures, in the order asked",
-        opt=READS_ONLY,
         description="Ids as numbers, numeric strings or gid://shopify/Order/ ids; unknown ids are left out.",
         status_code=200,
+        dependencies=READING_SHOP,
     )
     async def enrich_orders(
         self,
-        db_session: NamedDependency[AsyncSession],
+        reads: NamedDependency[Reads],
         shop: NamedDependency[AuthenticatedShop],
         data: JSONBody[OrderEnrichRequest],
     ) -> Response[OrderItems]:
         ids = body_ids(data.order_ids, "Order", "orderIds")
-        return order_items(await enriched_orders(db_session, shop.id, ids, shop.settings))
+        return order_items(await enriched_orders(reads, shop.id, ids, shop.settings))
 
     @put(
         ["/{order_id:str}/tracking-status", "/gid:/shopify/Order/{order_id:str}/tracking-status"],

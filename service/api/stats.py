@@ -8,13 +8,14 @@ from litestar.params import JSONBody
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.api import wire
-from service.api.deps import READS_ONLY
+from service.api.deps import READING_SHOP
 from service.api.ids import body_ids
 from service.domain import stats
 from service.domain.api_keys import AuthenticatedShop
 from service.domain.rederive import recalculate_tiers
 from service.domain.thresholds import suggest_thresholds
 from service.domain.tier_levels import PERCENTILES
+from service.reads import Reads
 from service.schemas import (
     RecalculationRead,
     StatsRequest,
@@ -30,16 +31,16 @@ from service.schemas import (
     "/api/stats/customers",
     summary="LTV, order count, COD RTO count and tier for up to 1000 customers",
     tags=["stats"],
-    opt=READS_ONLY,
     status_code=200,
+    dependencies=READING_SHOP,
 )
 async def customer_stats(
-    db_session: NamedDependency[AsyncSession],
+    reads: NamedDependency[Reads],
     shop: NamedDependency[AuthenticatedShop],
     data: JSONBody[StatsRequest],
 ) -> Response[StatsResponse]:
     ids = body_ids(data.customer_ids, "Customer", "customerIds")
-    return wire.customer_stats(await stats.read(db_session, shop.id, ids, shop.settings))
+    return wire.customer_stats(await stats.read(reads, shop.id, ids, shop.settings))
 
 
 @post(

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from service.domain.settings import ShopSettings
 from service.domain.shops import get_or_create_shop_id
 from service.models import ApiKey, Shop
+from service.reads import ReadSource, fetch
 from service.types import utc_now
 
 api_keys = ApiKey.__table__  # type: ignore[attr-defined]
@@ -90,17 +91,18 @@ _SHOP_FOR_KEY = (
 )
 
 
-async def shop_for_api_key(session: AsyncSession, key: str) -> AuthenticatedShop | None:
+async def shop_for_api_key(source: ReadSource, key: str) -> AuthenticatedShop | None:
     """The installed shop a live key belongs to; None for unknown, revoked or uninstalled."""
-    row = (await session.execute(_SHOP_FOR_KEY, {"key_hash": hash_key(key)})).first()
-    if row is None:
+    rows = await fetch(source, _SHOP_FOR_KEY, {"key_hash": hash_key(key)})
+    if not rows:
         return None
+    shop_id, domain, settings, key_id, last_used_at = rows[0]
     return AuthenticatedShop(
-        id=int(row.id),
-        domain=str(row.domain),
-        settings=ShopSettings.from_stored(row.settings if isinstance(row.settings, dict) else None),
-        key_id=int(row.key_id),
-        key_last_used_at=row.last_used_at,
+        id=int(shop_id),
+        domain=str(domain),
+        settings=ShopSettings.from_stored(settings if isinstance(settings, dict) else None),
+        key_id=int(key_id),
+        key_last_used_at=last_used_at,
     )
 
 

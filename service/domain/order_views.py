@@ -11,13 +11,14 @@ from typing import Any, NamedTuple
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.db import dialect_of, in_ids_read
+from service.db import in_ids_read
 from service.domain import keyset, stats
 from service.domain.pagination import decode_cursor, encode_cursor
 from service.domain.settings import ShopSettings
 from service.domain.tracking import ALL_STATES
 from service.errors import BadRequestError, UnprocessableError
 from service.models import Order
+from service.reads import ReadSource, fetch, source_dialect
 
 orders = Order.__table__  # type: ignore[attr-defined]
 
@@ -127,7 +128,7 @@ _FIGURES_AT = len(ORDER_COLUMNS)
 
 
 async def enriched_orders(
-    session: AsyncSession, shop_id: int, order_ids: Sequence[int], settings: ShopSettings
+    source: ReadSource, shop_id: int, order_ids: Sequence[int], settings: ShopSettings
 ) -> list[EnrichedOrder]:
     """``POST /api/orders/enrich``: the orders asked for, in the order asked; unknown ids left out.
 
@@ -137,8 +138,8 @@ async def enriched_orders(
     wanted = list(dict.fromkeys(order_ids))
     if not wanted:
         return []
-    statement = _enrich_statement(dialect_of(session))
-    rows = (await session.execute(statement, {"shop_id": shop_id, "ids": wanted})).all()
+    statement = _enrich_statement(source_dialect(source))
+    rows = await fetch(source, statement, {"shop_id": shop_id, "ids": wanted})
     thresholds = settings.tier_thresholds
     by_id: dict[int, EnrichedOrder] = {}
     for row in rows:

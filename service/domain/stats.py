@@ -24,6 +24,7 @@ from service.domain.settings import ShopSettings
 from service.domain.tiers import customer_id_ranges, tier_for
 from service.domain.tracking import RTO_STATES
 from service.models import Customer, CustomerStats, Order
+from service.reads import ReadSource, fetch, source_dialect
 from service.types import Money
 
 orders = Order.__table__  # type: ignore[attr-defined]
@@ -291,7 +292,7 @@ def _read_statement(dialect: str) -> Any:
 
 
 async def read(
-    session: AsyncSession, shop_id: int, customer_ids: Sequence[int], settings: ShopSettings
+    source: ReadSource, shop_id: int, customer_ids: Sequence[int], settings: ShopSettings
 ) -> dict[int, Stats]:
     """The one stats function every read uses: ``{id: Stats}`` for each id asked.
 
@@ -299,10 +300,10 @@ async def read(
     """
     found: dict[int, Stats] = {}
     ids = sorted(set(customer_ids))
-    statement = _read_statement(dialect_of(session))
+    statement = _read_statement(source_dialect(source))
     thresholds = settings.tier_thresholds
     for start in range(0, len(ids), 1000):
-        rows = await session.execute(statement, {"shop_id": shop_id, "ids": ids[start : start + 1000]})
+        rows = await fetch(source, statement, {"shop_id": shop_id, "ids": ids[start : start + 1000]})
         for cid, ltv, order_count, rto_count in rows:
             found[int(cid)] = Stats(ltv, int(order_count), int(rto_count), tier_for(ltv, thresholds))
     zero = Stats(ZERO, 0, 0, tier_for(ZERO, thresholds))
