@@ -11,8 +11,9 @@
    requests/s, non-200 answers.
 3. The SQL under each endpoint measured directly with psycopg in the same run:
    * "endpoint SQL": every statement one request sends (API-key lookup, settings, the queries),
-     captured from an in-process request through SQLAlchemy's ``before_cursor_execute`` event and
-     replayed as the endpoint sends them (autocommit: these endpoints only read);
+     captured from an in-process request where psycopg's cursor sends them (sessions and the
+     read pool alike), and replayed as the endpoint sends them (autocommit: these endpoints
+     only read);
    * "hand SQL": one hand-written query returning the same figures (a floor).
 4. The ratios HTTP / SQL, and the goals of issue 18 at the first concurrency: enrich and stats
    p50 < 5 ms and < 4 ms, each within 2x its endpoint SQL; customers p50 < 4 ms.
@@ -122,10 +123,13 @@ async def make_api_key(url: str) -> str:
 def capture_statements(
     url: str, secret: Secrets, api_key: str, requests: Sequence[tuple[str, str, object]]
 ) -> list[tuple[int, list[Statement]]]:
-    """Run requests through an in-process app; return each one's status and SQL statements."""
+    """Run requests through an in-process app; return each one's status and SQL statements.
+
+    Statements are taken where psycopg sends them (its cursor's ``execute``), which both of the
+    app's paths reach: the engine's sessions and the read pool (``service.reads``). A pool
+    connection's own ``SET TIME ZONE`` when it opens, and psycopg's own type look-ups (composed
+    queries, on a connection's first use of a type) are not statements of the request."""
     from litestar.testing import TestClient
-    from sqlalchemy import event
-    from sqlalchemy.engine import Engine
 
     from service.app import create_app
     from service.config import Settings
@@ -142,14 +146,21 @@ def capture_statements(
         }
     )
     current: list[list[Statement]] = [[]]
+    execute = psycopg.AsyncCursor.execute
 
-    def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, _many: bool) -> None:
-        current[0].append((statement, parameters))
+    async def record(cursor: Any, query: Any, params: Any = None, **kwargs: Any) -> Any:
+        if isinstance(query, str) and not query.startswith("SET "):
+            current[0].append((query, params))
+        return await execute(cursor, query, params, **kwargs)
 
     captured: list[tuple[int, list[Statement]]] = []
-    event.listen(Engine, "before_cursor_execute", record)
+    psycopg.AsyncCursor.execute = record  # type: ignore[method-assign,assignment]
     try:
         with TestClient(app=create_app(settings, run_worker=False)) as client:
+            # Once unrecorded first: the engine's first connection asks the server's version,
+            # schema and settings, which no later request sends.
+            for method, path, body in requests[:1]:
+                client.request(method, path, json=body, headers={"Authorization": f"Bearer {api_key}"})
             for method, path, body in requests:
                 current[0] = []
                 response = client.request(
@@ -157,7 +168,7 @@ def capture_statements(
                 )
                 captured.append((response.status_code, list(current[0])))
     finally:
-        event.remove(Engine, "before_cursor_execute", record)
+        psycopg.AsyncCursor.execute = execute  # type: ignore[method-assign]
     return captured
 
 
