@@ -552,6 +552,33 @@ class TestTokenExchange:
         assert shopify.requests == []
         assert (await shop_row(sessionmaker)) is None
 
+    async def test_the_read_pool_endpoints_take_a_session_token_and_refuse_a_bad_one(
+        self, oauth_client: AsyncTestClient[Litestar], sessionmaker: Sessionmaker
+    ) -> None:
+        # enrich and stats look their shop up without the request's session (service.reads):
+        # a session token still installs the shop on its first use and then reads its figures.
+        good = {"Authorization": f"Bearer {session_token()}"}
+        forged = {
+            "Authorization": f"Bearer {session_token(secret='not-the-secret-but-long-enough-for-hs256')}"
+        }
+        other = {"Authorization": f"Bearer {session_token(audience='another-app')}"}
+        calls = [
+            ("/api/stats/customers", {"customerIds": ["123"]}),
+            ("/api/orders/enrich", {"orderIds": ["123"]}),
+        ]
+        for path, body in calls:
+            for refused in (forged, other):
+                answer = await oauth_client.post(path, json=body, headers=refused)
+                assert answer.status_code == 401, answer.text
+        assert (await shop_row(sessionmaker)) is None  # nothing installed by a refused token
+        stats = await oauth_client.post(calls[0][0], json=calls[0][1], headers=good)
+        assert stats.status_code == 200, stats.text
+        assert stats.json()["stats"]["123"]["orderCount"] == 0
+        enrich = await oauth_client.post(calls[1][0], json=calls[1][1], headers=good)
+        assert enrich.status_code == 200, enrich.text
+        assert enrich.json()["items"] == []
+        assert (await shop_row(sessionmaker)).uninstalled_at is None
+
     async def test_no_bearer_token_is_refused(self, oauth_client: AsyncTestClient[Litestar]) -> None:
         assert (await oauth_client.post("/auth/token")).status_code == 401
         assert (
