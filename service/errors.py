@@ -6,6 +6,7 @@ import logging
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
+import psycopg
 import sqlalchemy as sa
 
 if TYPE_CHECKING:
@@ -150,8 +151,6 @@ def _database_error_handler(request: Request[Any, Any, Any], exc: Exception) -> 
     Through the engine it arrives as SQLAlchemy's error; through the read pool
     (:mod:`service.reads`) as psycopg's own (a connection cut by a restart, none to be had in time:
     ``psycopg_pool.PoolTimeout`` is an ``OperationalError``)."""
-    import psycopg
-
     lost = sa.exc.OperationalError | sa.exc.InterfaceError | psycopg.OperationalError | psycopg.InterfaceError
     if isinstance(exc, lost) or (isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated):
         logger.error(
@@ -168,7 +167,6 @@ def _internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> 
 
 def exception_handlers() -> dict[type[Exception] | int, Any]:
     """The one mapping of exceptions onto problem+json responses, for ``Litestar(...)``."""
-    import psycopg
     from litestar.exceptions import HTTPException
 
     return {
