@@ -28,6 +28,7 @@ from service.api.schema_docs import WireTypes, render_plugin, schema_asset
 from service.api.settings import SettingsController
 from service.api.shop import ShopController
 from service.api.stats import customer_stats, recalculate, tier_suggestion
+from service.api.stats_path import stats_path
 from service.config import Settings
 from service.db import make_engine, make_sessionmaker
 from service.errors import exception_handlers
@@ -59,8 +60,12 @@ def create_app(
     *,
     http_client: httpx.AsyncClient | None = None,
     run_worker: bool | None = None,
+    fast_paths: bool = True,
 ) -> Litestar:
-    """Build the application. Nothing connects until the lifespan starts."""
+    """Build the application. Nothing connects until the lifespan starts.
+
+    ``fast_paths=False`` leaves out the plain ASGI paths in front of the routes (below): every
+    request is then answered by its Litestar route, which tests compare them with."""
     settings = (settings or Settings()).with_dev_fallbacks()
     inline_worker = settings.worker == "inline" if run_worker is None else run_worker
 
@@ -173,9 +178,14 @@ def create_app(
     # matched or not, and unmatched requests and refusals are timed too.
     app.state.body_budget = BodyBudget(settings.body_budget)
     # POST /webhooks/shopify is answered by a plain ASGI path in front of Litestar's routing
-    # (webhooks.intake), inside the limits: every delivery takes it, every other request falls through.
+    # (webhooks.intake), inside the limits: every delivery takes it, every other request falls
+    # through. POST /api/stats/customers has one too (service.api.stats_path), for the requests
+    # the order grid sends; the others fall through to its route.
+    routes = app.asgi_handler
+    if fast_paths:
+        routes = intake_path(stats_path(routes, app.state), app.state)
     limited = request_limits(
-        intake_path(app.asgi_handler, app.state),
+        routes,
         budget=app.state.body_budget,
         body_timeout=settings.body_timeout_seconds,
         max_body=settings.max_body,

@@ -145,24 +145,31 @@ def _http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException)
     return problem(status, exc.detail or HTTPStatus(status).phrase, headers=headers or None)
 
 
-def _database_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+def database_unavailable(exc: BaseException) -> bool:
     """A lost or refused database connection: the client may retry (not a bug, not a 500).
 
     Through the engine it arrives as SQLAlchemy's error; through the read pool
     (:mod:`service.reads`) as psycopg's own (a connection cut by a restart, none to be had in time:
     ``psycopg_pool.PoolTimeout`` is an ``OperationalError``)."""
     lost = sa.exc.OperationalError | sa.exc.InterfaceError | psycopg.OperationalError | psycopg.InterfaceError
-    if isinstance(exc, lost) or (isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated):
-        logger.error(
-            "http.database_unavailable", extra={"path": request.url.path, "error": type(exc).__name__}
+    return isinstance(exc, lost) or (isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated)
+
+
+def unexpected(exc: Exception, path: str) -> AppError:
+    """What an exception no handler expected becomes, logged: ``503`` with ``Retry-After`` for
+    a database that is unavailable, else ``500``. The Litestar routes and the plain ASGI paths
+    (``service.asgi``) answer both alike."""
+    if database_unavailable(exc):
+        logger.error("http.database_unavailable", extra={"path": path, "error": type(exc).__name__})
+        return ServiceUnavailableError(
+            "The database is unavailable; retry later.", headers={"Retry-After": "5"}
         )
-        return problem(503, "The database is unavailable; retry later.", headers={"Retry-After": "5"})
-    return _internal_error_handler(request, exc)
+    logger.exception("http.unhandled_error", extra={"path": path}, exc_info=exc)
+    return AppError("An unexpected error occurred; it has been logged.", status_code=500)
 
 
-def _internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
-    logger.exception("http.unhandled_error", extra={"path": request.url.path})
-    return problem(500, "An unexpected error occurred; it has been logged.")
+def _unexpected_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    return _app_error_handler(request, unexpected(exc, request.url.path))
 
 
 def exception_handlers() -> dict[type[Exception] | int, Any]:
@@ -172,7 +179,7 @@ def exception_handlers() -> dict[type[Exception] | int, Any]:
     return {
         AppError: _app_error_handler,
         HTTPException: _http_exception_handler,
-        sa.exc.DBAPIError: _database_error_handler,
-        psycopg.Error: _database_error_handler,
-        Exception: _internal_error_handler,
+        sa.exc.DBAPIError: _unexpected_error_handler,
+        psycopg.Error: _unexpected_error_handler,
+        Exception: _unexpected_error_handler,
     }

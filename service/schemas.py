@@ -111,7 +111,8 @@ else:
 
 def money(amount: Decimal) -> str:
     """A decimal amount as JSON wants it here: a string with exactly two decimals."""
-    return str(amount.quantize(TWO_PLACES, rounding=ROUND_HALF_UP))
+    # The rounding by position: as a keyword, the argument parsing costs as much as the rounding.
+    return str(amount.quantize(TWO_PLACES, ROUND_HALF_UP))
 
 
 class CustomerStatsRead(Schema):
@@ -130,11 +131,13 @@ def _not_bool(value: object) -> object:
 
 
 IdInput = Annotated[int | str, BeforeValidator(_not_bool)]
+#: Most ids one ``StatsRequest`` or ``EnrichRequest`` may carry.
+MAX_BODY_IDS = 1000
 
 
 class StatsRequest(Schema):
     customer_ids: list[IdInput] = Field(
-        max_length=1000,
+        max_length=MAX_BODY_IDS,
         description="Up to 1000 ids: numbers, numeric strings or gid://shopify/Customer/ ids.",
     )
 
@@ -396,7 +399,8 @@ class AddressRead(Schema):
 
 class OrderEnrichRequest(Schema):
     order_ids: list[IdInput] = Field(
-        max_length=1000, description="Up to 1000 ids: numbers, numeric strings or gid://shopify/Order/ ids."
+        max_length=MAX_BODY_IDS,
+        description="Up to 1000 ids: numbers, numeric strings or gid://shopify/Order/ ids.",
     )
 
 

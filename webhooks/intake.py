@@ -21,12 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from http import HTTPStatus
 from typing import Any
 
 import sqlalchemy as sa
@@ -36,16 +34,16 @@ from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Receive, Scope, Send
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from service.asgi import JSON_HEADERS, Disconnected, read_body, respond, send_problem
 from service.db import session_scope
 from service.domain import inbox
 from service.domain.shops import get_or_create_shop_id
 from service.errors import (
-    PROBLEM_JSON,
     AppError,
     BadRequestError,
-    PayloadTooLargeError,
     ServiceUnavailableError,
     UnauthorizedError,
+    unexpected,
 )
 from service.metrics import DELIVERIES_RECEIVED, topic_label
 from service.runtime import Runtime
@@ -300,40 +298,6 @@ async def receive_webhook(request: Request[Any, Any, Any], runtime: NamedDepende
 
 _ACCEPTED = b'{"status":"accepted"}'
 _DUPLICATE = b'{"status":"duplicate"}'
-_JSON_HEADERS = [(b"content-type", b"application/json")]
-
-
-class _Disconnected(Exception):
-    """The client went away before its body was read whole."""
-
-
-async def _read_body(scope: Scope, receive: Receive, max_body: int) -> bytes:
-    """The whole request body; ``413`` when it is (or declares to be) over ``max_body`` bytes,
-    before reading what is beyond the limit."""
-    for name, value in scope["headers"]:
-        if name == b"content-length":
-            try:
-                declared = int(value)
-            except ValueError:
-                raise BadRequestError("Content-Length is not a number") from None
-            if declared > max_body:
-                raise PayloadTooLargeError("Request Entity Too Large")
-            break
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            raise _Disconnected
-        chunk = message.get("body", b"")
-        if chunk:
-            size += len(chunk)
-            if size > max_body:
-                raise PayloadTooLargeError("Request Entity Too Large")
-            chunks.append(chunk)
-        if not message.get("more_body", False):
-            break
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _headers(scope: Scope) -> dict[str, str]:
@@ -344,35 +308,6 @@ def _headers(scope: Scope) -> dict[str, str]:
         if name.startswith((b"x-shopify-", b"shopify-")):  # ASGI servers send lower-case names
             headers.setdefault(name.decode("latin-1"), value.decode("latin-1"))
     return headers
-
-
-async def _respond(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [*headers, (b"content-length", str(len(body)).encode())],
-        }
-    )
-    await send({"type": "http.response.body", "body": body, "more_body": False})
-
-
-async def _problem(send: Send, error: AppError) -> None:
-    """The error as RFC 9457 problem+json, as ``service.errors`` renders it for Litestar routes."""
-    body = json.dumps(
-        {
-            "type": "about:blank",
-            "title": error.title or HTTPStatus(error.status_code).phrase,
-            "status": error.status_code,
-            "detail": error.detail,
-        },
-        separators=(",", ":"),
-    ).encode()
-    headers = [(b"content-type", PROBLEM_JSON.encode())]
-    headers += [
-        (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in error.headers.items()
-    ]
-    await _respond(send, error.status_code, body, headers)
 
 
 def intake_path(app: ASGIApp, state: Any) -> ASGIApp:
@@ -389,19 +324,16 @@ def intake_path(app: ASGIApp, state: Any) -> ASGIApp:
             return
         scope["path_template"] = PATH  # the route label of the request metrics
         try:
-            body = await _read_body(scope, receive, intake.runtime.settings.max_body)
+            body = await read_body(scope, receive, intake.runtime.settings.max_body)
             created = await accept(intake, _headers(scope), body)
         except AppError as error:
-            await _problem(send, error)
+            await send_problem(send, error)
             return
-        except _Disconnected:
+        except Disconnected:
             return
-        except Exception:
-            logger.exception("http.unhandled_error", extra={"path": PATH})
-            await _problem(
-                send, AppError("An unexpected error occurred; it has been logged.", status_code=500)
-            )
+        except Exception as exc:
+            await send_problem(send, unexpected(exc, PATH))
             return
-        await _respond(send, 200, _ACCEPTED if created else _DUPLICATE, _JSON_HEADERS)
+        await respond(send, 200, _ACCEPTED if created else _DUPLICATE, JSON_HEADERS)
 
     return handle

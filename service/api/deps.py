@@ -129,11 +129,17 @@ async def authenticate(
         shop = await shop_for_api_key(source, token)
     if shop is None:
         raise UnauthorizedError("invalid or revoked credentials", headers={"WWW-Authenticate": "Bearer"})
-    now = utc_now()
-    if shop.key_id is not None and shop.key_use_due(now) and shop.key_id not in runtime.key_uses_pending:
-        runtime.key_uses_pending.add(shop.key_id)
-        runtime.spawn(_record_key_use(runtime, shop.key_id), name="tierline-api-key-use")
+    note_key_use(runtime, shop)
     return shop
+
+
+def note_key_use(runtime: Runtime, shop: AuthenticatedShop) -> None:
+    """Have the key that authenticated a request recorded as used, when it is due, beside the
+    request (:func:`_record_key_use`)."""
+    if shop.key_id is None or not shop.key_use_due(utc_now()) or shop.key_id in runtime.key_uses_pending:
+        return
+    runtime.key_uses_pending.add(shop.key_id)
+    runtime.spawn(_record_key_use(runtime, shop.key_id), name="tierline-api-key-use")
 
 
 async def _record_key_use(runtime: Runtime, key_id: int) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from service.errors import NotFoundError, UnprocessableError
 
@@ -37,21 +38,27 @@ def path_id(value: str, kind: str) -> int:
     return number
 
 
-def body_ids(values: list[str | int], kind: str, field: str) -> list[int]:
-    """Ids from a request body, or ``422`` naming each bad one.
-
-    Ids sent as plain digit strings (what the order grid sends) take a short path, which reads 250
-    of them in half the time :func:`parse_id` takes; anything else, or any id out of range,
-    takes :func:`parse_id` for every value, with its errors."""
+def plain_ids(values: list[Any]) -> list[int] | None:
+    """The ids when every value is a plain digit string of an id in range (what the order grid
+    sends), else None. Reads 250 of them in half the time :func:`parse_id` takes."""
     quick: list[int] = []
     for value in values:
         if type(value) is not str or not value.isdigit() or not value.isascii() or len(value) > 19:
-            break
+            return None
         digits = int(value)
         if not 0 < digits <= MAX_ID:
-            break
+            return None
         quick.append(digits)
-    else:
+    return quick
+
+
+def body_ids(values: list[str | int], kind: str, field: str) -> list[int]:
+    """Ids from a request body, or ``422`` naming each bad one.
+
+    Plain digit strings take :func:`plain_ids`; anything else, or any id out of range, takes
+    :func:`parse_id` for every value, with its errors."""
+    quick = plain_ids(values)
+    if quick is not None:
         return quick
     parsed: list[int] = []
     errors: list[dict[str, str]] = []

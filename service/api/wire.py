@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import msgspec
@@ -23,7 +24,6 @@ from pydantic import BaseModel
 
 from service.domain.customer_views import CustomerSummary
 from service.domain.order_views import EnrichedOrder
-from service.domain.stats import Stats
 from service.schemas import CustomerStatsRead, CustomerSummaryRead, OrderRead, money
 
 
@@ -80,7 +80,8 @@ class CustomerStatsJson(msgspec.Struct, rename="camel", frozen=True, gc=False):
 
 
 class StatsJson(msgspec.Struct, gc=False):
-    stats: dict[str, CustomerStatsJson]
+    #: msgspec writes integer keys as JSON strings: the ids need no ``str()`` each.
+    stats: Mapping[int, CustomerStatsJson]
 
 
 class ItemsJson(msgspec.Struct, rename="camel", gc=False):
@@ -144,9 +145,10 @@ def customer_summary_json(customer: CustomerSummary) -> CustomerSummaryJson:
     )
 
 
-def json_response(document: msgspec.Struct) -> Response[Any]:
+def json_response(document: msgspec.Struct | bytes) -> Response[Any]:
     """A ``200`` whose body is the document, encoded here (the route's annotation documents it)."""
-    return Response(content=_ENCODER.encode(document), media_type=MediaType.JSON)
+    content = document if isinstance(document, bytes) else _ENCODER.encode(document)
+    return Response(content=content, media_type=MediaType.JSON)
 
 
 def order_items(found: Sequence[EnrichedOrder]) -> Response[Any]:
@@ -159,16 +161,14 @@ def order_page(found: Sequence[EnrichedOrder], next_cursor: str | None) -> Respo
     return json_response(PageJson(items=[order_json(order) for order in found], next_cursor=next_cursor))
 
 
-def customer_stats(figures: Mapping[int, Stats]) -> Response[Any]:
+def stats_item(ltv: Decimal, order_count: int, rto_count: int, tier: str) -> CustomerStatsJson:
+    """One customer's figures in their wire form (``stats.read_each`` calls it per customer)."""
+    return CustomerStatsJson(money(ltv), order_count, rto_count, tier)
+
+
+def customer_stats_json(figures: Mapping[int, CustomerStatsJson]) -> bytes:
     """``StatsResponse``: ``{"stats": {"<id>": CustomerStatsRead, ...}}``."""
-    return json_response(
-        StatsJson(
-            stats={
-                str(customer_id): CustomerStatsJson(money(ltv), order_count, rto_count, tier)
-                for customer_id, (ltv, order_count, rto_count, tier) in figures.items()
-            }
-        )
-    )
+    return _ENCODER.encode(StatsJson(stats=figures))
 
 
 def customer_page(found: Sequence[CustomerSummary], next_cursor: str | None) -> Response[Any]:

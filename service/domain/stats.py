@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -32,6 +32,7 @@ customer_stats = CustomerStats.__table__  # type: ignore[attr-defined]
 customers = Customer.__table__  # type: ignore[attr-defined]
 
 ZERO = Decimal("0")
+T = TypeVar("T")
 
 
 class Stats(NamedTuple):
@@ -294,19 +295,31 @@ def _read_statement(dialect: str) -> Any:
 async def read(
     source: ReadSource, shop_id: int, customer_ids: Sequence[int], settings: ShopSettings
 ) -> dict[int, Stats]:
-    """The one stats function every read uses: ``{id: Stats}`` for each id asked.
+    """The one stats function every read uses: ``{id: Stats}`` for each id asked, in id order.
 
     Unknown ids get zeros and ``bronze``.
     """
-    found: dict[int, Stats] = {}
+    return await read_each(source, shop_id, customer_ids, settings, Stats)
+
+
+async def read_each(
+    source: ReadSource,
+    shop_id: int,
+    customer_ids: Sequence[int],
+    settings: ShopSettings,
+    make: Callable[[Decimal, int, int, str], T],
+) -> dict[int, T]:
+    """:func:`read`, with each customer's figures passed to ``make(ltv, order_count, rto_count,
+    tier)`` instead of :class:`Stats` (the stats endpoint builds its wire form in the same pass)."""
+    found: dict[int, T] = {}
     ids = sorted(set(customer_ids))
     statement = _read_statement(source_dialect(source))
     thresholds = settings.tier_thresholds
     for start in range(0, len(ids), 1000):
         rows = await fetch(source, statement, {"shop_id": shop_id, "ids": ids[start : start + 1000]})
         for cid, ltv, order_count, rto_count in rows:
-            found[int(cid)] = Stats(ltv, int(order_count), int(rto_count), tier_for(ltv, thresholds))
-    zero = Stats(ZERO, 0, 0, tier_for(ZERO, thresholds))
+            found[int(cid)] = make(ltv, int(order_count), int(rto_count), tier_for(ltv, thresholds))
+    zero = make(ZERO, 0, 0, tier_for(ZERO, thresholds))
     return {cid: found.get(cid, zero) for cid in ids}
 
 

@@ -121,7 +121,7 @@ def test_customer_stats_are_the_documented_bytes(found: dict[int, Stats]) -> Non
         )
     )
 
-    assert wire.customer_stats(found).content == documented
+    assert wire.customer_stats_json({cid: wire.stats_item(*f) for cid, f in found.items()}) == documented
 
 
 def test_the_edges_of_money_ids_and_times() -> None:
