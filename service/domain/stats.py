@@ -317,8 +317,9 @@ async def read_each(
     thresholds = settings.tier_thresholds
     for start in range(0, len(ids), 1000):
         rows = await fetch(source, statement, {"shop_id": shop_id, "ids": ids[start : start + 1000]})
+        # Both databases give the ids and counts as ints and the LTV as a Decimal already.
         for cid, ltv, order_count, rto_count in rows:
-            found[int(cid)] = make(ltv, int(order_count), int(rto_count), tier_for(ltv, thresholds))
+            found[cid] = make(ltv, order_count, rto_count, tier_for(ltv, thresholds))
     zero = make(ZERO, 0, 0, tier_for(ZERO, thresholds))
     return {cid: found.get(cid, zero) for cid in ids}
 
