@@ -14,7 +14,7 @@ this path instead:
   with SQLAlchemy Core; it is compiled for the engine's dialect once (:func:`_plan`), its bind
   parameters go through their types' bind processors, and its rows come back from psycopg as
   tuples (prepared, in text: psycopg reads 250 rows of numbers, amounts and times from text in
-  0.65–0.85 of the time it takes from binary). On SQLite each statement runs in a read-only
+  0.65 to 0.85 of the time it takes from binary). On SQLite each statement runs in a read-only
   session.
   Only statements whose column types need no result processing on PostgreSQL take this path
   (``Money``, ``UTCDateTime``, integers, text, booleans, JSONB); ``tests/service/test_reads.py``
