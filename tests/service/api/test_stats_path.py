@@ -12,6 +12,7 @@ request, so each case also proves which way it went.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -108,24 +109,27 @@ async def customers(sessionmaker: Sessionmaker, settings: Settings) -> list[int]
 
 
 async def asgi_post(
-    app: Litestar, headers: list[tuple[bytes, bytes]], chunks: list[bytes]
-) -> tuple[int, bytes]:
-    """``POST /api/stats/customers`` straight to the app: its body in these chunks."""
+    app: Litestar, headers: list[tuple[bytes, bytes]], chunks: list[bytes], *, stall: bool = False
+) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+    """``POST /api/stats/customers`` straight to the app, its body in these chunks (with
+    ``stall``, the last one says more follows, and nothing does): status, body and headers."""
     pending = list(chunks)
     answered = asyncio.Event()
     status, body = 0, b""
+    answer_headers: list[tuple[bytes, bytes]] = []
 
     async def receive() -> Any:
         if pending:
             chunk = pending.pop(0)
-            return {"type": "http.request", "body": chunk, "more_body": bool(pending)}
+            return {"type": "http.request", "body": chunk, "more_body": bool(pending) or stall}
         await answered.wait()
         return {"type": "http.disconnect"}
 
     async def send(message: Any) -> None:
-        nonlocal status, body
+        nonlocal status, body, answer_headers
         if message["type"] == "http.response.start":
             status = message["status"]
+            answer_headers = list(message.get("headers", []))
         elif message["type"] == "http.response.body":
             body += message.get("body", b"")
             if not message.get("more_body", False):
@@ -146,7 +150,7 @@ async def asgi_post(
         "server": ("testserver.local", 80),
     }
     await app(scope, receive, send)  # type: ignore[arg-type]
-    return status, body
+    return status, body, answer_headers
 
 
 async def both(
@@ -294,9 +298,9 @@ async def test_bodies_without_a_length_or_over_the_limit_go_to_the_route(
     # The test client always sends a Content-Length: the request goes to the app as ASGI,
     # its body in two chunks and no length, as a chunked upload arrives.
     def chunked(app: Litestar) -> tuple[int, bytes]:
-        assert key["Authorization"]
         headers = [(b"authorization", key["Authorization"].encode()), (b"content-type", b"application/json")]
-        return pair.fast.blocking_portal.call(asgi_post, app, headers, [body[:5], body[5:]])
+        status, content, _ = pair.fast.blocking_portal.call(asgi_post, app, headers, [body[:5], body[5:]])
+        return status, content
 
     pair.fast_routed.by_route = False
     assert chunked(pair.fast_app) == (200, (await pair.route.post(PATH, content=body, headers=key)).content)
@@ -305,6 +309,28 @@ async def test_bodies_without_a_length_or_over_the_limit_go_to_the_route(
     huge = b'{"customerIds": ["1"], "pad": "' + b"x" * settings.max_body + b'"}'
     answer, by_route = await both(pair, headers=key, content=huge)
     assert (answer.status_code, by_route) == (413, True)
+
+
+async def test_a_body_that_does_not_arrive_in_time_is_the_same_408(
+    sessionmaker: Sessionmaker, settings: Settings
+) -> None:
+    """The request limits' deadline fails the body's read in the path as in the route."""
+    slow = settings.model_copy(update={"body_timeout_seconds": 0.2})
+    key = await new_api_key(sessionmaker)
+    headers = [(b"authorization", f"Bearer {key}".encode()), (b"content-length", b"40")]
+    answers = []
+    routed = []
+    for fast_paths in (True, False):
+        app = create_app(slow, run_worker=False, fast_paths=fast_paths)
+        routed.append(watched(app))
+        async with AsyncTestClient(app=app, base_url="http://testserver.local") as client:
+            post = functools.partial(asgi_post, stall=True)
+            answers.append(client.blocking_portal.call(post, app, headers, [b'{"customerIds": ["1"']))
+    fast, route = answers
+    assert [r.by_route for r in routed] == [False, True]
+    assert fast[0] == 408
+    assert (b"connection", b"close") in fast[2]
+    assert (fast[0], fast[1], sorted(fast[2])) == (route[0], route[1], sorted(route[2]))
 
 
 async def test_a_request_answered_in_front_records_the_keys_use(
