@@ -6,7 +6,8 @@ one built with ``fast_paths=False`` (every request through the route). Status, b
 must be equal, for the requests the path answers itself (plain digit-string ids with an API key)
 and for those it hands to the route (other id forms, bad ids, bad JSON, other credentials,
 oversize or chunked bodies). A wrapper around each app records whether Litestar's router saw the
-request, so each case also proves which way it went.
+request, so each case also proves which way it went. A property test sends both apps bodies
+drawn at random (ids in every form, valid or not, under either member name).
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from typing import Any
 
 import msgspec
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from litestar.types import Receive, Scope, Send
@@ -381,3 +385,34 @@ async def test_the_request_metrics_label_the_route(pair: Pair, sessionmaker: Ses
     assert fast.status_code == 200
     assert not pair.fast_routed.by_route
     assert REGISTRY.get_sample_value(name, labels) == before + 1
+
+
+id_text = st.one_of(
+    st.integers(1, MAX_ID).map(str),
+    st.integers(-5, 2**64).map(str),
+    st.from_regex("\\A[0-9\uff10-\uff19 +.-]{0,21}\\Z"),  # ASCII and full-width digits
+    st.integers(1, 10**6).map(lambda n: f"gid://shopify/Customer/{n}"),
+)
+id_values = st.one_of(id_text, st.integers(-5, 2**64), st.booleans(), st.none(), st.floats(allow_nan=False))
+
+
+@hypothesis_settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    body=st.one_of(
+        st.fixed_dictionaries({"customerIds": st.lists(id_text, max_size=8)}),
+        st.fixed_dictionaries({"customerIds": st.lists(id_values, max_size=4)}),
+        st.dictionaries(
+            st.sampled_from(["customerIds", "customer_ids", "ids"]), st.lists(id_text, max_size=3)
+        ),
+    )
+)
+async def test_any_body_gets_the_same_answer_from_both(
+    pair: Pair, sessionmaker: Sessionmaker, body: dict[str, Any]
+) -> None:
+    key = bearer(await new_api_key(sessionmaker))
+    answer, _ = await both(pair, headers=key, json=body)
+    assert answer.status_code in (200, 422), answer.text
