@@ -135,7 +135,12 @@ def _http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException)
 
     status = exc.status_code
     if isinstance(exc, ValidationException):
-        errors = [{**e, "field": _wire_name(request, e["field"])} for e in _validation_errors(exc.extra)]
+        found = _validation_errors(exc.extra)
+        if {"field": "data", "message": "'data'"} in found:
+            # Litestar's words for a JSON body that is required and was empty (no document at all):
+            # a malformed request, like a body that is not JSON.
+            return problem(400, "the request body is empty: send a JSON document")
+        errors = [{**e, "field": _wire_name(request, e["field"])} for e in found]
         # Litestar answers 400 for query, path and body values that fail validation; docs/api.md wants
         # 422 for invalid values and values beyond limits. A malformed request (a body that is
         # not JSON, a malformed cursor) stays 400: those are not ValidationExceptions.

@@ -430,6 +430,19 @@ class TestEnrich:
         )
         assert_problem(response, 400)
 
+    @pytest.mark.parametrize(
+        ("method", "path"), [("POST", ENRICH), ("POST", "/api/stats/customers"), ("PUT", "/api/settings")]
+    )
+    async def test_an_empty_body_is_400_saying_so(
+        self, client: Client, sessionmaker: Sessionmaker, method: str, path: str
+    ) -> None:
+        key = await new_api_key(sessionmaker)
+        response = await client.request(
+            method, path, content=b"", headers={**bearer(key), "Content-Type": "application/json"}
+        )
+        problem = assert_problem(response, 400)
+        assert problem["detail"] == "the request body is empty: send a JSON document"
+
 
 class TestTrackingStatusByGid:
     async def test_put_accepts_a_gid_path(

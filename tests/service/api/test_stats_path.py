@@ -242,7 +242,7 @@ async def test_other_valid_bodies_are_left_to_the_route(
     [
         pytest.param(b'{"customerIds": ["1"', 400, id="truncated-json"),
         pytest.param(b"not json", 400, id="not-json"),
-        pytest.param(b"", 422, id="empty"),
+        pytest.param(b"", 400, id="empty"),
         pytest.param(b'["1"]', 422, id="array"),
         pytest.param(b"null", 422, id="null"),
         pytest.param(b"{}", 422, id="no-ids"),
