@@ -293,6 +293,25 @@ async def test_credentials_other_than_a_live_key_get_the_routes_401(
         assert by_route
 
 
+async def test_a_repeated_authorization_header_is_read_as_the_route_reads_it(
+    pair: Pair, customers: list[int], sessionmaker: Sessionmaker
+) -> None:
+    key = await new_api_key(sessionmaker)
+    body = {"customerIds": [str(customers[0])]}
+    content = msgspec.json.encode(body)
+    for first, second in ((key, "tl_unknown"), ("tl_unknown", key)):
+        # Raw ASGI: the test client would join the two headers into one.
+        headers = [
+            (b"authorization", f"Bearer {first}".encode()),
+            (b"authorization", f"Bearer {second}".encode()),
+            (b"content-length", str(len(content)).encode()),
+        ]
+        fast = pair.fast.blocking_portal.call(asgi_post, pair.fast_app, headers, [content])
+        route = pair.route.blocking_portal.call(asgi_post, pair.route_app, headers, [content])
+        assert (fast[0], fast[1], sorted(fast[2])) == (route[0], route[1], sorted(route[2]))
+        assert fast[0] == (200 if first == key else 401)
+
+
 async def test_bodies_without_a_length_or_over_the_limit_go_to_the_route(
     pair: Pair, customers: list[int], sessionmaker: Sessionmaker, settings: Settings
 ) -> None:
