@@ -15,11 +15,14 @@
      read pool alike), and replayed as the endpoint sends them (autocommit: these endpoints
      only read);
    * "hand SQL": one hand-written query returning the same figures (a floor).
+   Both are timed right before and right after each endpoint's run at the first concurrency (half
+   of ``--calls`` each): on a machine whose speed drifts over a run, each ratio compares the
+   endpoint with its SQL at the same minute.
 4. The ratios HTTP / SQL, and the goals of issue 18 at the first concurrency: enrich and stats
    p50 < 5 ms and < 4 ms, each within 2x its endpoint SQL; customers p50 < 4 ms.
 
-If an endpoint answers 404/405 (not written yet), its HTTP and captured-SQL rows are skipped and
-the hand-written SQL is still measured. Asserts no timing.
+If an endpoint answers 404/405 (not written yet), its HTTP and SQL rows are skipped. Asserts no
+timing.
 """
 
 from __future__ import annotations
@@ -183,17 +186,17 @@ def replay(conn: psycopg.Connection, statements: Sequence[Statement]) -> float:
     return time.perf_counter() - started
 
 
-def time_replays(url: str, requests: Sequence[Sequence[Statement]], calls: int) -> Latency:
+def replay_timings(url: str, requests: Sequence[Sequence[Statement]], calls: int) -> list[float]:
     timings: list[float] = []
     with psycopg.connect(libpq_url(url), autocommit=True) as conn:
         for n in range(WARMUP + calls):
             elapsed = replay(conn, requests[n % len(requests)])
             if n >= WARMUP:
                 timings.append(elapsed)
-    return Latency.of(timings)
+    return timings
 
 
-def time_hand(url: str, query: str, params: Sequence[dict[str, Any]], calls: int) -> Latency:
+def hand_timings(url: str, query: str, params: Sequence[dict[str, Any]], calls: int) -> list[float]:
     timings: list[float] = []
     with psycopg.connect(libpq_url(url), autocommit=True) as conn:
         for n in range(WARMUP + calls):
@@ -202,7 +205,7 @@ def time_hand(url: str, query: str, params: Sequence[dict[str, Any]], calls: int
             elapsed = time.perf_counter() - started
             if n >= WARMUP:
                 timings.append(elapsed)
-    return Latency.of(timings)
+    return timings
 
 
 def main() -> None:
@@ -268,6 +271,46 @@ def main() -> None:
         {"customerIds": [str(i) for i in rng.sample(customer_ids, IDS_PER_BODY)]} for _ in range(20)
     ]
 
+    # Each endpoint's statements, captured in process (before the server starts), and the
+    # hand-written queries' parameters: both are timed around the endpoint's HTTP run below.
+    log("SQL under the endpoints, captured in process:")
+    captured_sql: dict[str, list[list[Statement]]] = {}
+    statements_per_request: dict[str, int] = {}
+    requests: dict[str, list[tuple[str, str, object]]] = {
+        "enrich": [("POST", ENRICH_PATH, body) for body in bodies],
+        "stats": [("POST", STATS_PATH, body) for body in stats_bodies],
+        "customers": [("GET", CUSTOMERS_PATH, None)],
+        "floor": [("GET", FLOOR_PATH, None)],
+    }
+    for name, wanted in requests.items():
+        captured = capture_statements(url, secret, api_key, wanted)
+        ok = [statements for status, statements in captured if status == 200]
+        if not ok:
+            log(f"  {name}: the in-process request did not answer 200; captured SQL skipped")
+            continue
+        captured_sql[name] = ok
+        statements_per_request[name] = len(ok[0])
+        (RESULTS / f"api_{name}_statements.sql").write_text(
+            "\n\n".join(f"-- params: {json.dumps(p, default=str)[:300]}\n{s};" for s, p in ok[0])
+        )
+        log(f"  {name}: {len(ok[0])} statements per request")
+    hand_queries: dict[str, tuple[str, list[dict[str, Any]]]] = {
+        "enrich": (HAND_ENRICH, [{"shop": shop_id, "ids": [int(i) for i in b["orderIds"]]} for b in bodies]),
+        "stats": (
+            HAND_STATS,
+            [{"shop": shop_id, "ids": [int(i) for i in b["customerIds"]]} for b in stats_bodies],
+        ),
+        "customers": (HAND_CUSTOMERS, [{"shop": shop_id, "low": low, "high": high}]),
+    }
+    endpoint_sql: dict[str, Latency] = {}
+    hand_sql: dict[str, Latency] = {}
+
+    def time_sql(name: str, calls: int) -> tuple[list[float], list[float]]:
+        """The endpoint's own statements and its hand-written query, ``calls`` times each."""
+        own = replay_timings(url, captured_sql[name], calls) if name in captured_sql else []
+        hand = hand_timings(url, *hand_queries[name], calls) if name in hand_queries else []
+        return own, hand
+
     http: dict[tuple[str, int], WrkResult] = {}
     http_cpu: dict[tuple[str, int], CpuUsage] = {}
     available: dict[str, bool] = {}
@@ -319,12 +362,23 @@ def main() -> None:
                 continue
             run_wrk(server.base, SCRIPT, connections=2, duration_s=2, script_args=script_args)
             for c in levels:
+                # The SQL baselines are timed right before and right after the first concurrency's
+                # run, half of the calls each: a machine whose speed drifts over the minute a
+                # whole run takes is compared with itself.
+                if c == levels[0]:
+                    own_before, hand_before = time_sql(name, (args.calls + 1) // 2)
                 with CpuMeter(url, [server.pid]) as meter:
                     result = run_wrk(
                         server.base, SCRIPT, connections=c, duration_s=args.seconds, script_args=script_args
                     )
                 http[(name, c)] = result
                 http_cpu[(name, c)] = meter.stop()
+                if c == levels[0]:
+                    own_after, hand_after = time_sql(name, args.calls // 2)
+                    if own_before:
+                        endpoint_sql[name] = Latency.of(own_before + own_after)
+                    if hand_before:
+                        hand_sql[name] = Latency.of(hand_before + hand_after)
                 log(
                     f"  {name} c={c}: {result.requests:,} requests, {result.rate:,.1f}/s, "
                     f"p50 {ms(result.p50)} ms, "
@@ -345,46 +399,9 @@ def main() -> None:
                     (RESULTS / f"api_{name}_profile.md").write_text(report + "\n")
                     log(f"  server profile during {name} at c=1 (not part of the figures):\n{report}")
 
-    log("SQL under the endpoints, through psycopg:")
-    endpoint_sql: dict[str, Latency] = {}
-    statements_per_request: dict[str, int] = {}
-    requests: dict[str, list[tuple[str, str, object]]] = {
-        "enrich": [("POST", ENRICH_PATH, body) for body in bodies],
-        "stats": [("POST", STATS_PATH, body) for body in stats_bodies],
-        "customers": [("GET", CUSTOMERS_PATH, None)],
-        "floor": [("GET", FLOOR_PATH, None)],
-    }
-    for name, wanted in requests.items():
-        if not available[name]:
-            continue
-        captured = capture_statements(url, secret, api_key, wanted)
-        ok = [statements for status, statements in captured if status == 200]
-        if not ok:
-            log(f"  {name}: the in-process request did not answer 200; captured SQL skipped")
-            continue
-        statements_per_request[name] = len(ok[0])
-        (RESULTS / f"api_{name}_statements.sql").write_text(
-            "\n\n".join(f"-- params: {json.dumps(p, default=str)[:300]}\n{s};" for s, p in ok[0])
-        )
-        endpoint_sql[name] = time_replays(url, ok, args.calls)
-        log(f"  {name} endpoint SQL ({len(ok[0])} statements per request): {endpoint_sql[name].describe()}")
-    hand_sql = {
-        "enrich": time_hand(
-            url,
-            HAND_ENRICH,
-            [{"shop": shop_id, "ids": [int(i) for i in b["orderIds"]]} for b in bodies],
-            args.calls,
-        ),
-        "stats": time_hand(
-            url,
-            HAND_STATS,
-            [{"shop": shop_id, "ids": [int(i) for i in b["customerIds"]]} for b in stats_bodies],
-            args.calls,
-        ),
-        "customers": time_hand(
-            url, HAND_CUSTOMERS, [{"shop": shop_id, "low": low, "high": high}], args.calls
-        ),
-    }
+    for name, latency in endpoint_sql.items():
+        statements = statements_per_request[name]
+        log(f"  {name} endpoint SQL ({statements} statements per request): {latency.describe()}")
     for name, latency in hand_sql.items():
         log(f"  {name} hand-written SQL (1 statement): {latency.describe()}")
 
