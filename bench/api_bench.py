@@ -161,9 +161,16 @@ def capture_statements(
     try:
         with TestClient(app=create_app(settings, run_worker=False)) as client:
             # Once unrecorded first: the engine's first connection asks the server's version,
-            # schema and settings, which no later request sends.
+            # schema and settings, which no later request sends; and a key's first use is
+            # written beside its request (``last_used_at``, then not again within a minute),
+            # which is not the request's SQL either: it is waited for here.
             for method, path, body in requests[:1]:
                 client.request(method, path, json=body, headers={"Authorization": f"Bearer {api_key}"})
+            runtime = client.app.state.runtime
+            for _ in range(500):
+                if not runtime.background:
+                    break
+                time.sleep(0.01)
             for method, path, body in requests:
                 current[0] = []
                 response = client.request(
@@ -288,6 +295,9 @@ def main() -> None:
         if not ok:
             log(f"  {name}: the in-process request did not answer 200; captured SQL skipped")
             continue
+        counts = sorted({len(statements) for statements in ok})
+        if len(counts) > 1:
+            log(f"  {name}: requests sent {counts} statements (not the same SQL each time)")
         captured_sql[name] = ok
         statements_per_request[name] = len(ok[0])
         (RESULTS / f"api_{name}_statements.sql").write_text(
