@@ -412,7 +412,13 @@ id_text = st.one_of(
     st.from_regex("\\A[0-9\uff10-\uff19 +.-]{0,21}\\Z"),  # ASCII and full-width digits
     st.integers(1, 10**6).map(lambda n: f"gid://shopify/Customer/{n}"),
 )
-id_values = st.one_of(id_text, st.integers(-5, 2**64), st.booleans(), st.none(), st.floats(allow_nan=False))
+id_values = st.one_of(
+    id_text,
+    st.integers(-5, 2**64),
+    st.booleans(),
+    st.none(),
+    st.floats(allow_nan=False, allow_infinity=False),
+)
 
 
 @hypothesis_settings(
