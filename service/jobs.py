@@ -198,6 +198,9 @@ class JobRunner(BackgroundLoop):
 
     async def _sync(self, job: jobs.ClaimedJob, runner: ShopSync, *, exact: bool) -> SyncReport:
         try:
+            done = await runner.completed_since(job.created_at)
+            if done is not None:  # an earlier attempt finished the work and was cut off before settling
+                return done
             if exact:
                 return await (runner.reconcile() if job.kind == jobs.RECONCILE else runner.backfill())
             return await runner.run(job.kind)

@@ -422,6 +422,28 @@ class ShopSync:
                 return await self.reconcile()
         return await self.backfill()
 
+    async def completed_since(self, requested_at: datetime | None) -> SyncReport | None:
+        """The report of a sync that started at or after ``requested_at`` and completed, if the
+        shop has one and nothing is unfinished since; else None.
+
+        A worker killed after its run completed but before its job was marked done leaves the
+        job to be claimed again: this tells the next attempt that the work is done, instead of
+        backfilling the shop a second time (with two more bulk operations)."""
+        if requested_at is None:
+            return None
+        shop_id = await self.access.open()
+        status = await self._status(shop_id)
+        synced_at = status.last_synced_at
+        if status.state.get("phase") in PHASES or synced_at is None or synced_at < requested_at:
+            return None
+        last = status.state.get("lastRun") or {}
+        report = SyncReport(self.shop, str(last.get("mode") or "bulk"), synced_at=synced_at)
+        report.customers = int(last.get("customers") or 0)
+        report.orders = int(last.get("orders") or 0)
+        report.totals = {"customers": report.customers, "orders": report.orders}
+        self._message(f"{self.shop}: already synced by a run that started at {_iso(synced_at)}")
+        return report
+
     async def backfill(self) -> SyncReport:
         """Every customer and order, through bulk operations; resumes an interrupted run."""
         shop_id = await self.access.open()

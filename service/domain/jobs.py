@@ -41,6 +41,9 @@ class ClaimedJob:
     shop: str
     kind: str
     attempts: int
+    #: When the job was queued: a sync that started after it and completed did what it asks
+    #: (``service.sync.ShopSync.completed_since``).
+    created_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +140,7 @@ async def claim(
     """The next due job (queued, or running under an expired lease), now leased to ``owner``."""
     moment = now or utc_now()
     query = (
-        sa.select(jobs.c.id, jobs.c.shop_id, jobs.c.kind, jobs.c.attempts, shops.c.domain)
+        sa.select(jobs.c.id, jobs.c.shop_id, jobs.c.kind, jobs.c.attempts, jobs.c.created_at, shops.c.domain)
         .join(shops, shops.c.id == jobs.c.shop_id)
         .where(
             _active(),
@@ -168,6 +171,7 @@ async def claim(
         shop=str(row.domain),
         kind=str(row.kind),
         attempts=int(row.attempts),
+        created_at=row.created_at,
     )
 
 
@@ -314,7 +318,7 @@ async def take_over(
             next_run_at=now,
         )
     )
-    return ClaimedJob(current.id, shop_id, str(domain), kind, current.attempts), None
+    return ClaimedJob(current.id, shop_id, str(domain), kind, current.attempts, current.created_at), None
 
 
 async def queue_after_install(session: AsyncSession, shop_id: int, *, reinstall: bool) -> str | None:

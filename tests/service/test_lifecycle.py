@@ -380,6 +380,59 @@ class TestFirstLoad:
 
 
 class TestJobs:
+    async def test_a_job_cut_off_after_its_sync_completed_is_not_run_again(
+        self, app_client: Client, standin: StandIn, runner: JobRunner, sessionmaker: Sessionmaker
+    ) -> None:
+        """A worker killed between the backfill's last commit and the job's ``done``: the next
+        claim of the job (its lease expired) finds the work done and settles it, without two more
+        bulk operations."""
+        standin.add_shop(STORY_SHOP, twins.dataset(customers=4, orders=6, seed=9))
+        assert (await first_load(app_client, standin)).status_code == 200
+        [outcome] = await runner.drain()
+        assert outcome.state == "done", outcome.error
+        assert standin.bulk_operations_started(STORY_SHOP) == ["customers", "orders"]
+        # As the kill leaves it: still running, under a lease that has expired, not finished.
+        async with session_scope(sessionmaker) as session:
+            await session.execute(
+                sa.update(JOBS).values(
+                    state=JobState.RUNNING,
+                    lease_owner="killed-worker",
+                    lease_expires_at=datetime.now(UTC) - timedelta(seconds=1),
+                    finished_at=None,
+                )
+            )
+
+        [again] = await runner.drain()
+
+        assert again.state == "done", again.error
+        assert standin.bulk_operations_started(STORY_SHOP) == ["customers", "orders"]  # not again
+        async with session_scope(sessionmaker) as session:
+            row = (await session.execute(sa.select(JOBS.c.state, JOBS.c.customers, JOBS.c.orders))).one()
+        assert row.state == JobState.DONE
+
+    async def test_a_job_queued_after_the_last_sync_still_runs(
+        self, app_client: Client, standin: StandIn, runner: JobRunner, sessionmaker: Sessionmaker
+    ) -> None:
+        """The check above looks at syncs that started after the job was queued, not before."""
+        standin.add_shop(STORY_SHOP, twins.dataset(customers=4, orders=6, seed=9))
+        assert (await first_load(app_client, standin)).status_code == 200
+        [outcome] = await runner.drain()
+        assert outcome.state == "done", outcome.error
+        async with session_scope(sessionmaker) as session:
+            shop_id = await session.scalar(
+                sa.select(helpers.SHOPS.c.id).where(helpers.SHOPS.c.domain == STORY_SHOP)
+            )
+            assert shop_id is not None
+            assert await jobs.enqueue(
+                session, shop_id, jobs.RECONCILE, trigger="schedule", now=datetime.now(UTC)
+            )
+
+        [reconciled] = await runner.drain()
+
+        assert reconciled.state == "done", reconciled.error
+        assert reconciled.report is not None
+        assert reconciled.report.mode == "reconcile"  # it ran, and did not take the backfill for it
+
     async def test_uninstall_stops_a_running_backfill(
         self, standin: StandIn, sessionmaker: Sessionmaker, story_settings: Settings, app_client: Client
     ) -> None:
