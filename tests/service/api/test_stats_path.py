@@ -6,23 +6,21 @@ one built with ``fast_paths=False`` (every request through the route). Status, b
 must be equal, for the requests the path answers itself (plain digit-string ids with an API key)
 and for those it hands to the route (other id forms, bad ids, bad JSON, other credentials,
 oversize or chunked bodies). A wrapper around each app records whether Litestar's router saw the
-request, so each case also proves which way it went. A property test sends both apps bodies
-drawn at random (ids in every form, valid or not, under either member name).
+request, so each case also proves which way it went. Sixty bodies drawn from a seeded generator
+(ids in every form, valid or not, under either member name) go to both as well.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 import pytest
-from hypothesis import HealthCheck, given
-from hypothesis import settings as hypothesis_settings
-from hypothesis import strategies as st
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from litestar.types import Receive, Scope, Send
@@ -406,38 +404,41 @@ async def test_the_request_metrics_label_the_route(pair: Pair, sessionmaker: Ses
     assert REGISTRY.get_sample_value(name, labels) == before + 1
 
 
-id_text = st.one_of(
-    st.integers(1, MAX_ID).map(str),
-    st.integers(-5, 2**64).map(str),
-    st.from_regex("\\A[0-9\uff10-\uff19 +.-]{0,21}\\Z"),  # ASCII and full-width digits
-    st.integers(1, 10**6).map(lambda n: f"gid://shopify/Customer/{n}"),
-)
-id_values = st.one_of(
-    id_text,
-    st.integers(-5, 2**64),
-    st.booleans(),
-    st.none(),
-    st.floats(allow_nan=False, allow_infinity=False),
-)
+def random_bodies(seed: int, count: int) -> list[dict[str, Any]]:
+    """Bodies drawn from a seeded generator: ids in every form, valid or not, under either
+    member name (a fixed seed, so a failure names its body and happens again)."""
+    rng = random.Random(seed)
+
+    def id_text() -> str:
+        choice = rng.randrange(4)
+        if choice == 0:
+            return str(rng.randint(1, MAX_ID))
+        if choice == 1:
+            return str(rng.randint(-5, 2**64))
+        if choice == 2:  # ASCII and full-width digits, spaces, signs, points
+            return "".join(rng.choice("0123456789\uff10\uff19 +.-") for _ in range(rng.randint(0, 21)))
+        return f"gid://shopify/Customer/{rng.randint(1, 10**6)}"
+
+    def any_value() -> Any:
+        return rng.choice(
+            [rng.randint(-5, 2**64), rng.random() < 0.5, None, rng.uniform(-1e6, 1e6), id_text()]
+        )
+
+    bodies: list[dict[str, Any]] = []
+    for _ in range(count):
+        kind = rng.randrange(3)
+        if kind == 0:
+            bodies.append({"customerIds": [id_text() for _ in range(rng.randint(0, 8))]})
+        elif kind == 1:
+            bodies.append({"customerIds": [any_value() for _ in range(rng.randint(0, 4))]})
+        else:
+            names = rng.sample(["customerIds", "customer_ids", "ids"], rng.randint(0, 2))
+            bodies.append({name: [id_text() for _ in range(rng.randint(0, 3))] for name in names})
+    return bodies
 
 
-@hypothesis_settings(
-    max_examples=60,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
-)
-@given(
-    body=st.one_of(
-        st.fixed_dictionaries({"customerIds": st.lists(id_text, max_size=8)}),
-        st.fixed_dictionaries({"customerIds": st.lists(id_values, max_size=4)}),
-        st.dictionaries(
-            st.sampled_from(["customerIds", "customer_ids", "ids"]), st.lists(id_text, max_size=3)
-        ),
-    )
-)
-async def test_any_body_gets_the_same_answer_from_both(
-    pair: Pair, sessionmaker: Sessionmaker, body: dict[str, Any]
-) -> None:
+async def test_random_bodies_get_the_same_answer_from_both(pair: Pair, sessionmaker: Sessionmaker) -> None:
     key = bearer(await new_api_key(sessionmaker))
-    answer, _ = await both(pair, headers=key, json=body)
-    assert answer.status_code in (200, 422), answer.text
+    for body in random_bodies(seed=18, count=60):
+        answer, _ = await both(pair, headers=key, json=body)
+        assert answer.status_code in (200, 422), (body, answer.text)
